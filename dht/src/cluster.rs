@@ -1,0 +1,514 @@
+//! Cluster membership at each level, decided from RTT samples and the cluster descriptors
+//! peers put in every message header.
+//!
+//! ```text
+//! Coral, section 4.3 (paraphrased): a node joins a level-i cluster only if its RTT to at
+//! least 80 % of the members it has sampled is below the level's threshold. Every message
+//! carries the sender's cluster IDs, ages and size estimates. A node that finds an acceptable
+//! cluster larger than its own switches to it (on equal size, to the older one); a node whose
+//! cluster is no longer acceptable, with nothing better in sight, starts a new cluster.
+//! ```
+//!
+//! [Implementation Notes]
+//! 1. Ages travel as "time since founding", never as instants: nodes share no clock. A
+//!    received age is stored with the local time it was heard, and advanced from there.
+//! 2. "Larger" has hysteresis (`cluster_size_hysteresis`) because size estimates are noisy;
+//!    within that band the older cluster wins, and within `cluster_age_tie` of equal age the
+//!    lower cluster ID wins, so two young clusters of one size merge rather than stare at
+//!    each other. The order is total, so a node never moves back and forth between two.
+//! 3. Only descriptors heard directly from a peer are trusted for that peer; contacts learned
+//!    second-hand carry none and are not members until they speak to us.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use crate::config::Config;
+use crate::id::{Contact, NodeId};
+use crate::wire::{ClusterDescriptor, ClusterId, Header, Level};
+
+/// A duration that keeps growing: an age observed at some local instant.
+#[derive(Clone, Copy, Debug)]
+struct AgeClock {
+    age: Duration,
+    at: Instant,
+}
+
+impl AgeClock {
+    fn at(&self, now: Instant) -> Duration {
+        self.age
+            .saturating_add(now.saturating_duration_since(self.at))
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Membership {
+    id: ClusterId,
+    /// `None` until the node's clock starts (the first call that brings a `now`).
+    age: Option<AgeClock>,
+}
+
+impl Membership {
+    fn age(&self, now: Instant) -> Duration {
+        self.age.map_or(Duration::ZERO, |a| a.at(now))
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct HeardDescriptor {
+    id: ClusterId,
+    age: AgeClock,
+    size: u32,
+}
+
+#[derive(Clone, Debug)]
+struct PeerInfo {
+    contact: Contact,
+    /// Lowest RTT measured; queueing only ever adds delay, so the minimum is the best
+    /// estimate of the path's propagation delay.
+    min_rtt: Option<Duration>,
+    last_heard: Instant,
+    /// `clusters[i]`: the peer's cluster at level `i + 1`, as it last told us.
+    clusters: Vec<HeardDescriptor>,
+}
+
+/// A cluster as seen from here, while deciding whether to move.
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    id: ClusterId,
+    size: u32,
+    age: Duration,
+    sampled: usize,
+    near: usize,
+}
+
+/// What the local node knows about clusters: its own at each level above 0, and what peers
+/// said about theirs.
+#[derive(Clone, Debug)]
+pub(crate) struct Clustering {
+    thresholds: Vec<Duration>,
+    fraction: f64,
+    hysteresis: f64,
+    age_tie: Duration,
+    capacity: usize,
+    peer_ttl: Duration,
+    /// `own[i]`: the local node's cluster at level `i + 1`.
+    own: Vec<Membership>,
+    peers: BTreeMap<NodeId, PeerInfo>,
+}
+
+impl Clustering {
+    /// Starts alone: a new single-node cluster at every level.
+    pub(crate) fn new(config: &Config, rng: &mut impl Rng) -> Self {
+        let own = config
+            .level_rtt_thresholds
+            .iter()
+            .map(|_| Membership {
+                id: ClusterId(rng.next_u64()),
+                age: None,
+            })
+            .collect();
+        Clustering {
+            thresholds: config.level_rtt_thresholds.clone(),
+            fraction: config.cluster_membership_fraction,
+            hysteresis: config.cluster_size_hysteresis,
+            age_tie: config.cluster_age_tie,
+            capacity: config.peer_info_capacity,
+            peer_ttl: config.peer_info_ttl,
+            own,
+            peers: BTreeMap::new(),
+        }
+    }
+
+    /// The node's clock starts: clusters it founded begin to age.
+    pub(crate) fn start(&mut self, now: Instant) {
+        for m in &mut self.own {
+            m.age.get_or_insert(AgeClock {
+                age: Duration::ZERO,
+                at: now,
+            });
+        }
+    }
+
+    /// The local node's cluster at `level` (level 0 has the one global cluster, ID 0).
+    pub(crate) fn own_id(&self, level: Level) -> ClusterId {
+        level
+            .index()
+            .checked_sub(1)
+            .and_then(|i| self.own.get(i))
+            .map_or(ClusterId(0), |m| m.id)
+    }
+
+    pub(crate) fn own_age(&self, level: Level, now: Instant) -> Duration {
+        level
+            .index()
+            .checked_sub(1)
+            .and_then(|i| self.own.get(i))
+            .map_or(Duration::ZERO, |m| m.age(now))
+    }
+
+    /// The header for an outgoing message; `sizes[i]` is the size estimate at level `i + 1`.
+    pub(crate) fn header(&self, now: Instant, sizes: &[u32]) -> Header {
+        Header {
+            clusters: self
+                .own
+                .iter()
+                .enumerate()
+                .map(|(i, m)| ClusterDescriptor {
+                    id: m.id,
+                    age: m.age(now).min(crate::wire::MAX_WIRE_DURATION),
+                    size: sizes.get(i).copied().unwrap_or(1),
+                })
+                .collect(),
+        }
+    }
+
+    fn touch(&mut self, now: Instant, from: &Contact) -> &mut PeerInfo {
+        if !self.peers.contains_key(&from.id) && self.peers.len() >= self.capacity {
+            // Forget the peer heard from longest ago.
+            if let Some(oldest) = self
+                .peers
+                .iter()
+                .min_by_key(|(id, p)| (p.last_heard, **id))
+                .map(|(id, _)| *id)
+            {
+                self.peers.remove(&oldest);
+            }
+        }
+        let info = self.peers.entry(from.id).or_insert_with(|| PeerInfo {
+            contact: from.clone(),
+            min_rtt: None,
+            last_heard: now,
+            clusters: Vec::new(),
+        });
+        info.contact = from.clone();
+        info.last_heard = now;
+        info
+    }
+
+    /// A message from `from` arrived carrying `header`.
+    pub(crate) fn observe_header(&mut self, now: Instant, from: &Contact, header: &Header) {
+        let levels = self.own.len();
+        let info = self.touch(now, from);
+        info.clusters = header
+            .clusters
+            .iter()
+            .take(levels)
+            .map(|d| HeardDescriptor {
+                id: d.id,
+                age: AgeClock {
+                    age: d.age,
+                    at: now,
+                },
+                size: d.size,
+            })
+            .collect();
+    }
+
+    /// The transport (or an RPC) measured a round trip to `from`.
+    pub(crate) fn observe_rtt(&mut self, now: Instant, from: &Contact, rtt: Duration) {
+        let info = self.touch(now, from);
+        info.min_rtt = Some(info.min_rtt.map_or(rtt, |m| m.min(rtt)));
+    }
+
+    /// Forgets a peer (it failed to answer).
+    pub(crate) fn forget(&mut self, id: &NodeId) {
+        self.peers.remove(id);
+    }
+
+    /// The peer last said it is in our cluster at `level` (every peer is, at level 0).
+    pub(crate) fn is_member(&self, peer: &NodeId, level: Level) -> bool {
+        let Some(i) = level.index().checked_sub(1) else {
+            return true;
+        };
+        let own = self.own_id(level);
+        self.peers
+            .get(peer)
+            .and_then(|p| p.clusters.get(i))
+            .is_some_and(|d| d.id == own)
+    }
+
+    /// Peers that last said they are in our cluster at `level`.
+    pub(crate) fn members(&self, level: Level) -> impl Iterator<Item = &Contact> {
+        self.peers
+            .iter()
+            .filter(move |(id, _)| self.is_member(id, level))
+            .map(|(_, p)| &p.contact)
+    }
+
+    /// The `n` peers heard from longest ago, to ping so RTTs and descriptors stay current.
+    pub(crate) fn stalest(&self, now: Instant, min_silence: Duration, n: usize) -> Vec<Contact> {
+        let mut quiet: Vec<&PeerInfo> = self
+            .peers
+            .values()
+            .filter(|p| now.saturating_duration_since(p.last_heard) >= min_silence)
+            .collect();
+        quiet.sort_by_key(|p| (p.last_heard, p.contact.id));
+        quiet
+            .into_iter()
+            .take(n)
+            .map(|p| p.contact.clone())
+            .collect()
+    }
+
+    /// Drops what was not heard for `peer_info_ttl`.
+    pub(crate) fn expire(&mut self, now: Instant) {
+        let ttl = self.peer_ttl;
+        self.peers
+            .retain(|_, p| now.saturating_duration_since(p.last_heard) < ttl);
+    }
+
+    pub(crate) fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub(crate) fn min_rtt(&self, peer: &NodeId) -> Option<Duration> {
+        self.peers.get(peer).and_then(|p| p.min_rtt)
+    }
+
+    /// Re-decides membership at `level` (>= 1). `own_size` is the local estimate of the current
+    /// cluster's size. Returns the new cluster if the node moved.
+    pub(crate) fn evaluate(
+        &mut self,
+        now: Instant,
+        level: Level,
+        own_size: u32,
+        rng: &mut impl Rng,
+    ) -> Option<ClusterId> {
+        let i = level.index().checked_sub(1)?;
+        let threshold = *self.thresholds.get(i)?;
+        let own_id = self.own.get(i)?.id;
+        let mut seen: BTreeMap<ClusterId, Candidate> = BTreeMap::new();
+        for p in self.peers.values() {
+            let Some(d) = p.clusters.get(i) else { continue };
+            let c = seen.entry(d.id).or_insert(Candidate {
+                id: d.id,
+                size: 0,
+                age: Duration::ZERO,
+                sampled: 0,
+                near: 0,
+            });
+            c.size = c.size.max(d.size);
+            c.age = c.age.max(d.age.at(now));
+            if let Some(rtt) = p.min_rtt {
+                c.sampled += 1;
+                if rtt < threshold {
+                    c.near += 1;
+                }
+            }
+        }
+        let acceptable =
+            |c: &Candidate| c.sampled > 0 && (c.near as f64) >= self.fraction * (c.sampled as f64);
+        let mut own = seen.get(&own_id).copied().unwrap_or(Candidate {
+            id: own_id,
+            size: 0,
+            age: Duration::ZERO,
+            sampled: 0,
+            near: 0,
+        });
+        own.size = own.size.max(own_size);
+        own.age = own.age.max(self.own_age(level, now));
+        // With no samples of our own cluster there is nothing to contradict staying in it.
+        let own_ok = own.sampled == 0 || acceptable(&own);
+        let best = seen
+            .values()
+            .filter(|c| c.id != own_id && acceptable(c))
+            .copied()
+            .reduce(|a, b| if self.beats(&b, &a) { b } else { a });
+        let next = match best {
+            Some(b) if !own_ok || self.beats(&b, &own) => Membership {
+                id: b.id,
+                age: Some(AgeClock {
+                    age: b.age,
+                    at: now,
+                }),
+            },
+            _ if !own_ok => Membership {
+                id: ClusterId(rng.next_u64()),
+                age: Some(AgeClock {
+                    age: Duration::ZERO,
+                    at: now,
+                }),
+            },
+            _ => return None,
+        };
+        self.own[i] = next;
+        Some(next.id)
+    }
+
+    /// Whether cluster `a` is preferable to cluster `b` (see the implementation notes).
+    fn beats(&self, a: &Candidate, b: &Candidate) -> bool {
+        let (sa, sb) = (f64::from(a.size), f64::from(b.size));
+        let h = 1.0 + self.hysteresis;
+        if sa > sb * h {
+            return true;
+        }
+        if sb > sa * h {
+            return false;
+        }
+        if a.age > b.age.saturating_add(self.age_tie) {
+            return true;
+        }
+        if b.age > a.age.saturating_add(self.age_tie) {
+            return false;
+        }
+        a.id < b.id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::Addr;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    const L2: Level = Level(2);
+
+    fn peer(n: u8) -> Contact {
+        Contact::new(NodeId([n; 32]), Addr::default())
+    }
+
+    fn header_at_level2(id: u64, age_secs: u64, size: u32) -> Header {
+        let d = |id| ClusterDescriptor {
+            id: ClusterId(id),
+            age: Duration::from_secs(age_secs),
+            size,
+        };
+        Header {
+            clusters: vec![d(id + 1000), d(id)],
+        }
+    }
+
+    fn setup() -> (Clustering, Instant, ChaCha8Rng) {
+        let now = crate::test_clock::epoch();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut c = Clustering::new(&Config::default(), &mut rng);
+        c.start(now);
+        (c, now, rng)
+    }
+
+    #[test]
+    fn joins_a_near_cluster_and_not_a_far_one() {
+        let (mut c, now, mut rng) = setup();
+        for n in 0..5 {
+            c.observe_header(now, &peer(n), &header_at_level2(7, 100, 5));
+            c.observe_rtt(now, &peer(n), Duration::from_millis(150));
+        }
+        assert_eq!(c.evaluate(now, L2, 1, &mut rng), None, "far cluster");
+        for n in 10..13 {
+            c.observe_header(now, &peer(n), &header_at_level2(8, 100, 3));
+            c.observe_rtt(now, &peer(n), Duration::from_millis(5));
+        }
+        assert_eq!(c.evaluate(now, L2, 1, &mut rng), Some(ClusterId(8)));
+        assert!(c.is_member(&peer(10).id, L2));
+        assert!(!c.is_member(&peer(0).id, L2));
+        assert_eq!(c.members(L2).count(), 3);
+    }
+
+    #[test]
+    fn eighty_percent_rule() {
+        let (mut c, now, mut rng) = setup();
+        // 3 of 4 sampled members near: 75 % < 80 %, not acceptable.
+        for n in 0..4 {
+            c.observe_header(now, &peer(n), &header_at_level2(7, 100, 4));
+            let rtt = if n < 3 { 5 } else { 50 };
+            c.observe_rtt(now, &peer(n), Duration::from_millis(rtt));
+        }
+        assert_eq!(c.evaluate(now, L2, 1, &mut rng), None);
+        // A fifth near member makes it 4 of 5 = 80 %.
+        c.observe_header(now, &peer(9), &header_at_level2(7, 100, 4));
+        c.observe_rtt(now, &peer(9), Duration::from_millis(5));
+        assert_eq!(c.evaluate(now, L2, 1, &mut rng), Some(ClusterId(7)));
+    }
+
+    #[test]
+    fn moves_to_larger_cluster_only_beyond_hysteresis() {
+        let (mut c, now, mut rng) = setup();
+        c.observe_header(now, &peer(1), &header_at_level2(7, 100, 10));
+        c.observe_rtt(now, &peer(1), Duration::from_millis(5));
+        assert_eq!(c.evaluate(now, L2, 1, &mut rng), Some(ClusterId(7)));
+        // Another cluster only slightly larger (and younger) does not pull us over.
+        c.observe_header(now, &peer(2), &header_at_level2(3, 5, 12));
+        c.observe_rtt(now, &peer(2), Duration::from_millis(5));
+        assert_eq!(c.evaluate(now, L2, 10, &mut rng), None);
+        // A clearly larger one does.
+        c.observe_header(now, &peer(2), &header_at_level2(3, 5, 30));
+        assert_eq!(c.evaluate(now, L2, 10, &mut rng), Some(ClusterId(3)));
+    }
+
+    #[test]
+    fn equal_clusters_merge_into_the_older_then_the_lower_id() {
+        let (mut c, now, mut rng) = setup();
+        c.observe_header(now, &peer(1), &header_at_level2(50, 100, 2));
+        c.observe_rtt(now, &peer(1), Duration::from_millis(5));
+        c.observe_header(now, &peer(2), &header_at_level2(60, 300, 2));
+        c.observe_rtt(now, &peer(2), Duration::from_millis(5));
+        assert_eq!(c.evaluate(now, L2, 2, &mut rng), Some(ClusterId(60)));
+        // Same size and age: the lower ID wins.
+        let (mut c, now, mut rng) = setup();
+        c.observe_header(now, &peer(1), &header_at_level2(50, 100, 2));
+        c.observe_rtt(now, &peer(1), Duration::from_millis(5));
+        c.observe_header(now, &peer(2), &header_at_level2(40, 101, 2));
+        c.observe_rtt(now, &peer(2), Duration::from_millis(5));
+        assert_eq!(c.evaluate(now, L2, 2, &mut rng), Some(ClusterId(40)));
+        // And once there, it stays: no flapping.
+        assert_eq!(c.evaluate(now, L2, 2, &mut rng), None);
+    }
+
+    #[test]
+    fn leaves_a_cluster_that_is_no_longer_near() {
+        let (mut c, now, mut rng) = setup();
+        for n in 0..3 {
+            c.observe_header(now, &peer(n), &header_at_level2(7, 100, 3));
+            c.observe_rtt(now, &peer(n), Duration::from_millis(5));
+        }
+        assert_eq!(c.evaluate(now, L2, 1, &mut rng), Some(ClusterId(7)));
+        // The members turn out to be far (new peers of the same cluster, all distant).
+        for n in 20..40 {
+            c.observe_header(now, &peer(n), &header_at_level2(7, 100, 3));
+            c.observe_rtt(now, &peer(n), Duration::from_millis(90));
+        }
+        let moved = c.evaluate(now, L2, 3, &mut rng);
+        assert!(
+            moved.is_some_and(|id| id != ClusterId(7)),
+            "starts a new cluster"
+        );
+    }
+
+    #[test]
+    fn ages_keep_growing_between_messages() {
+        let (mut c, now, mut rng) = setup();
+        c.observe_header(now, &peer(1), &header_at_level2(7, 100, 3));
+        c.observe_rtt(now, &peer(1), Duration::from_millis(5));
+        c.evaluate(now, L2, 1, &mut rng);
+        let later = now + Duration::from_secs(50);
+        let h = c.header(later, &[1, 3]);
+        assert_eq!(h.clusters[1].id, ClusterId(7));
+        assert_eq!(h.clusters[1].age, Duration::from_secs(150));
+        assert_eq!(h.clusters[1].size, 3);
+    }
+
+    #[test]
+    fn peer_table_is_bounded() {
+        let now = crate::test_clock::epoch();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let config = Config {
+            peer_info_capacity: 4,
+            ..Config::default()
+        };
+        let mut c = Clustering::new(&config, &mut rng);
+        c.start(now);
+        for n in 0..10u8 {
+            c.observe_rtt(
+                now + Duration::from_secs(n.into()),
+                &peer(n),
+                Duration::from_millis(5),
+            );
+        }
+        assert_eq!(c.peer_count(), 4);
+        assert!(c.min_rtt(&peer(9).id).is_some());
+        assert!(c.min_rtt(&peer(0).id).is_none());
+    }
+}

@@ -1,0 +1,238 @@
+//! Identifiers, contacts and the XOR metric.
+//!
+//! Node IDs and keys live in one 256-bit space (SHA-256), as in Kademlia; a key is the
+//! SHA-256 of a URL. [`Distance`] orders IDs by XOR, which is symmetric, satisfies the
+//! triangle inequality and gives every node the same view of "closest", so lookups from
+//! anywhere converge on the same nodes.
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Length of an ID in bytes.
+pub const ID_LEN: usize = 32;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub struct $name(pub [u8; ID_LEN]);
+
+        impl $name {
+            /// The ID whose bytes are the SHA-256 of `data`.
+            pub fn hash(data: &[u8]) -> Self {
+                let digest = ring::digest::digest(&ring::digest::SHA256, data);
+                let mut bytes = [0u8; ID_LEN];
+                bytes.copy_from_slice(digest.as_ref());
+                Self(bytes)
+            }
+
+            /// The raw bytes.
+            pub fn as_bytes(&self) -> &[u8; ID_LEN] {
+                &self.0
+            }
+
+            /// XOR distance to any other point of the ID space.
+            pub fn distance(&self, other: &impl AsRef<[u8; ID_LEN]>) -> Distance {
+                Distance::between(&self.0, other.as_ref())
+            }
+        }
+
+        impl AsRef<[u8; ID_LEN]> for $name {
+            fn as_ref(&self) -> &[u8; ID_LEN] {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            /// The first 8 hex digits, enough to tell nodes apart in logs.
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                for b in &self.0[..4] {
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({self})", stringify!($name))
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A node's identity in every level of the DHT (Coral uses one ID at all levels).
+    NodeId
+);
+id_type!(
+    /// What a value is stored under: the SHA-256 of a URL.
+    Key
+);
+
+impl Key {
+    /// The key a proxy uses for a URL.
+    pub fn from_url(url: &str) -> Self {
+        Self::hash(url.as_bytes())
+    }
+}
+
+impl From<NodeId> for Key {
+    fn from(id: NodeId) -> Self {
+        Key(id.0)
+    }
+}
+
+/// XOR of two IDs, read as a 256-bit big-endian integer: the Kademlia metric.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Distance(pub [u8; ID_LEN]);
+
+impl Distance {
+    /// The distance between two points of the ID space.
+    pub fn between(a: &[u8; ID_LEN], b: &[u8; ID_LEN]) -> Self {
+        let mut d = [0u8; ID_LEN];
+        for (i, out) in d.iter_mut().enumerate() {
+            *out = a[i] ^ b[i];
+        }
+        Distance(d)
+    }
+
+    /// Index of the highest set bit (0..=255), `None` for distance zero. Two IDs at distance
+    /// `d` share exactly `255 - ilog2(d)` leading bits; this is the k-bucket index.
+    pub fn ilog2(&self) -> Option<u32> {
+        let mut zeros = 0u32;
+        for byte in &self.0 {
+            if *byte == 0 {
+                zeros += 8;
+            } else {
+                zeros += byte.leading_zeros();
+                return Some(255 - zeros);
+            }
+        }
+        None
+    }
+
+    /// The distance as a float (for size estimates only; loses precision by design).
+    pub fn as_f64(&self) -> f64 {
+        self.0
+            .iter()
+            .fold(0.0, |acc, b| acc * 256.0 + f64::from(*b))
+    }
+}
+
+impl fmt::Debug for Distance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ilog2() {
+            Some(l) => write!(f, "Distance(2^{l})"),
+            None => write!(f, "Distance(0)"),
+        }
+    }
+}
+
+/// A transport address, opaque to the DHT: `node` stores multiaddr bytes here and `sim` a
+/// host index. The DHT only keeps it and hands it back in [`Transmit`](crate::Transmit)s.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub struct Addr(pub Bytes);
+
+impl fmt::Debug for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Addr({} bytes)", self.0.len())
+    }
+}
+
+impl From<Vec<u8>> for Addr {
+    fn from(v: Vec<u8>) -> Self {
+        Addr(Bytes::from(v))
+    }
+}
+
+/// How to reach a node: who it is and where.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Contact {
+    /// The node's ID at every level.
+    pub id: NodeId,
+    /// Where the transport can reach it.
+    pub addr: Addr,
+}
+
+impl Contact {
+    /// A contact from its parts.
+    pub fn new(id: NodeId, addr: impl Into<Addr>) -> Self {
+        Contact {
+            id,
+            addr: addr.into(),
+        }
+    }
+}
+
+impl fmt::Debug for Contact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Contact({})", self.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn id() -> impl Strategy<Value = [u8; ID_LEN]> {
+        any::<[u8; ID_LEN]>()
+    }
+
+    proptest! {
+        #[test]
+        fn xor_distance_is_symmetric(a in id(), b in id()) {
+            prop_assert_eq!(Distance::between(&a, &b), Distance::between(&b, &a));
+        }
+
+        #[test]
+        fn xor_distance_is_zero_only_to_itself(a in id(), b in id()) {
+            prop_assert_eq!(Distance::between(&a, &a), Distance::default());
+            prop_assert_eq!(Distance::between(&a, &b) == Distance::default(), a == b);
+        }
+
+        #[test]
+        fn xor_distance_obeys_triangle_inequality(a in id(), b in id(), c in id()) {
+            // d(a,c) = d(a,b) ^ d(b,c) <= d(a,b) + d(b,c); compared as floats is too lossy, so
+            // check the XOR form: the highest bit of d(a,c) is at most the higher of the two.
+            let ab = Distance::between(&a, &b);
+            let bc = Distance::between(&b, &c);
+            let ac = Distance::between(&a, &c);
+            prop_assert!(ac.ilog2() <= ab.ilog2().max(bc.ilog2()));
+        }
+
+        #[test]
+        fn xor_distance_is_unidirectional(a in id(), b in id(), c in id()) {
+            // For a given point and distance there is exactly one other point: lookups for the
+            // same key converge on the same path.
+            prop_assume!(b != c);
+            prop_assert_ne!(Distance::between(&a, &b), Distance::between(&a, &c));
+        }
+
+        #[test]
+        fn ilog2_counts_shared_prefix(a in id(), b in id()) {
+            let d = Distance::between(&a, &b);
+            if let Some(l) = d.ilog2() {
+                let shared = 255 - l as usize;
+                for bit in 0..shared {
+                    let (byte, mask) = (bit / 8, 0x80u8 >> (bit % 8));
+                    prop_assert_eq!(a[byte] & mask, b[byte] & mask);
+                }
+                let (byte, mask) = (shared / 8, 0x80u8 >> (shared % 8));
+                prop_assert_ne!(a[byte] & mask, b[byte] & mask);
+            } else {
+                prop_assert_eq!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn key_from_url_is_sha256() {
+        // SHA-256("") is well known.
+        let k = Key::from_url("");
+        assert_eq!(format!("{k}"), "e3b0c442");
+    }
+}

@@ -1,0 +1,156 @@
+//! Time-driven work: request timeouts and retries, cluster checks, bucket refresh, expiry;
+//! and the bookkeeping every answered or failed request triggers.
+
+use std::time::Instant;
+
+use rand::{Rng, RngExt};
+
+use super::{Node, Timers};
+use crate::id::{ID_LEN, Key};
+use crate::io::{Event, RpcId, Transmit};
+use crate::rpc::{Outstanding, Purpose};
+use crate::wire::{Level, RequestBody, Response, ResponseBody};
+
+impl Node {
+    pub(super) fn on_timeout(&mut self, now: Instant) {
+        while let Some(rpc) = self.rpcs.pop_expired(now) {
+            self.on_rpc_timeout(now, rpc);
+        }
+        self.expire_queries(now);
+        let Some(timers) = self.timers else { return };
+        if timers.cluster_check <= now {
+            self.check_clusters(now);
+        }
+        if timers.refresh <= now {
+            self.refresh(now);
+        }
+    }
+
+    fn on_rpc_timeout(&mut self, now: Instant, rpc: RpcId) {
+        self.stats.timeouts += 1;
+        let attempt = self.rpcs.get(rpc).map(|o| o.attempt);
+        if attempt.is_some_and(|a| a < self.config.rpc_retries) {
+            let timeout = self.config.rpc_timeout;
+            let Some(out) = self.rpcs.retry(rpc, now, timeout) else {
+                return;
+            };
+            let (to, req, purpose) = (out.to.clone(), out.req.clone(), out.purpose);
+            self.stats.retries += 1;
+            self.stats.requests_out.count(&req.body);
+            self.transmits.push_back(Transmit::Request { to, rpc, req });
+            if let Purpose::Query { query, level } = purpose
+                && let Some(out) = self.rpcs.get(rpc).cloned()
+            {
+                self.on_query_slow(now, query, level, &out);
+            }
+            return;
+        }
+        if let Some(out) = self.rpcs.finish(rpc) {
+            self.on_rpc_failed(now, rpc, out);
+        }
+    }
+
+    /// A request will never be answered: the peer is gone from every table.
+    pub(super) fn on_rpc_failed(&mut self, now: Instant, _rpc: RpcId, out: Outstanding) {
+        for table in &mut self.tables {
+            table.remove(&out.to.id);
+        }
+        self.clusters.forget(&out.to.id);
+        if let Purpose::Query { query, level } = out.purpose {
+            self.on_query_failure(now, query, level, &out);
+        }
+    }
+
+    pub(super) fn on_response(&mut self, now: Instant, rpc: RpcId, resp: Response) {
+        let Some(out) = self.rpcs.finish(rpc) else {
+            // Unknown, or answered already (a retry's twin): nothing to match it to.
+            self.stats.dropped += 1;
+            return;
+        };
+        self.stats.responses_in += 1;
+        self.clusters.observe_header(now, &out.to, &resp.header);
+        if out.attempt == 0 {
+            let rtt = now.saturating_duration_since(out.sent_at);
+            self.clusters.observe_rtt(now, &out.to, rtt);
+        }
+        if matches!(resp.body, ResponseBody::Refused) {
+            // It does not share our level layout: useless for routing.
+            for table in &mut self.tables {
+                table.remove(&out.to.id);
+            }
+        } else {
+            self.saw(now, &out.to);
+        }
+        self.dispatch_response(now, rpc, out, resp);
+    }
+
+    /// Re-decides cluster membership at every level, keeps peer samples fresh, drops expired
+    /// values.
+    fn check_clusters(&mut self, now: Instant) {
+        for store in &mut self.stores {
+            store.expire(now);
+        }
+        self.clusters.expire(now);
+        for i in 1..self.config.levels() {
+            self.sizes[i - 1] = self.tables[i].estimate_size();
+        }
+        for i in 1..self.config.levels() {
+            let level = Level(i as u8);
+            let size = self.sizes[i - 1];
+            let Some(cluster) = self.clusters.evaluate(now, level, size, &mut self.rng) else {
+                continue;
+            };
+            // Rebuild the level's table from the peers that said they are in the new cluster,
+            // then look ourselves up in it so its members learn of us (Coral, section 4.3).
+            let members: Vec<_> = self.clusters.members(level).cloned().collect();
+            let table = &mut self.tables[i];
+            table.clear();
+            for m in &members {
+                table.insert(m.clone(), now);
+            }
+            self.sizes[i - 1] = table.estimate_size();
+            self.stats.cluster_changes += 1;
+            self.events.push_back(Event::ClusterChanged {
+                level,
+                cluster,
+                members: members.len(),
+            });
+            if !members.is_empty() {
+                self.start_lookup(now, level, Key::from(self.me.id), Vec::new(), false);
+            }
+        }
+        // Ping the peers heard from longest ago, so RTTs and cluster descriptors of clusters we
+        // might join stay current even when no query happens to touch them.
+        let silence = self.config.cluster_check_interval * 6;
+        for peer in self.clusters.stalest(now, silence, self.config.alpha) {
+            self.send_request(now, peer, RequestBody::Ping, Purpose::ClusterProbe);
+        }
+        if let Some(t) = &mut self.timers {
+            t.cluster_check = now + self.config.cluster_check_interval;
+        }
+    }
+
+    /// Kademlia's bucket refresh, at every level: a lookup of our own ID (finds our closest
+    /// neighbours) and of a random ID in one bucket's range (keeps far buckets populated).
+    fn refresh(&mut self, now: Instant) {
+        for i in 0..self.config.levels() {
+            let level = Level(i as u8);
+            let indices: Vec<u32> = self.tables[i].bucket_indices().collect();
+            if indices.is_empty() {
+                continue;
+            }
+            self.start_lookup(now, level, Key::from(self.me.id), Vec::new(), false);
+            let pick = indices[self.rng.random_range(0..indices.len())];
+            let mut random = [0u8; ID_LEN];
+            self.rng.fill_bytes(&mut random);
+            let target = self.tables[i].random_id_in_bucket(pick, random);
+            self.start_lookup(now, level, target, Vec::new(), false);
+        }
+        if let Some(t) = &mut self.timers {
+            *t = Timers {
+                refresh: now + self.config.bucket_refresh_interval,
+                ..*t
+            };
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! The DHT participant: every input, command and output goes through [`Node`].
+
+mod drive;
+mod maintain;
+mod serve;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::cluster::Clustering;
+use crate::config::{Config, ConfigError};
+use crate::id::{Contact, Key};
+use crate::io::{Event, Input, QueryId, RpcId, Transmit};
+use crate::query::Query;
+use crate::routing::{Insert, RoutingTable};
+use crate::rpc::{Purpose, Rpcs};
+use crate::stats::{LevelSnapshot, PeerSnapshot, Snapshot, Stats};
+use crate::store::{Limits, Store};
+use crate::wire::{Level, Request, RequestBody, Response, Value};
+
+/// One DHT participant.
+///
+/// Methods come in three kinds:
+/// - `handle_*`: feed an input (a message, a failed send, an RTT sample, the passage of time).
+/// - commands: [`get`](Node::get), [`put`](Node::put), [`bootstrap`](Node::bootstrap); each
+///   returns a [`QueryId`] and finishes as an [`Event`] carrying it.
+/// - `poll_*`: take the outputs. After any `handle_*` or command, drain
+///   [`poll_transmit`](Node::poll_transmit) until `None`, then [`poll_event`](Node::poll_event),
+///   then read [`poll_timeout`](Node::poll_timeout) and call
+///   [`handle_timeout`](Node::handle_timeout) when it passes.
+///
+/// `now` must never go backwards between calls. The node never reads a clock itself.
+#[derive(Debug)]
+pub struct Node {
+    config: Config,
+    me: Contact,
+    /// The only randomness: cluster IDs and refresh targets.
+    rng: ChaCha8Rng,
+    /// `tables[level]`: members of our cluster at that level.
+    tables: Vec<RoutingTable>,
+    /// `stores[level]`: values put at that level (a level-2 get must find level-2 holders,
+    /// which are near, not any holder).
+    stores: Vec<Store>,
+    clusters: Clustering,
+    /// Cluster size estimates per level above 0, refreshed on each cluster check; sent in every
+    /// header, so not recomputed per message.
+    sizes: Vec<u32>,
+    rpcs: Rpcs,
+    queries: BTreeMap<QueryId, Query>,
+    next_query: u64,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    /// Periodic work; `None` until the first call that brings a `now`.
+    timers: Option<Timers>,
+    stats: Stats,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Timers {
+    cluster_check: Instant,
+    refresh: Instant,
+}
+
+impl Node {
+    /// A node that knows nobody yet; call [`bootstrap`](Node::bootstrap) to join.
+    pub fn new(config: Config, me: Contact) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(config.rng_seed);
+        let levels = config.levels();
+        let limits = Limits {
+            values_per_key: config.values_per_key,
+            loaded_threshold: config.loaded_threshold,
+            loaded_window: config.loaded_window,
+            min_ttl: config.min_ttl,
+            max_ttl: config.max_ttl,
+            max_keys: config.max_keys,
+        };
+        let clusters = Clustering::new(&config, &mut rng);
+        Ok(Node {
+            tables: (0..levels)
+                .map(|_| RoutingTable::new(me.id, config.k, config.replacement_cache_size))
+                .collect(),
+            stores: (0..levels).map(|_| Store::new(limits)).collect(),
+            sizes: vec![1; levels - 1],
+            clusters,
+            rng,
+            rpcs: Rpcs::default(),
+            queries: BTreeMap::new(),
+            next_query: 0,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            timers: None,
+            stats: Stats::default(),
+            config,
+            me,
+        })
+    }
+
+    /// This node's contact.
+    pub fn contact(&self) -> &Contact {
+        &self.me
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Feeds a message or a transport failure.
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        self.arrive(now);
+        match input {
+            Input::Request { from, inbound, req } => self.on_request(now, from, inbound, req),
+            Input::Response { rpc, resp } => self.on_response(now, rpc, resp),
+            Input::SendFailed { rpc } => {
+                self.stats.send_failures += 1;
+                if let Some(out) = self.rpcs.finish(rpc) {
+                    self.on_rpc_failed(now, rpc, out);
+                }
+            }
+        }
+    }
+
+    /// The transport measured a round trip to `peer` (e.g. a libp2p ping). Drives clustering;
+    /// RTTs of the node's own requests are measured too.
+    pub fn handle_rtt(&mut self, now: Instant, peer: &Contact, rtt: Duration) {
+        self.arrive(now);
+        if peer.id != self.me.id {
+            self.clusters.observe_rtt(now, peer, rtt);
+        }
+    }
+
+    /// Lets time pass: request timeouts, query deadlines, cluster checks, refreshes, expiry.
+    /// Spurious calls are harmless: nothing that is not yet due fires.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.arrive(now);
+        self.on_timeout(now);
+    }
+
+    /// Joins the network through `contacts`: a lookup of the node's own ID at level 0.
+    pub fn bootstrap(&mut self, now: Instant, contacts: Vec<Contact>) -> QueryId {
+        self.arrive(now);
+        self.start_lookup(now, Level::GLOBAL, Key::from(self.me.id), contacts, true)
+    }
+
+    /// Finds holders of `key`: level by level from the most local, stopping at the first node
+    /// with values. Ends with [`Event::GetDone`].
+    pub fn get(&mut self, now: Instant, key: Key) -> QueryId {
+        self.arrive(now);
+        self.start_get(now, key)
+    }
+
+    /// Announces `value` under `key` for `ttl` at every level (sloppily). Ends with
+    /// [`Event::PutDone`].
+    pub fn put(&mut self, now: Instant, key: Key, value: Value, ttl: Duration) -> QueryId {
+        self.arrive(now);
+        self.start_put(now, key, value, ttl)
+    }
+
+    /// The next message to deliver.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next outcome.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`handle_timeout`](Node::handle_timeout) next. May change after any
+    /// `handle_*` or command.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let timers = self.timers?;
+        let queries = self.queries.values().map(|q| q.deadline).min();
+        [
+            Some(timers.cluster_check),
+            Some(timers.refresh),
+            self.rpcs.next_deadline(),
+            queries,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Counters since start, and current sizes.
+    pub fn stats(&self, now: Instant) -> Stats {
+        let mut s = self.stats.clone();
+        s.values_stored = self.stores.iter().map(Store::value_count).sum();
+        s.keys_stored = self.stores.iter().map(Store::key_count).sum();
+        s.keys_loaded = self.stores.iter().map(|st| st.loaded_key_count(now)).sum();
+        s.peers_known = self.clusters.peer_count();
+        s.rpcs_in_flight = self.rpcs.len();
+        s.queries_running = self.queries.len();
+        s
+    }
+
+    /// Clusters and routing tables as they are now.
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        let levels = (0..self.config.levels())
+            .map(|l| {
+                let level = Level(l as u8);
+                let table = &self.tables[l];
+                LevelSnapshot {
+                    level,
+                    threshold: self.config.threshold(l),
+                    cluster: self.clusters.own_id(level),
+                    cluster_age: self.clusters.own_age(level, now),
+                    size_estimate: l
+                        .checked_sub(1)
+                        .and_then(|i| self.sizes.get(i).copied())
+                        .unwrap_or_else(|| table.estimate_size()),
+                    buckets: table
+                        .buckets()
+                        .map(|(i, entries)| {
+                            let peers = entries
+                                .iter()
+                                .map(|e| PeerSnapshot {
+                                    contact: e.contact.clone(),
+                                    min_rtt: self.clusters.min_rtt(&e.contact.id),
+                                })
+                                .collect();
+                            (i, peers)
+                        })
+                        .collect(),
+                    keys: self.stores[l].key_count(),
+                    values: self.stores[l].value_count(),
+                }
+            })
+            .collect();
+        Snapshot {
+            id: self.me.id,
+            levels,
+        }
+    }
+
+    /// The first call with a `now` starts the periodic work.
+    fn arrive(&mut self, now: Instant) {
+        if self.timers.is_none() {
+            self.clusters.start(now);
+            self.timers = Some(Timers {
+                cluster_check: now + self.config.cluster_check_interval,
+                refresh: now + self.config.bucket_refresh_interval,
+            });
+        }
+    }
+
+    fn next_query_id(&mut self) -> QueryId {
+        let id = QueryId(self.next_query);
+        self.next_query += 1;
+        self.stats.queries_started += 1;
+        id
+    }
+
+    fn levels(&self) -> impl DoubleEndedIterator<Item = Level> + use<> {
+        (0..self.config.levels() as u8).map(Level)
+    }
+
+    fn header(&self, now: Instant) -> crate::wire::Header {
+        self.clusters.header(now, &self.sizes)
+    }
+
+    fn send_request(
+        &mut self,
+        now: Instant,
+        to: Contact,
+        body: RequestBody,
+        purpose: Purpose,
+    ) -> RpcId {
+        let req = Request {
+            header: self.header(now),
+            body,
+        };
+        self.stats.requests_out.count(&req.body);
+        let rpc = self.rpcs.start(
+            now,
+            self.config.rpc_timeout,
+            to.clone(),
+            req.clone(),
+            purpose,
+        );
+        self.transmits.push_back(Transmit::Request { to, rpc, req });
+        rpc
+    }
+
+    /// `contact` proved alive (it asked or answered something): refresh it in the table of
+    /// every level whose cluster it shares with us, and drop it from those it left.
+    fn saw(&mut self, now: Instant, contact: &Contact) {
+        if contact.id == self.me.id {
+            return;
+        }
+        for level in self.levels() {
+            let table = &mut self.tables[level.index()];
+            if self.clusters.is_member(&contact.id, level) {
+                if let Some(Insert::PingOldest(oldest)) = table.insert(contact.clone(), now) {
+                    self.send_request(
+                        now,
+                        oldest,
+                        RequestBody::Ping,
+                        Purpose::BucketPing { level },
+                    );
+                }
+            } else if table.contains(&contact.id) {
+                table.remove(&contact.id);
+            }
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        now: Instant,
+        from: Contact,
+        inbound: crate::io::InboundId,
+        req: Request,
+    ) {
+        self.stats.requests_in.count(&req.body);
+        if from.id != self.me.id {
+            self.clusters.observe_header(now, &from, &req.header);
+            self.saw(now, &from);
+        }
+        let body = self.serve(now, req.body);
+        let resp = Response {
+            header: self.header(now),
+            body,
+        };
+        self.stats.responses_out += 1;
+        self.transmits
+            .push_back(Transmit::Response { inbound, resp });
+    }
+}

@@ -1,0 +1,72 @@
+//! Answering requests from other nodes.
+
+use std::time::Instant;
+
+use super::Node;
+use crate::id::{Contact, Key};
+use crate::wire::{Level, MAX_CONTACTS, RequestBody, ResponseBody};
+
+impl Node {
+    /// The answer to one request. Pure with respect to the network: it only reads and updates
+    /// local tables and stores.
+    pub(super) fn serve(&mut self, now: Instant, body: RequestBody) -> ResponseBody {
+        match body {
+            RequestBody::Ping => ResponseBody::Pong,
+            RequestBody::FindNode { level, target } => match self.level_ok(level) {
+                true => ResponseBody::Nodes {
+                    closer: self.closer(level, &target),
+                },
+                false => ResponseBody::Refused,
+            },
+            RequestBody::Get { level, key } => {
+                if !self.level_ok(level) {
+                    return ResponseBody::Refused;
+                }
+                let store = &mut self.stores[level.index()];
+                store.record_request(key, now);
+                let values = store.get(&key, now, self.config.max_values_per_response);
+                ResponseBody::Values {
+                    values,
+                    closer: self.closer(level, &key),
+                }
+            }
+            RequestBody::PutProbe { level, key, ttl } => {
+                if !self.level_ok(level) {
+                    return ResponseBody::Refused;
+                }
+                let store = &mut self.stores[level.index()];
+                store.record_request(key, now);
+                ResponseBody::Probe {
+                    full: store.is_full(&key, ttl, now),
+                    loaded: store.is_loaded(&key, now),
+                    closer: self.closer(level, &key),
+                }
+            }
+            RequestBody::Store {
+                level,
+                key,
+                value,
+                ttl,
+            } => {
+                if !self.level_ok(level) {
+                    return ResponseBody::Refused;
+                }
+                let accepted = self.stores[level.index()].store(key, value, ttl, now);
+                if accepted {
+                    self.stats.stores_accepted += 1;
+                } else {
+                    self.stats.stores_refused += 1;
+                }
+                ResponseBody::Stored { accepted }
+            }
+        }
+    }
+
+    fn level_ok(&self, level: Level) -> bool {
+        level.index() < self.config.levels()
+    }
+
+    fn closer(&self, level: Level, target: &Key) -> Vec<Contact> {
+        self.tables[level.index()].closest(target, self.config.k.min(MAX_CONTACTS))
+    }
+}

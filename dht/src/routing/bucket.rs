@@ -1,0 +1,208 @@
+//! One k-bucket: up to `k` contacts ordered least-recently-seen first, and a replacement
+//! cache of contacts waiting for a slot.
+//!
+//! ```text
+//! Kademlia, section 2.2: when a node hears from a contact whose bucket is full, it pings
+//! the least-recently-seen entry. If that entry fails to respond, it is evicted and the new
+//! contact inserted; if it responds, it moves to the tail and the new contact is discarded
+//! (kept here in a replacement cache, as section 4.1 suggests).
+//! ```
+//! Keeping long-lived nodes first is what makes a Kademlia table resist churn and flooding:
+//! a newcomer cannot push out a node that still answers.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use crate::id::{Contact, NodeId};
+
+/// A contact in a bucket and when we last heard from it.
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    pub(crate) contact: Contact,
+    pub(crate) last_seen: Instant,
+}
+
+/// What inserting a contact did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Insert {
+    /// The contact was present and moved to the most-recently-seen end.
+    Updated,
+    /// The contact took a free slot.
+    Added,
+    /// The bucket is full: the contact waits in the replacement cache, and the caller should
+    /// ping this least-recently-seen entry; its failure frees the slot.
+    PingOldest(Contact),
+    /// The bucket is full and its oldest entry is already being pinged; the contact waits in
+    /// the replacement cache.
+    Queued,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Bucket {
+    /// Least-recently-seen first.
+    entries: Vec<Entry>,
+    /// Most recently heard at the back; bounded by the replacement cache size.
+    replacements: VecDeque<Entry>,
+    /// The oldest entry we are pinging, so one full bucket sends one ping, not one per newcomer.
+    pinging: Option<NodeId>,
+}
+
+impl Bucket {
+    pub(crate) fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub(crate) fn contains(&self, id: &NodeId) -> bool {
+        self.entries.iter().any(|e| e.contact.id == *id)
+    }
+
+    pub(crate) fn insert(
+        &mut self,
+        contact: Contact,
+        now: Instant,
+        k: usize,
+        max_replacements: usize,
+    ) -> Insert {
+        if let Some(pos) = self.entries.iter().position(|e| e.contact.id == contact.id) {
+            self.entries.remove(pos);
+            self.entries.push(Entry {
+                contact,
+                last_seen: now,
+            });
+            if self.pinging == Some(self.entries[self.entries.len() - 1].contact.id) {
+                self.pinging = None;
+            }
+            return Insert::Updated;
+        }
+        if self.entries.len() < k {
+            self.replacements.retain(|e| e.contact.id != contact.id);
+            self.entries.push(Entry {
+                contact,
+                last_seen: now,
+            });
+            return Insert::Added;
+        }
+        self.replacements.retain(|e| e.contact.id != contact.id);
+        if max_replacements > 0 {
+            if self.replacements.len() >= max_replacements {
+                self.replacements.pop_front();
+            }
+            self.replacements.push_back(Entry {
+                contact,
+                last_seen: now,
+            });
+        }
+        match (&self.pinging, self.entries.first()) {
+            (None, Some(oldest)) => {
+                self.pinging = Some(oldest.contact.id);
+                Insert::PingOldest(oldest.contact.clone())
+            }
+            _ => Insert::Queued,
+        }
+    }
+
+    /// The contact failed to answer: drop it and promote the most recently heard replacement.
+    /// Returns whether an entry was removed.
+    pub(crate) fn remove(&mut self, id: &NodeId) -> bool {
+        if self.pinging == Some(*id) {
+            self.pinging = None;
+        }
+        self.replacements.retain(|e| e.contact.id != *id);
+        let Some(pos) = self.entries.iter().position(|e| e.contact.id == *id) else {
+            return false;
+        };
+        self.entries.remove(pos);
+        if let Some(replacement) = self.replacements.pop_back() {
+            // Keep the bucket ordered by last_seen, so the oldest entry is pinged first.
+            let at = self
+                .entries
+                .iter()
+                .position(|e| e.last_seen > replacement.last_seen)
+                .unwrap_or(self.entries.len());
+            self.entries.insert(at, replacement);
+        }
+        true
+    }
+
+    /// Contacts waiting for a slot (most recent last).
+    #[cfg(test)]
+    pub(crate) fn replacements(&self) -> impl Iterator<Item = &Contact> {
+        self.replacements.iter().map(|e| &e.contact)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::Addr;
+    use std::time::Duration;
+
+    fn c(n: u8) -> Contact {
+        Contact::new(NodeId([n; 32]), Addr::default())
+    }
+
+    #[test]
+    fn full_bucket_keeps_one_pending_ping() {
+        let t0 = crate::test_clock::epoch();
+        let mut b = Bucket::default();
+        for n in 0..3 {
+            assert_eq!(b.insert(c(n), t0, 3, 2), Insert::Added);
+        }
+        assert_eq!(b.insert(c(10), t0, 3, 2), Insert::PingOldest(c(0)));
+        // A second newcomer does not trigger a second ping.
+        assert_eq!(b.insert(c(11), t0, 3, 2), Insert::Queued);
+        assert_eq!(b.entries().len(), 3);
+        assert_eq!(b.replacements().count(), 2);
+    }
+
+    #[test]
+    fn oldest_entry_that_answers_stays() {
+        let t0 = crate::test_clock::epoch();
+        let mut b = Bucket::default();
+        for n in 0..3 {
+            b.insert(c(n), t0, 3, 2);
+        }
+        assert_eq!(b.insert(c(10), t0, 3, 2), Insert::PingOldest(c(0)));
+        // The ping is answered: the old entry moves to the tail and the newcomer keeps waiting.
+        assert_eq!(
+            b.insert(c(0), t0 + Duration::from_secs(1), 3, 2),
+            Insert::Updated
+        );
+        let ids: Vec<u8> = b.entries().iter().map(|e| e.contact.id.0[0]).collect();
+        assert_eq!(ids, vec![1, 2, 0]);
+        assert!(!b.contains(&c(10).id));
+        // The next newcomer pings the new oldest.
+        assert_eq!(b.insert(c(11), t0, 3, 2), Insert::PingOldest(c(1)));
+    }
+
+    #[test]
+    fn failed_entry_is_replaced_by_newest_replacement() {
+        let t0 = crate::test_clock::epoch();
+        let mut b = Bucket::default();
+        for n in 0..3 {
+            b.insert(c(n), t0, 3, 2);
+        }
+        b.insert(c(10), t0 + Duration::from_secs(1), 3, 2);
+        b.insert(c(11), t0 + Duration::from_secs(2), 3, 2);
+        assert!(b.remove(&c(0).id));
+        assert!(b.contains(&c(11).id));
+        assert!(!b.contains(&c(10).id));
+        assert_eq!(b.entries().len(), 3);
+    }
+
+    #[test]
+    fn replacement_cache_is_bounded() {
+        let t0 = crate::test_clock::epoch();
+        let mut b = Bucket::default();
+        b.insert(c(0), t0, 1, 2);
+        for n in 1..10 {
+            b.insert(c(n), t0, 1, 2);
+        }
+        let waiting: Vec<u8> = b.replacements().map(|c| c.id.0[0]).collect();
+        assert_eq!(waiting, vec![8, 9]);
+    }
+}

@@ -1,0 +1,270 @@
+//! A routing table for one level: k-buckets indexed by the length of the prefix a contact
+//! shares with the local ID. At level 0 it holds any node; at a higher level only members of
+//! the local node's cluster at that level (Coral keeps one table per level, section 4.2).
+
+mod bucket;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use bucket::Bucket;
+pub(crate) use bucket::Insert;
+
+use crate::id::{Contact, Distance, ID_LEN, Key, NodeId};
+
+/// The k-buckets of one level. Only non-empty buckets are allocated, so a node in a small
+/// cluster costs a few hundred bytes, which matters when the simulator runs thousands.
+#[derive(Clone, Debug)]
+pub(crate) struct RoutingTable {
+    local: NodeId,
+    k: usize,
+    max_replacements: usize,
+    /// Keyed by `ilog2(distance to local)`: bucket 255 holds half the ID space.
+    buckets: BTreeMap<u32, Bucket>,
+}
+
+impl RoutingTable {
+    pub(crate) fn new(local: NodeId, k: usize, max_replacements: usize) -> Self {
+        RoutingTable {
+            local,
+            k,
+            max_replacements,
+            buckets: BTreeMap::new(),
+        }
+    }
+
+    fn index(&self, id: &NodeId) -> Option<u32> {
+        self.local.distance(id).ilog2()
+    }
+
+    /// Records that `contact` is alive (it answered us or asked us something).
+    /// The local node itself is never inserted.
+    pub(crate) fn insert(&mut self, contact: Contact, now: Instant) -> Option<Insert> {
+        let idx = self.index(&contact.id)?;
+        let bucket = self.buckets.entry(idx).or_default();
+        Some(bucket.insert(contact, now, self.k, self.max_replacements))
+    }
+
+    /// Removes a contact that failed or left the cluster; a replacement takes its slot.
+    pub(crate) fn remove(&mut self, id: &NodeId) -> bool {
+        let Some(idx) = self.index(id) else {
+            return false;
+        };
+        let Some(bucket) = self.buckets.get_mut(&idx) else {
+            return false;
+        };
+        let removed = bucket.remove(id);
+        if bucket.is_empty() {
+            self.buckets.remove(&idx);
+        }
+        removed
+    }
+
+    pub(crate) fn contains(&self, id: &NodeId) -> bool {
+        self.index(id)
+            .and_then(|idx| self.buckets.get(&idx))
+            .is_some_and(|b| b.contains(id))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.buckets.values().map(|b| b.entries().len()).sum()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.buckets.clear();
+    }
+
+    pub(crate) fn contacts(&self) -> impl Iterator<Item = &Contact> {
+        self.buckets
+            .values()
+            .flat_map(|b| b.entries().iter().map(|e| &e.contact))
+    }
+
+    /// Indices of the non-empty buckets.
+    pub(crate) fn bucket_indices(&self) -> impl Iterator<Item = u32> + '_ {
+        self.buckets.keys().copied()
+    }
+
+    /// Per bucket (index, entries), for snapshots.
+    pub(crate) fn buckets(&self) -> impl Iterator<Item = (u32, &[bucket::Entry])> {
+        self.buckets.iter().map(|(i, b)| (*i, b.entries()))
+    }
+
+    /// The `n` known contacts closest to `target`, nearest first.
+    pub(crate) fn closest(&self, target: &Key, n: usize) -> Vec<Contact> {
+        let mut all: Vec<(Distance, &Contact)> = self
+            .contacts()
+            .map(|c| (c.id.distance(target), c))
+            .collect();
+        if all.len() > n {
+            all.select_nth_unstable_by_key(n, |(d, _)| *d);
+            all.truncate(n);
+        }
+        all.sort_unstable_by_key(|(d, _)| *d);
+        all.into_iter().map(|(_, c)| c.clone()).collect()
+    }
+
+    /// An estimate of how many nodes share this table's cluster, from the density of IDs near
+    /// the local one: with `n` nodes spread uniformly, the `k`-th closest sits near
+    /// `k / n` of the ID space. Exact (count + 1) while the table holds fewer than `k`.
+    pub(crate) fn estimate_size(&self) -> u32 {
+        let closest = self.closest(&Key::from(self.local), self.k);
+        if closest.len() < self.k {
+            return u32::try_from(closest.len() + 1).unwrap_or(u32::MAX);
+        }
+        let Some(farthest) = closest.last() else {
+            return 1;
+        };
+        let d = self.local.distance(&farthest.id).as_f64();
+        let space = 2f64.powi(8 * ID_LEN as i32);
+        if d <= 0.0 {
+            return u32::MAX;
+        }
+        let estimate = (self.k as f64) * space / d;
+        // Never below what we actually know.
+        estimate
+            .max((self.len() + 1) as f64)
+            .min(f64::from(u32::MAX)) as u32
+    }
+
+    /// A random ID whose distance to the local one falls in bucket `idx`, for refreshes.
+    pub(crate) fn random_id_in_bucket(&self, idx: u32, random: [u8; ID_LEN]) -> Key {
+        let mut d = random;
+        // Clear every bit above `idx`, set bit `idx`.
+        let bit = 255 - idx as usize; // position from the most significant bit
+        for (pos, byte) in d.iter_mut().enumerate() {
+            for b in 0..8 {
+                let i = pos * 8 + b;
+                let mask = 0x80u8 >> b;
+                if i < bit {
+                    *byte &= !mask;
+                } else if i == bit {
+                    *byte |= mask;
+                }
+            }
+        }
+        let mut id = [0u8; ID_LEN];
+        for (i, out) in id.iter_mut().enumerate() {
+            *out = self.local.0[i] ^ d[i];
+        }
+        Key(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::Addr;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    fn contact(id: [u8; 32]) -> Contact {
+        Contact::new(NodeId(id), Addr::default())
+    }
+
+    proptest! {
+        #[test]
+        fn table_holds_no_duplicates_and_respects_k(
+            local in any::<[u8; 32]>(),
+            ids in proptest::collection::vec(any::<[u8; 32]>(), 0..200),
+            k in 1usize..8,
+        ) {
+            let now = crate::test_clock::epoch();
+            let mut t = RoutingTable::new(NodeId(local), k, 4);
+            for id in &ids {
+                t.insert(contact(*id), now);
+                t.insert(contact(*id), now); // twice: still once in the table
+            }
+            let seen: Vec<NodeId> = t.contacts().map(|c| c.id).collect();
+            let unique: BTreeSet<NodeId> = seen.iter().copied().collect();
+            prop_assert_eq!(seen.len(), unique.len());
+            prop_assert!(!unique.contains(&NodeId(local)));
+            for (idx, entries) in t.buckets() {
+                prop_assert!(entries.len() <= k);
+                for e in entries {
+                    prop_assert_eq!(NodeId(local).distance(&e.contact.id).ilog2(), Some(idx));
+                }
+            }
+        }
+
+        #[test]
+        fn closest_is_sorted_and_is_the_true_closest(
+            local in any::<[u8; 32]>(),
+            ids in proptest::collection::vec(any::<[u8; 32]>(), 0..100),
+            target in any::<[u8; 32]>(),
+            n in 1usize..30,
+        ) {
+            let now = crate::test_clock::epoch();
+            let mut t = RoutingTable::new(NodeId(local), 20, 4);
+            for id in &ids {
+                t.insert(contact(*id), now);
+            }
+            let target = Key(target);
+            let got = t.closest(&target, n);
+            prop_assert_eq!(got.len(), n.min(t.len()));
+            for w in got.windows(2) {
+                prop_assert!(w[0].id.distance(&target) < w[1].id.distance(&target));
+            }
+            // Nothing left out is closer than the farthest returned.
+            if let Some(last) = got.last() {
+                let bound = last.id.distance(&target);
+                let chosen: BTreeSet<NodeId> = got.iter().map(|c| c.id).collect();
+                for c in t.contacts().filter(|c| !chosen.contains(&c.id)) {
+                    prop_assert!(c.id.distance(&target) > bound);
+                }
+            }
+        }
+
+        #[test]
+        fn random_id_falls_in_its_bucket(local in any::<[u8; 32]>(), r in any::<[u8; 32]>(), idx in 0u32..256) {
+            let t = RoutingTable::new(NodeId(local), 20, 4);
+            let id = t.random_id_in_bucket(idx, r);
+            prop_assert_eq!(NodeId(local).distance(&id).ilog2(), Some(idx));
+        }
+    }
+
+    #[test]
+    fn size_estimate_tracks_a_uniform_population() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut id = || {
+            let mut b = [0u8; 32];
+            rng.fill_bytes(&mut b);
+            b
+        };
+        let now = crate::test_clock::epoch();
+        let mut t = RoutingTable::new(NodeId(id()), 20, 4);
+        for _ in 0..5000 {
+            t.insert(contact(id()), now);
+        }
+        let est = t.estimate_size();
+        assert!(
+            (1500..=15000).contains(&est),
+            "estimate {est} for 5000 nodes"
+        );
+
+        let mut small = RoutingTable::new(NodeId(id()), 20, 4);
+        for _ in 0..5 {
+            small.insert(contact(id()), now);
+        }
+        assert_eq!(small.estimate_size(), 6);
+    }
+
+    #[test]
+    fn removing_frees_a_slot_for_a_replacement() {
+        let now = crate::test_clock::epoch();
+        let local = [0u8; 32];
+        let mut t = RoutingTable::new(NodeId(local), 1, 2);
+        let mut a = [0u8; 32];
+        a[0] = 0x80;
+        let mut b = a;
+        b[31] = 1;
+        assert_eq!(t.insert(contact(a), now), Some(Insert::Added));
+        assert_eq!(
+            t.insert(contact(b), now),
+            Some(Insert::PingOldest(contact(a)))
+        );
+        assert!(t.remove(&NodeId(a)));
+        assert!(t.contains(&NodeId(b)));
+    }
+}

@@ -1,0 +1,367 @@
+//! The sloppy store of one level: a bounded set of values per key, each with its own TTL,
+//! and the per-key request rate that makes a node "loaded".
+//!
+//! ```text
+//! Coral, section 4.2: "A node is full with respect to some key k when it stores l values
+//! for k whose TTLs are all at least one-half of the new value. A node is loaded with
+//! respect to k when it has received more than the maximum leakage rate beta requests for
+//! k within the past minute."
+//! ```
+//! A full node refuses a new holder, so puts spread onto nodes before it; a node that is
+//! both full and loaded stops puts from going further, so the nodes nearest a hot key see at
+//! most about `beta` requests a minute from each direction instead of all of them.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::id::{Key, NodeId};
+use crate::wire::Value;
+
+#[derive(Clone, Debug)]
+struct Stored {
+    value: Value,
+    expires: Instant,
+}
+
+/// Limits of one store, copied from [`Config`](crate::Config).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub(crate) values_per_key: usize,
+    pub(crate) loaded_threshold: u32,
+    pub(crate) loaded_window: Duration,
+    pub(crate) min_ttl: Duration,
+    pub(crate) max_ttl: Duration,
+    pub(crate) max_keys: usize,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Store {
+    limits: Limits,
+    values: BTreeMap<Key, Vec<Stored>>,
+    /// Every stored value by expiry: drives expiry and picks the victim when `max_keys` is hit.
+    by_expiry: BTreeSet<(Instant, Key, NodeId)>,
+    /// Recent request times per key, at most `loaded_threshold + 1` each (enough to decide).
+    requests: BTreeMap<Key, VecDeque<Instant>>,
+}
+
+impl Store {
+    pub(crate) fn new(limits: Limits) -> Self {
+        Store {
+            limits,
+            values: BTreeMap::new(),
+            by_expiry: BTreeSet::new(),
+            requests: BTreeMap::new(),
+        }
+    }
+
+    /// The TTL actually granted for a requested one.
+    pub(crate) fn clamp_ttl(&self, ttl: Duration) -> Duration {
+        ttl.clamp(self.limits.min_ttl, self.limits.max_ttl)
+    }
+
+    /// Counts a request (get, probe or store) for `key`, for the "loaded" rule.
+    pub(crate) fn record_request(&mut self, key: Key, now: Instant) {
+        if !self.requests.contains_key(&key) && self.requests.len() >= self.limits.max_keys {
+            // Under a flood of distinct keys we stop tracking new ones rather than grow; such
+            // keys are never "loaded", which only makes puts go one hop further.
+            return;
+        }
+        let window = self.limits.loaded_window;
+        let cap = self.limits.loaded_threshold as usize + 1;
+        let times = self.requests.entry(key).or_default();
+        while times
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= window)
+        {
+            times.pop_front();
+        }
+        if times.len() >= cap {
+            times.pop_front();
+        }
+        times.push_back(now);
+    }
+
+    /// More than `beta` requests for `key` in the last window.
+    pub(crate) fn is_loaded(&self, key: &Key, now: Instant) -> bool {
+        let window = self.limits.loaded_window;
+        self.requests.get(key).is_some_and(|times| {
+            times
+                .iter()
+                .filter(|t| now.saturating_duration_since(**t) < window)
+                .count()
+                > self.limits.loaded_threshold as usize
+        })
+    }
+
+    /// Holds `l` live values for `key` whose remaining TTLs are at least half of `ttl`.
+    pub(crate) fn is_full(&self, key: &Key, ttl: Duration, now: Instant) -> bool {
+        let ttl = self.clamp_ttl(ttl);
+        let half = ttl / 2;
+        self.values.get(key).is_some_and(|vs| {
+            vs.iter()
+                .filter(|s| s.expires.saturating_duration_since(now) >= half)
+                .count()
+                >= self.limits.values_per_key
+        })
+    }
+
+    /// Stores `value` unless the node is full for `key`. A holder already present is always
+    /// refreshed in place (renewals must not spread). Returns whether it was stored.
+    pub(crate) fn store(&mut self, key: Key, value: Value, ttl: Duration, now: Instant) -> bool {
+        self.expire(now);
+        let ttl = self.clamp_ttl(ttl);
+        let expires = now + ttl;
+        let present = self
+            .values
+            .get(&key)
+            .is_some_and(|vs| vs.iter().any(|s| s.value.holder.id == value.holder.id));
+        if !present && self.is_full(&key, ttl, now) {
+            return false;
+        }
+        self.insert(key, value, expires)
+    }
+
+    /// Stores `value` even if full for `key`, displacing the value that expires first. Used
+    /// for the putter's own store when no node on the way accepted: an announcement must land
+    /// somewhere, and the bound of `l` values per key still holds.
+    pub(crate) fn store_anyway(
+        &mut self,
+        key: Key,
+        value: Value,
+        ttl: Duration,
+        now: Instant,
+    ) -> bool {
+        self.expire(now);
+        let expires = now + self.clamp_ttl(ttl);
+        self.insert(key, value, expires)
+    }
+
+    fn insert(&mut self, key: Key, value: Value, expires: Instant) -> bool {
+        let holder = value.holder.id;
+        if let Some(vs) = self.values.get(&key)
+            && let Some(s) = vs.iter().find(|s| s.value.holder.id == holder)
+        {
+            let old = (s.expires, key, holder);
+            self.remove_value(old);
+        }
+        // At capacity: the value that expires first goes (when not full, it has under ttl/2 left).
+        if let Some(vs) = self.values.get(&key)
+            && vs.len() >= self.limits.values_per_key
+            && let Some(victim) = vs.iter().min_by_key(|s| s.expires)
+        {
+            let victim = (victim.expires, key, victim.value.holder.id);
+            self.remove_value(victim);
+        }
+        if !self.values.contains_key(&key) && self.values.len() >= self.limits.max_keys {
+            // Make room by dropping the value that expires first anywhere in the store.
+            match self.by_expiry.first().copied() {
+                Some(first) if first.0 < expires => self.remove_value(first),
+                _ => return false,
+            }
+        }
+        self.values
+            .entry(key)
+            .or_default()
+            .push(Stored { value, expires });
+        self.by_expiry.insert((expires, key, holder));
+        true
+    }
+
+    fn remove_value(&mut self, (expires, key, holder): (Instant, Key, NodeId)) {
+        self.by_expiry.remove(&(expires, key, holder));
+        if let Some(vs) = self.values.get_mut(&key) {
+            vs.retain(|s| s.value.holder.id != holder);
+            if vs.is_empty() {
+                self.values.remove(&key);
+            }
+        }
+    }
+
+    /// Live values for `key`, settled holders before pending ones, then longest-lived first.
+    pub(crate) fn get(&self, key: &Key, now: Instant, max: usize) -> Vec<Value> {
+        let Some(vs) = self.values.get(key) else {
+            return Vec::new();
+        };
+        let mut live: Vec<&Stored> = vs.iter().filter(|s| s.expires > now).collect();
+        live.sort_by_key(|s| (s.value.pending, std::cmp::Reverse(s.expires)));
+        live.into_iter()
+            .take(max)
+            .map(|s| s.value.clone())
+            .collect()
+    }
+
+    /// Drops expired values and stale request counts.
+    pub(crate) fn expire(&mut self, now: Instant) {
+        while let Some(first) = self.by_expiry.first().copied() {
+            if first.0 > now {
+                break;
+            }
+            self.remove_value(first);
+        }
+        let window = self.limits.loaded_window;
+        self.requests.retain(|_, times| {
+            times
+                .back()
+                .is_some_and(|t| now.saturating_duration_since(*t) < window)
+        });
+    }
+
+    /// When the next value expires.
+    #[cfg(test)]
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
+        self.by_expiry.first().map(|(t, _, _)| *t)
+    }
+
+    pub(crate) fn value_count(&self) -> usize {
+        self.by_expiry.len()
+    }
+
+    pub(crate) fn key_count(&self) -> usize {
+        self.values.len()
+    }
+
+    pub(crate) fn loaded_key_count(&self, now: Instant) -> usize {
+        self.requests
+            .keys()
+            .filter(|k| self.is_loaded(k, now))
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::{Addr, Contact};
+
+    fn limits() -> Limits {
+        Limits {
+            values_per_key: 4,
+            loaded_threshold: 12,
+            loaded_window: Duration::from_secs(60),
+            min_ttl: Duration::from_secs(1),
+            max_ttl: Duration::from_secs(3600),
+            max_keys: 10,
+        }
+    }
+
+    fn value(n: u8) -> Value {
+        Value {
+            holder: Contact::new(NodeId([n; 32]), Addr::default()),
+            pending: false,
+        }
+    }
+
+    const KEY: Key = Key([9; 32]);
+    const MIN: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn full_after_l_values_with_long_enough_ttls() {
+        let now = crate::test_clock::epoch();
+        let mut s = Store::new(limits());
+        for n in 0..4 {
+            assert!(!s.is_full(&KEY, MIN, now));
+            assert!(s.store(KEY, value(n), MIN, now));
+        }
+        assert!(s.is_full(&KEY, MIN, now));
+        assert!(!s.store(KEY, value(9), MIN, now), "a full node refuses");
+        // A value asking for four times the TTL finds the node not full: the stored ones have
+        // less than half its TTL left, so the soonest-expiring is replaced.
+        assert!(!s.is_full(&KEY, MIN * 4, now));
+        assert!(s.store(KEY, value(9), MIN * 4, now));
+        assert_eq!(s.get(&KEY, now, 10).len(), 4);
+    }
+
+    #[test]
+    fn renewal_of_a_present_holder_is_always_accepted() {
+        let now = crate::test_clock::epoch();
+        let mut s = Store::new(limits());
+        for n in 0..4 {
+            s.store(KEY, value(n), MIN, now);
+        }
+        let mut renewed = value(2);
+        renewed.pending = true;
+        assert!(s.store(KEY, renewed, MIN * 2, now));
+        assert_eq!(s.value_count(), 4);
+        let got = s.get(&KEY, now, 10);
+        assert_eq!(
+            got.last().map(|v| v.pending),
+            Some(true),
+            "pending sorts last"
+        );
+    }
+
+    #[test]
+    fn values_expire_individually() {
+        let now = crate::test_clock::epoch();
+        let mut s = Store::new(limits());
+        s.store(KEY, value(1), Duration::from_secs(10), now);
+        s.store(KEY, value(2), Duration::from_secs(20), now);
+        assert_eq!(s.next_expiry(), Some(now + Duration::from_secs(10)));
+        let later = now + Duration::from_secs(15);
+        assert_eq!(s.get(&KEY, later, 10), vec![value(2)]);
+        s.expire(later);
+        assert_eq!(s.value_count(), 1);
+        s.expire(now + Duration::from_secs(20));
+        assert_eq!((s.value_count(), s.key_count()), (0, 0));
+    }
+
+    #[test]
+    fn store_anyway_displaces_the_soonest_to_expire() {
+        let now = crate::test_clock::epoch();
+        let mut s = Store::new(limits());
+        for n in 0..4 {
+            s.store(KEY, value(n), MIN + Duration::from_secs(n.into()), now);
+        }
+        assert!(!s.store(KEY, value(9), MIN, now));
+        assert!(s.store_anyway(KEY, value(9), MIN, now));
+        let holders: Vec<u8> = s
+            .get(&KEY, now, 10)
+            .iter()
+            .map(|v| v.holder.id.0[0])
+            .collect();
+        assert_eq!(holders.len(), 4);
+        assert!(holders.contains(&9) && !holders.contains(&0));
+    }
+
+    #[test]
+    fn loaded_after_more_than_beta_requests_in_a_minute() {
+        let now = crate::test_clock::epoch();
+        let mut s = Store::new(limits());
+        for i in 0..12 {
+            s.record_request(KEY, now + Duration::from_secs(i));
+        }
+        assert!(!s.is_loaded(&KEY, now + Duration::from_secs(12)));
+        s.record_request(KEY, now + Duration::from_secs(12));
+        assert!(s.is_loaded(&KEY, now + Duration::from_secs(12)));
+        // A minute after the first requests, the rate has fallen below beta again.
+        assert!(!s.is_loaded(&KEY, now + Duration::from_secs(61)));
+    }
+
+    #[test]
+    fn ttl_is_clamped_to_bounds() {
+        let now = crate::test_clock::epoch();
+        let mut s = Store::new(limits());
+        s.store(KEY, value(1), Duration::from_secs(100_000), now);
+        assert_eq!(s.next_expiry(), Some(now + Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn key_count_is_bounded() {
+        let now = crate::test_clock::epoch();
+        let mut s = Store::new(limits());
+        for n in 0..10u8 {
+            assert!(s.store(
+                Key([n; 32]),
+                value(1),
+                MIN + Duration::from_secs(n.into()),
+                now
+            ));
+        }
+        // The store is full of keys; a longer-lived value displaces the soonest to expire.
+        assert!(s.store(Key([100; 32]), value(1), MIN * 2, now));
+        assert_eq!(s.key_count(), 10);
+        assert!(s.get(&Key([0; 32]), now, 10).is_empty());
+        // One that would expire before everything present is refused.
+        assert!(!s.store(Key([101; 32]), value(1), Duration::from_secs(1), now));
+    }
+}

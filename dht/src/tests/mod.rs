@@ -1,0 +1,4 @@
+//! Scenario tests on a small network of real nodes in virtual time (see `net.rs`).
+
+mod net;
+mod scenarios;

@@ -1,0 +1,81 @@
+//! Multi-process tests: real `reef` processes on loopback, ports from the OS.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running `reef node`; killed when dropped.
+struct Reef {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Reef {
+    fn start(args: &[&str]) -> Reef {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_reef"))
+            .arg("node")
+            .args(["--listen", "127.0.0.1:0", "--run-for", "30"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn reef");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Reef { child, lines }
+    }
+
+    /// The first output line containing `needle`, within 10 s.
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => continue,
+                Err(e) => panic!("no line with {needle:?}: {e}"),
+            }
+        }
+    }
+}
+
+impl Drop for Reef {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn second_node_joins_the_first_through_bootstrap() {
+    let first = Reef::start(&[]);
+    let line = first.wait_for("DHT listening on udp ");
+    let addr = line
+        .split("udp ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("address in the start-up line")
+        .to_string();
+    let second = Reef::start(&["--bootstrap", &addr]);
+    let done = second.wait_for("bootstrap done");
+    assert!(done.contains("1 contacts known"), "{done}");
+}
+
+#[test]
+fn refuses_to_bind_beyond_loopback() {
+    let out = Command::new(env!("CARGO_BIN_EXE_reef"))
+        .args(["node", "--listen", "0.0.0.0:0", "--run-for", "1"])
+        .output()
+        .expect("run reef");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("loopback"), "{err}");
+}
