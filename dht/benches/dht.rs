@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use dht::wire::{
-    decode_request, decode_response, encode_request, encode_response, ClusterDescriptor,
-    ClusterId, Header, Level, Request, RequestBody, Response, ResponseBody, Value,
+    ClusterDescriptor, ClusterId, Header, Level, Request, RequestBody, Response, ResponseBody,
+    Value, decode_request, decode_response, encode_request, encode_response,
 };
 use dht::{Config, Contact, Key, NodeId};
 use rand::{Rng, SeedableRng};
@@ -67,14 +67,20 @@ fn wire(c: &mut Criterion) {
     let req_bytes = encode_request(&req, MAX).expect("encodes");
     let resp_bytes = encode_response(&resp, MAX).expect("encodes");
     let mut g = c.benchmark_group("wire");
-    g.bench_function("encode_get_request", |b| b.iter(|| encode_request(black_box(&req), MAX)));
-    g.bench_function("decode_get_request", |b| b.iter(|| decode_request(black_box(&req_bytes), MAX)));
-    g.bench_function(format!("encode_values_response_{}B", resp_bytes.len()), |b| {
-        b.iter(|| encode_response(black_box(&resp), MAX))
+    g.bench_function("encode_get_request", |b| {
+        b.iter(|| encode_request(black_box(&req), MAX))
     });
-    g.bench_function(format!("decode_values_response_{}B", resp_bytes.len()), |b| {
-        b.iter(|| decode_response(black_box(&resp_bytes), MAX))
+    g.bench_function("decode_get_request", |b| {
+        b.iter(|| decode_request(black_box(&req_bytes), MAX))
     });
+    g.bench_function(
+        format!("encode_values_response_{}B", resp_bytes.len()),
+        |b| b.iter(|| encode_response(black_box(&resp), MAX)),
+    );
+    g.bench_function(
+        format!("decode_values_response_{}B", resp_bytes.len()),
+        |b| b.iter(|| decode_response(black_box(&resp_bytes), MAX)),
+    );
     g.finish();
 }
 
@@ -99,7 +105,11 @@ fn routing(c: &mut Criterion) {
         );
         while node.poll_transmit().is_some() {}
     }
-    let table_size: usize = node.snapshot(now).levels[0].buckets.iter().map(|(_, p)| p.len()).sum();
+    let table_size: usize = node.snapshot(now).levels[0]
+        .buckets
+        .iter()
+        .map(|(_, p)| p.len())
+        .sum();
     let mut g = c.benchmark_group("routing");
     let targets = ids(256, 4);
     let mut i = 0usize;

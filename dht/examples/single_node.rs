@@ -26,7 +26,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Event::GetDone { result, .. } => {
                 let found = result?;
                 assert_eq!(found.values[0].holder, me);
-                println!("get: found at level {} after {} hops", found.level.0, found.hops);
+                println!(
+                    "get: found at level {} after {} hops",
+                    found.level.0, found.hops
+                );
             }
             other => println!("{other:?}"),
         }

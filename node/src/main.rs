@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dht::{Event, NodeId};
@@ -69,17 +68,28 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let addr = driver.local_addr()?;
     let id = driver.dht().contact().id;
     println!("reef node {id}: DHT listening on udp {addr} (loopback only)");
-    println!("reef node: this release runs the DHT alone; the proxy, DNS and secret-keyed overlay come later");
+    println!(
+        "reef node: this release runs the DHT alone; the proxy, DNS and secret-keyed overlay come later"
+    );
     if !args.bootstrap.is_empty() {
         driver.bootstrap(args.bootstrap.clone());
     }
-    let until = args.run_for.map(|s| Instant::now() + Duration::from_secs(s));
+    let until = args
+        .run_for
+        .map(|s| Instant::now() + Duration::from_secs(s));
     driver.run(until, |dht, event| match event {
         Event::BootstrapDone { known, .. } => {
             println!("reef node: bootstrap done, {known} contacts known");
         }
-        Event::ClusterChanged { level, cluster, members } => {
-            println!("reef node: joined cluster {:x} at level {} ({members} members known)", cluster.0, level.0);
+        Event::ClusterChanged {
+            level,
+            cluster,
+            members,
+        } => {
+            println!(
+                "reef node: joined cluster {:x} at level {} ({members} members known)",
+                cluster.0, level.0
+            );
         }
         other => tracing::debug!(node = %dht.contact().id, ?other, "dht event"),
     })?;

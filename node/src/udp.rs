@@ -69,7 +69,8 @@ impl UdpDriver {
         let socket = UdpSocket::bind(listen)?;
         let me = contact_for(id, socket.local_addr()?);
         let max_message = config.max_message_size;
-        let dht = Node::new(config, me).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let dht =
+            Node::new(config, me).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         Ok(UdpDriver {
             socket,
             dht,
@@ -119,7 +120,11 @@ impl UdpDriver {
     }
 
     /// Runs until `until` (or forever), handing every DHT event to `on_event`.
-    pub fn run(&mut self, until: Option<Instant>, mut on_event: impl FnMut(&Node, Event)) -> Result<(), Error> {
+    pub fn run(
+        &mut self,
+        until: Option<Instant>,
+        mut on_event: impl FnMut(&Node, Event),
+    ) -> Result<(), Error> {
         let mut buf = vec![0u8; self.max_message + HEADER_LEN];
         loop {
             self.greet(Instant::now())?;
@@ -133,13 +138,18 @@ impl UdpDriver {
                 .flatten()
                 .min();
             let wait = wake.map_or(Duration::from_secs(1), |w| w.saturating_duration_since(now));
-            self.socket.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+            self.socket
+                .set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
             match self.socket.recv_from(&mut buf) {
                 Ok((len, from)) => {
                     let datagram = buf.get(..len).unwrap_or_default();
                     self.on_datagram(Instant::now(), from, datagram);
                 }
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
                 Err(e) => return Err(e.into()),
             }
             self.dht.handle_timeout(Instant::now());
@@ -150,13 +160,21 @@ impl UdpDriver {
         while let Some(t) = self.dht.poll_transmit() {
             let (kind, rpc, to, body) = match t {
                 Transmit::Request { to, rpc, req } => {
-                    let Some(addr) = socket_addr(&to) else { continue };
-                    let Ok(body) = encode_request(&req, self.max_message) else { continue };
+                    let Some(addr) = socket_addr(&to) else {
+                        continue;
+                    };
+                    let Ok(body) = encode_request(&req, self.max_message) else {
+                        continue;
+                    };
                     (KIND_REQUEST, rpc.0, addr, body)
                 }
                 Transmit::Response { inbound, resp } => {
-                    let Some((addr, rpc)) = self.inbound.remove(&inbound) else { continue };
-                    let Ok(body) = encode_response(&resp, self.max_message) else { continue };
+                    let Some((addr, rpc)) = self.inbound.remove(&inbound) else {
+                        continue;
+                    };
+                    let Ok(body) = encode_response(&resp, self.max_message) else {
+                        continue;
+                    };
                     (KIND_RESPONSE, rpc, addr, body)
                 }
             };
@@ -164,7 +182,8 @@ impl UdpDriver {
             if let Err(e) = self.socket.send_to(&datagram, to) {
                 tracing::debug!(%to, error = %e, "send failed");
                 if kind == KIND_REQUEST {
-                    self.dht.handle_input(Instant::now(), Input::SendFailed { rpc: RpcId(rpc) });
+                    self.dht
+                        .handle_input(Instant::now(), Input::SendFailed { rpc: RpcId(rpc) });
                 }
             }
         }
@@ -192,12 +211,19 @@ impl UdpDriver {
                     self.next_inbound += 1;
                     self.inbound.insert(inbound, (from, rpc));
                     let from = contact_for(NodeId(id), from);
-                    self.dht.handle_input(now, Input::Request { from, inbound, req });
+                    self.dht
+                        .handle_input(now, Input::Request { from, inbound, req });
                 }
                 Err(e) => tracing::debug!(%from, error = %e, "bad request dropped"),
             },
             KIND_RESPONSE => match decode_response(body, self.max_message) {
-                Ok(resp) => self.dht.handle_input(now, Input::Response { rpc: RpcId(rpc), resp }),
+                Ok(resp) => self.dht.handle_input(
+                    now,
+                    Input::Response {
+                        rpc: RpcId(rpc),
+                        resp,
+                    },
+                ),
                 Err(e) => tracing::debug!(%from, error = %e, "bad response dropped"),
             },
             KIND_HELLO => {
