@@ -343,12 +343,8 @@ impl Node {
                     Self::on_put_response(pl, &out.to, body);
                 }
             }
-            (_, ResponseBody::Refused) => self.fail_in_query(&mut q, &peer, level),
-            _ => {
-                // The peer answered with the wrong kind of message.
-                self.stats.dropped += 1;
-                self.fail_in_query(&mut q, &peer, level);
-            }
+            // Refused (answers of the wrong kind never get here: see `on_response`).
+            _ => self.fail_in_query(&mut q, &peer, level),
         }
         self.queries.insert(id, q);
         if step {

@@ -67,6 +67,12 @@ impl Node {
             self.stats.dropped += 1;
             return;
         };
+        if !answers(&out.req.body, &resp.body) {
+            // Misbehaving: counted, dropped from every table, and failed in its query.
+            self.stats.dropped += 1;
+            self.on_rpc_failed(now, rpc, out);
+            return;
+        }
         self.stats.responses_in += 1;
         self.clusters.observe_header(now, &out.to, &resp.header);
         if out.attempt == 0 {
@@ -153,4 +159,17 @@ impl Node {
             };
         }
     }
+}
+
+/// Whether `resp` is an answer to `req` at all (any request may be refused).
+fn answers(req: &RequestBody, resp: &ResponseBody) -> bool {
+    matches!(
+        (req, resp),
+        (_, ResponseBody::Refused)
+            | (RequestBody::Ping, ResponseBody::Pong)
+            | (RequestBody::FindNode { .. }, ResponseBody::Nodes { .. })
+            | (RequestBody::Get { .. }, ResponseBody::Values { .. })
+            | (RequestBody::PutProbe { .. }, ResponseBody::Probe { .. })
+            | (RequestBody::Store { .. }, ResponseBody::Stored { .. })
+    )
 }

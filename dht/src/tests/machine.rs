@@ -1,0 +1,152 @@
+//! One node driven by hand: what it does with odd, late or hostile input.
+
+use std::time::Duration;
+
+use crate::test_clock::epoch;
+use crate::wire::{Header, Request, RequestBody, Response, ResponseBody};
+use crate::{
+    Config, Contact, Event, InboundId, Input, Key, Level, Node, NodeId, QueryError, Transmit,
+};
+
+fn node() -> Node {
+    Node::new(Config::default(), Contact::new(NodeId([1; 32]), vec![1])).unwrap()
+}
+
+fn peer(n: u8) -> Contact {
+    Contact::new(NodeId([n; 32]), vec![n])
+}
+
+fn request(body: RequestBody) -> Request {
+    Request {
+        header: Header::default(),
+        body,
+    }
+}
+
+fn response(body: ResponseBody) -> Response {
+    Response {
+        header: Header::default(),
+        body,
+    }
+}
+
+fn drain(n: &mut Node) -> Vec<Transmit> {
+    std::iter::from_fn(|| n.poll_transmit()).collect()
+}
+
+#[test]
+fn answer_of_the_wrong_kind_is_counted_and_routed_around() {
+    let now = epoch();
+    let mut n = node();
+    let q = n.bootstrap(now, vec![peer(2)]);
+    let rpc = match drain(&mut n).as_slice() {
+        [Transmit::Request { rpc, .. }] => *rpc,
+        other => panic!("expected one FindNode, got {other:?}"),
+    };
+    // A Pong where Nodes was expected: dropped, counted, and the peer treated as failed.
+    n.handle_input(
+        now,
+        Input::Response {
+            rpc,
+            resp: response(ResponseBody::Pong),
+        },
+    );
+    assert_eq!(n.stats(now).dropped, 1);
+    let events: Vec<Event> = std::iter::from_fn(|| n.poll_event()).collect();
+    assert_eq!(events, vec![Event::BootstrapDone { query: q, known: 0 }]);
+}
+
+#[test]
+fn unknown_and_duplicate_responses_are_dropped() {
+    let now = epoch();
+    let mut n = node();
+    n.handle_input(
+        now,
+        Input::Response {
+            rpc: crate::RpcId(999),
+            resp: response(ResponseBody::Pong),
+        },
+    );
+    assert_eq!(n.stats(now).dropped, 1);
+    n.bootstrap(now, vec![peer(2)]);
+    let rpc = match drain(&mut n).as_slice() {
+        [Transmit::Request { rpc, .. }] => *rpc,
+        other => panic!("{other:?}"),
+    };
+    let nodes = response(ResponseBody::Nodes { closer: vec![] });
+    n.handle_input(
+        now,
+        Input::Response {
+            rpc,
+            resp: nodes.clone(),
+        },
+    );
+    n.handle_input(now, Input::Response { rpc, resp: nodes });
+    let s = n.stats(now);
+    assert_eq!((s.responses_in, s.dropped), (1, 2));
+}
+
+#[test]
+fn request_for_a_level_it_does_not_have_is_refused() {
+    let now = epoch();
+    let mut n = node();
+    let body = RequestBody::Get {
+        level: Level(5),
+        key: Key([0; 32]),
+    };
+    n.handle_input(
+        now,
+        Input::Request {
+            from: peer(3),
+            inbound: InboundId(7),
+            req: request(body),
+        },
+    );
+    match drain(&mut n).as_slice() {
+        [Transmit::Response { inbound, resp }] => {
+            assert_eq!(*inbound, InboundId(7));
+            assert_eq!(resp.body, ResponseBody::Refused);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn spurious_timeouts_do_nothing() {
+    let now = epoch();
+    let mut n = node();
+    n.bootstrap(now, vec![peer(2)]);
+    drain(&mut n);
+    let wake = n.poll_timeout().expect("a deadline is armed");
+    assert!(wake > now);
+    for ms in [0, 1, 10, 100] {
+        n.handle_timeout(now + Duration::from_millis(ms));
+        assert!(drain(&mut n).is_empty(), "nothing was due at +{ms} ms");
+    }
+    // At the RPC deadline the request is retried exactly once.
+    n.handle_timeout(wake);
+    assert_eq!(drain(&mut n).len(), 1);
+    assert_eq!(n.stats(wake).retries, 1);
+}
+
+#[test]
+fn get_with_nobody_to_ask_fails_at_once() {
+    let now = epoch();
+    let mut n = node();
+    let q = n.get(now, Key::from_url("http://x.example/"));
+    assert!(drain(&mut n).is_empty());
+    let events: Vec<Event> = std::iter::from_fn(|| n.poll_event()).collect();
+    assert!(matches!(
+        events.last(),
+        Some(Event::GetDone { query, result: Err(QueryError::NotFound { .. }), .. }) if *query == q
+    ));
+}
+
+#[test]
+fn invalid_config_is_an_error_not_a_panic() {
+    let config = Config {
+        k: 0,
+        ..Config::default()
+    };
+    assert!(Node::new(config, peer(1)).is_err());
+}
