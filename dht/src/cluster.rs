@@ -19,7 +19,7 @@
 //! 3. Only descriptors heard directly from a peer are trusted for that peer; contacts learned
 //!    second-hand carry none and are not members until they speak to us.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -96,6 +96,9 @@ pub(crate) struct Clustering {
     /// `own[i]`: the local node's cluster at level `i + 1`.
     own: Vec<Membership>,
     peers: BTreeMap<NodeId, PeerInfo>,
+    /// `peers` ordered by when they were last heard: eviction and probing take the front
+    /// without scanning (every received message touches this).
+    by_heard: BTreeSet<(Instant, NodeId)>,
 }
 
 impl Clustering {
@@ -118,6 +121,7 @@ impl Clustering {
             peer_ttl: config.peer_info_ttl,
             own,
             peers: BTreeMap::new(),
+            by_heard: BTreeSet::new(),
         }
     }
 
@@ -165,16 +169,12 @@ impl Clustering {
     }
 
     fn touch(&mut self, now: Instant, from: &Contact) -> &mut PeerInfo {
-        if !self.peers.contains_key(&from.id) && self.peers.len() >= self.capacity {
+        if !self.peers.contains_key(&from.id)
+            && self.peers.len() >= self.capacity
+            && let Some((_, oldest)) = self.by_heard.first().copied()
+        {
             // Forget the peer heard from longest ago.
-            if let Some(oldest) = self
-                .peers
-                .iter()
-                .min_by_key(|(id, p)| (p.last_heard, **id))
-                .map(|(id, _)| *id)
-            {
-                self.peers.remove(&oldest);
-            }
+            self.forget(&oldest);
         }
         let info = self.peers.entry(from.id).or_insert_with(|| PeerInfo {
             contact: from.clone(),
@@ -182,7 +182,11 @@ impl Clustering {
             last_heard: now,
             clusters: Vec::new(),
         });
-        info.contact = from.clone();
+        self.by_heard.remove(&(info.last_heard, from.id));
+        self.by_heard.insert((now, from.id));
+        if info.contact.addr != from.addr {
+            info.contact = from.clone();
+        }
         info.last_heard = now;
         info
     }
@@ -191,19 +195,21 @@ impl Clustering {
     pub(crate) fn observe_header(&mut self, now: Instant, from: &Contact, header: &Header) {
         let levels = self.own.len();
         let info = self.touch(now, from);
-        info.clusters = header
-            .clusters
-            .iter()
-            .take(levels)
-            .map(|d| HeardDescriptor {
-                id: d.id,
-                age: AgeClock {
-                    age: d.age,
-                    at: now,
-                },
-                size: d.size,
-            })
-            .collect();
+        info.clusters.clear();
+        info.clusters.extend(
+            header
+                .clusters
+                .iter()
+                .take(levels)
+                .map(|d| HeardDescriptor {
+                    id: d.id,
+                    age: AgeClock {
+                        age: d.age,
+                        at: now,
+                    },
+                    size: d.size,
+                }),
+        );
     }
 
     /// The transport (or an RPC) measured a round trip to `from`.
@@ -214,7 +220,9 @@ impl Clustering {
 
     /// Forgets a peer (it failed to answer).
     pub(crate) fn forget(&mut self, id: &NodeId) {
-        self.peers.remove(id);
+        if let Some(p) = self.peers.remove(id) {
+            self.by_heard.remove(&(p.last_heard, *id));
+        }
     }
 
     /// The peer last said it is in our cluster at `level` (every peer is, at level 0).
@@ -239,24 +247,22 @@ impl Clustering {
 
     /// The `n` peers heard from longest ago, to ping so RTTs and descriptors stay current.
     pub(crate) fn stalest(&self, now: Instant, min_silence: Duration, n: usize) -> Vec<Contact> {
-        let mut quiet: Vec<&PeerInfo> = self
-            .peers
-            .values()
-            .filter(|p| now.saturating_duration_since(p.last_heard) >= min_silence)
-            .collect();
-        quiet.sort_by_key(|p| (p.last_heard, p.contact.id));
-        quiet
-            .into_iter()
+        self.by_heard
+            .iter()
+            .take_while(|(heard, _)| now.saturating_duration_since(*heard) >= min_silence)
             .take(n)
-            .map(|p| p.contact.clone())
+            .filter_map(|(_, id)| self.peers.get(id).map(|p| p.contact.clone()))
             .collect()
     }
 
     /// Drops what was not heard for `peer_info_ttl`.
     pub(crate) fn expire(&mut self, now: Instant) {
-        let ttl = self.peer_ttl;
-        self.peers
-            .retain(|_, p| now.saturating_duration_since(p.last_heard) < ttl);
+        while let Some((heard, id)) = self.by_heard.first().copied() {
+            if now.saturating_duration_since(heard) < self.peer_ttl {
+                break;
+            }
+            self.forget(&id);
+        }
     }
 
     pub(crate) fn peer_count(&self) -> usize {

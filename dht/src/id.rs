@@ -86,39 +86,55 @@ impl From<NodeId> for Key {
 }
 
 /// XOR of two IDs, read as a 256-bit big-endian integer: the Kademlia metric.
+///
+/// Held as four big-endian `u64` words, so comparing two distances (the inner loop of every
+/// lookup and every `closest`) is four integer compares rather than a 32-byte `memcmp`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Distance(pub [u8; ID_LEN]);
+pub struct Distance([u64; 4]);
 
 impl Distance {
     /// The distance between two points of the ID space.
     pub fn between(a: &[u8; ID_LEN], b: &[u8; ID_LEN]) -> Self {
-        let mut d = [0u8; ID_LEN];
-        for (i, out) in d.iter_mut().enumerate() {
-            *out = a[i] ^ b[i];
+        let mut words = [0u64; 4];
+        for (w, word) in words.iter_mut().enumerate() {
+            let mut x = [0u8; 8];
+            for (i, out) in x.iter_mut().enumerate() {
+                *out = a[w * 8 + i] ^ b[w * 8 + i];
+            }
+            *word = u64::from_be_bytes(x);
         }
-        Distance(d)
+        Distance(words)
     }
 
     /// Index of the highest set bit (0..=255), `None` for distance zero. Two IDs at distance
     /// `d` share exactly `255 - ilog2(d)` leading bits; this is the k-bucket index.
     pub fn ilog2(&self) -> Option<u32> {
-        let mut zeros = 0u32;
-        for byte in &self.0 {
-            if *byte == 0 {
-                zeros += 8;
-            } else {
-                zeros += byte.leading_zeros();
-                return Some(255 - zeros);
-            }
+        self.0
+            .iter()
+            .position(|w| *w != 0)
+            .map(|i| (3 - i as u32) * 64 + self.0[i].ilog2())
+    }
+
+    /// Whether bit `i` (0 = least significant) is set.
+    pub fn bit(&self, i: u32) -> bool {
+        let word = self.0[3 - (i / 64) as usize];
+        (word >> (i % 64)) & 1 == 1
+    }
+
+    /// The distance as bytes, most significant first.
+    pub fn to_bytes(&self) -> [u8; ID_LEN] {
+        let mut out = [0u8; ID_LEN];
+        for (w, word) in self.0.iter().enumerate() {
+            out[w * 8..w * 8 + 8].copy_from_slice(&word.to_be_bytes());
         }
-        None
+        out
     }
 
     /// The distance as a float (for size estimates only; loses precision by design).
     pub fn as_f64(&self) -> f64 {
         self.0
             .iter()
-            .fold(0.0, |acc, b| acc * 256.0 + f64::from(*b))
+            .fold(0.0, |acc, w| acc * 18_446_744_073_709_551_616.0 + *w as f64)
     }
 }
 
@@ -210,6 +226,17 @@ mod tests {
             // same key converge on the same path.
             prop_assume!(b != c);
             prop_assert_ne!(Distance::between(&a, &b), Distance::between(&a, &c));
+        }
+
+        #[test]
+        fn distance_orders_like_its_big_endian_bytes(a in id(), b in id(), c in id(), d in id()) {
+            let x = Distance::between(&a, &b);
+            let y = Distance::between(&c, &d);
+            prop_assert_eq!(x.cmp(&y), x.to_bytes().cmp(&y.to_bytes()));
+            for i in 0..256u32 {
+                let byte = x.to_bytes()[31 - (i / 8) as usize];
+                prop_assert_eq!(x.bit(i), (byte >> (i % 8)) & 1 == 1);
+            }
         }
 
         #[test]

@@ -91,17 +91,34 @@ impl RoutingTable {
     }
 
     /// The `n` known contacts closest to `target`, nearest first.
+    ///
+    /// Walks buckets in order of distance to `target` instead of sorting the whole table:
+    /// with `d = local ^ target`, a contact in bucket `i` agrees with `d` above bit `i` and
+    /// differs at bit `i`. So buckets whose bit `i` of `d` is set hold contacts closer than
+    /// the local node (nearest: highest `i`), and buckets whose bit is clear hold contacts
+    /// farther (nearest: lowest `i`). Only the entries of each bucket visited are sorted.
     pub(crate) fn closest(&self, target: &Key, n: usize) -> Vec<Contact> {
-        let mut all: Vec<(Distance, &Contact)> = self
-            .contacts()
-            .map(|c| (c.id.distance(target), c))
-            .collect();
-        if all.len() > n {
-            all.select_nth_unstable_by_key(n, |(d, _)| *d);
-            all.truncate(n);
+        let d = self.local.distance(target);
+        let closer = self.buckets.iter().rev().filter(|(i, _)| d.bit(**i));
+        let farther = self.buckets.iter().filter(|(i, _)| !d.bit(**i));
+        let mut out = Vec::with_capacity(n.min(self.len()));
+        let mut scratch: Vec<(Distance, &Contact)> = Vec::new();
+        for (_, bucket) in closer.chain(farther) {
+            if out.len() >= n {
+                break;
+            }
+            scratch.clear();
+            scratch.extend(
+                bucket
+                    .entries()
+                    .iter()
+                    .map(|e| (e.contact.id.distance(target), &e.contact)),
+            );
+            scratch.sort_unstable_by_key(|(d, _)| *d);
+            let room = n - out.len();
+            out.extend(scratch.iter().take(room).map(|(_, c)| (*c).clone()));
         }
-        all.sort_unstable_by_key(|(d, _)| *d);
-        all.into_iter().map(|(_, c)| c.clone()).collect()
+        out
     }
 
     /// An estimate of how many nodes share this table's cluster, from the density of IDs near
