@@ -74,6 +74,7 @@ impl RoutingTable {
         self.buckets.clear();
     }
 
+    #[cfg(test)]
     pub(crate) fn contacts(&self) -> impl Iterator<Item = &Contact> {
         self.buckets
             .values()
