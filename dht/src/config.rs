@@ -30,7 +30,12 @@ pub struct Config {
     pub peer_info_capacity: usize,
     /// Forget a peer's RTT and descriptors when nothing was heard from it for this long.
     pub peer_info_ttl: Duration,
-    /// Values per key at which a node can become "full" (Coral's `l`).
+    /// Coral's sloppy storage (true), or classic Kademlia (false): a put stores at the `k`
+    /// closest nodes, which always accept, and nothing is ever "full" or "loaded". The
+    /// classic mode is the `flat` baseline of reef-sim.
+    pub sloppy: bool,
+    /// Values per key at which a node can become "full" (Coral's `l`); in classic mode, the
+    /// values kept per key (the soonest to expire makes room).
     pub values_per_key: usize,
     /// Requests for a key per `loaded_window` above which a node is "loaded" (Coral's `beta`).
     pub loaded_threshold: u32,
@@ -75,6 +80,7 @@ impl Default for Config {
             cluster_check_interval: Duration::from_secs(10),
             peer_info_capacity: 512,
             peer_info_ttl: Duration::from_secs(30 * 60),
+            sloppy: true,
             values_per_key: 4,
             loaded_threshold: 12,
             loaded_window: Duration::from_secs(60),

@@ -1,6 +1,7 @@
 //! Driving queries: starting them, sending what their iterators ask for, feeding answers back,
 //! and finishing them with an event.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use super::Node;
@@ -105,7 +106,7 @@ impl Node {
                     stack: Vec::new(),
                     stopped: false,
                 },
-                stored_at: None,
+                stored_at: Vec::new(),
             })
             .collect();
         self.insert_query(now, key, Kind::Put { value, ttl, levels })
@@ -213,7 +214,7 @@ impl Node {
                 if Query::is_put_done(levels) {
                     let stored: Vec<_> = levels
                         .iter()
-                        .filter_map(|l| l.stored_at.map(|n| (l.level, n)))
+                        .flat_map(|l| l.stored_at.iter().map(|n| (l.level, *n)))
                         .collect();
                     self.finish_put(id, key, stored, q.hops, false);
                     return Step::Finished;
@@ -256,6 +257,10 @@ impl Node {
                 }
             }
             let stack = std::mem::take(stack);
+            if !self.config.sloppy {
+                pl.phase = self.replicate(now, id, key, value, ttl, level, stack, pl, hops);
+                return;
+            }
             pl.phase = self.backward_phase(key, stack);
         }
         if let PutPhase::Backward {
@@ -269,7 +274,7 @@ impl Node {
             while let Some(c) = candidates.pop() {
                 if c.id == self.me.id {
                     if self.stores[level.index()].store(key, value.clone(), ttl, now) {
-                        pl.stored_at = Some(c.id);
+                        pl.stored_at.push(c.id);
                         pl.phase = PutPhase::Done;
                         return;
                     }
@@ -288,8 +293,50 @@ impl Node {
             }
             // Nobody accepted, the local node included: keep it here anyway (see `store_anyway`).
             self.stores[level.index()].store_anyway(key, value.clone(), ttl, now);
-            pl.stored_at = Some(self.me.id);
+            pl.stored_at.push(self.me.id);
             pl.phase = PutPhase::Done;
+        }
+    }
+
+    /// Classic put: store at the `k` closest nodes found (the local node among them if it is
+    /// that close), all at once.
+    #[allow(clippy::too_many_arguments)]
+    fn replicate(
+        &mut self,
+        now: Instant,
+        id: QueryId,
+        key: Key,
+        value: &Value,
+        ttl: Duration,
+        level: Level,
+        mut stack: Vec<Contact>,
+        pl: &mut PutLevel,
+        hops: &mut u32,
+    ) -> PutPhase {
+        stack.push(self.me.clone());
+        stack.sort_by_key(|c| c.id.distance(&key));
+        stack.truncate(self.config.k);
+        let mut waiting = BTreeSet::new();
+        for c in stack {
+            if c.id == self.me.id {
+                self.stores[level.index()].store_anyway(key, value.clone(), ttl, now);
+                pl.stored_at.push(c.id);
+                continue;
+            }
+            waiting.insert(c.id);
+            let body = RequestBody::Store {
+                level,
+                key,
+                value: value.clone(),
+                ttl,
+            };
+            self.send_request(now, c, body, Purpose::Query { query: id, level });
+            *hops += 1;
+        }
+        if waiting.is_empty() {
+            PutPhase::Done
+        } else {
+            PutPhase::Replicate { waiting }
         }
     }
 
@@ -340,7 +387,7 @@ impl Node {
             }
             (Kind::Put { levels, .. }, body) => {
                 if let Some(pl) = levels.iter_mut().find(|pl| pl.level == level) {
-                    Self::on_put_response(pl, &out.to, body);
+                    Self::on_put_response(pl, &out.to, body, self.config.sloppy);
                 }
             }
             // Refused (answers of the wrong kind never get here: see `on_response`).
@@ -352,7 +399,7 @@ impl Node {
         }
     }
 
-    fn on_put_response(pl: &mut PutLevel, peer: &Contact, body: ResponseBody) {
+    fn on_put_response(pl: &mut PutLevel, peer: &Contact, body: ResponseBody, sloppy: bool) {
         let id = &peer.id;
         match (&mut pl.phase, body) {
             (
@@ -370,7 +417,7 @@ impl Node {
                 if *stopped {
                     return; // a late probe answer after the walk stopped
                 }
-                if full && loaded {
+                if sloppy && full && loaded {
                     // Coral: the forward phase stops at the first node that is full and loaded.
                     iter.on_success(id, Vec::new());
                     *stopped = true;
@@ -384,7 +431,21 @@ impl Node {
             {
                 *waiting = None;
                 if accepted {
-                    pl.stored_at = Some(*id);
+                    pl.stored_at.push(*id);
+                    pl.phase = PutPhase::Done;
+                }
+            }
+            (PutPhase::Replicate { waiting }, ResponseBody::Stored { accepted }) => {
+                if waiting.remove(id) && accepted {
+                    pl.stored_at.push(*id);
+                }
+                if waiting.is_empty() {
+                    pl.phase = PutPhase::Done;
+                }
+            }
+            (PutPhase::Replicate { waiting }, _) => {
+                waiting.remove(id);
+                if waiting.is_empty() {
                     pl.phase = PutPhase::Done;
                 }
             }
@@ -405,6 +466,12 @@ impl Node {
                         PutPhase::Forward { iter, .. } => iter.on_failure(peer),
                         PutPhase::Backward { waiting, .. } if *waiting == Some(*peer) => {
                             *waiting = None
+                        }
+                        PutPhase::Replicate { waiting } => {
+                            waiting.remove(peer);
+                            if waiting.is_empty() {
+                                pl.phase = PutPhase::Done;
+                            }
                         }
                         _ => {}
                     }
@@ -485,7 +552,7 @@ impl Node {
                 Kind::Put { levels, .. } => {
                     let stored = levels
                         .iter()
-                        .filter_map(|l| l.stored_at.map(|n| (l.level, n)))
+                        .flat_map(|l| l.stored_at.iter().map(|n| (l.level, *n)))
                         .collect();
                     self.finish_put(id, q.key, stored, q.hops, true);
                 }

@@ -51,7 +51,12 @@ impl Node {
                 if !self.level_ok(level) {
                     return ResponseBody::Refused;
                 }
-                let accepted = self.stores[level.index()].store(key, value, ttl, now);
+                let store = &mut self.stores[level.index()];
+                let accepted = if self.config.sloppy {
+                    store.store(key, value, ttl, now)
+                } else {
+                    store.store_anyway(key, value, ttl, now)
+                };
                 if accepted {
                     self.stats.stores_accepted += 1;
                 } else {

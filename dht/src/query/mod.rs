@@ -5,6 +5,7 @@
 
 pub(crate) mod closest;
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 pub(crate) use closest::{ClosestIter, Next};
@@ -45,7 +46,8 @@ pub(crate) enum Kind {
 pub(crate) struct PutLevel {
     pub(crate) level: Level,
     pub(crate) phase: PutPhase,
-    pub(crate) stored_at: Option<NodeId>,
+    /// Nodes that accepted the value (one in a sloppy put, up to `k` in a classic one).
+    pub(crate) stored_at: Vec<NodeId>,
 }
 
 /// The two phases of a sloppy put at one level.
@@ -66,6 +68,9 @@ pub(crate) enum PutPhase {
         candidates: Vec<Contact>,
         waiting: Option<NodeId>,
     },
+    /// Classic Kademlia (`Config::sloppy == false`): stores sent to the `k` closest nodes the
+    /// walk found, all at once; left when every one answered or failed.
+    Replicate { waiting: BTreeSet<NodeId> },
     /// Stored (or nobody accepted).
     Done,
 }

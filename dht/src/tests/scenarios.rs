@@ -437,3 +437,31 @@ fn a_silent_network_times_out_gets_within_the_query_timeout() {
     // Two attempts of one second each, not the 10 s query timeout.
     assert!(net.elapsed() - start <= Duration::from_secs(3));
 }
+
+#[test]
+fn classic_mode_stores_at_the_k_closest_nodes() {
+    let config = Config {
+        sloppy: false,
+        level_rtt_thresholds: Vec::new(),
+        ..Config::default()
+    };
+    let n = 80;
+    let mut net = Net::new(n, 17, &config, regional_latency(n, 17));
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    for i in 1..n {
+        let via = rng.random_range(0..i);
+        net.bootstrap(i, via);
+        net.run_for(Duration::from_millis(200));
+    }
+    net.run_for(Duration::from_secs(60));
+    let key = Key::from_url("http://classic.example/");
+    let q = put(&mut net, 5, key);
+    let placement = await_puts(&mut net, &[(5, q)]).remove(0);
+    let k = config.k;
+    let mut by_distance: Vec<_> = (0..n).map(|i| net.contact(i).id).collect();
+    by_distance.sort_by_key(|id| id.distance(&key));
+    let stored: BTreeSet<_> = placement.stored.iter().map(|(_, id)| *id).collect();
+    let closest: BTreeSet<_> = by_distance.iter().take(k).copied().collect();
+    assert_eq!(stored, closest, "stored at exactly the k closest");
+    assert!(placement.stored.iter().all(|(l, _)| *l == Level(0)));
+}
