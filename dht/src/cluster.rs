@@ -285,6 +285,9 @@ impl Clustering {
         let i = level.index().checked_sub(1)?;
         let threshold = *self.thresholds.get(i)?;
         let own_id = self.own.get(i)?.id;
+        // Per cluster: RTT samples, and every member's claim of size and age. The median
+        // claim counts, so one wrong (or hostile) estimate cannot pull a neighbourhood over.
+        let mut claims: BTreeMap<ClusterId, (Vec<u32>, Vec<Duration>)> = BTreeMap::new();
         let mut seen: BTreeMap<ClusterId, Candidate> = BTreeMap::new();
         for p in self.peers.values() {
             let Some(d) = p.clusters.get(i) else { continue };
@@ -295,13 +298,23 @@ impl Clustering {
                 sampled: 0,
                 near: 0,
             });
-            c.size = c.size.max(d.size);
-            c.age = c.age.max(d.age.at(now));
+            let (sizes, ages) = claims.entry(d.id).or_default();
+            sizes.push(d.size);
+            ages.push(d.age.at(now));
             if let Some(rtt) = p.min_rtt {
                 c.sampled += 1;
                 if rtt < threshold {
                     c.near += 1;
                 }
+            }
+        }
+        let (sizes, ages) = claims.entry(own_id).or_default();
+        sizes.push(own_size);
+        ages.push(self.own_age(level, now));
+        for (id, (sizes, ages)) in &mut claims {
+            if let Some(c) = seen.get_mut(id) {
+                c.size = median(sizes);
+                c.age = median(ages);
             }
         }
         let acceptable =
@@ -313,8 +326,10 @@ impl Clustering {
             sampled: 0,
             near: 0,
         });
-        own.size = own.size.max(own_size);
-        own.age = own.age.max(self.own_age(level, now));
+        if let Some((sizes, ages)) = claims.get_mut(&own_id) {
+            own.size = median(sizes);
+            own.age = median(ages);
+        }
         // With no samples of our own cluster there is nothing to contradict staying in it.
         let own_ok = own.sampled == 0 || acceptable(&own);
         let best = seen
@@ -361,6 +376,15 @@ impl Clustering {
         }
         a.id < b.id
     }
+}
+
+/// The middle element (the upper one of an even count); `T::default()` if empty.
+fn median<T: Ord + Copy + Default>(v: &mut [T]) -> T {
+    if v.is_empty() {
+        return T::default();
+    }
+    let mid = v.len() / 2;
+    *v.select_nth_unstable(mid).1
 }
 
 #[cfg(test)]

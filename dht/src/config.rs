@@ -145,6 +145,15 @@ impl Config {
         if self.rpc_timeout.is_zero() || self.query_timeout.is_zero() {
             return bad("timeouts must be positive");
         }
+        if self.cluster_check_interval.is_zero() || self.bucket_refresh_interval.is_zero() {
+            return bad("periodic intervals must be positive");
+        }
+        if self.max_values_per_response > crate::wire::MAX_VALUES {
+            return bad("max_values_per_response exceeds the protocol limit");
+        }
+        if self.max_ttl > crate::wire::MAX_WIRE_DURATION {
+            return bad("max_ttl exceeds the protocol limit");
+        }
         if self.max_message_size < 1024 {
             return bad("max_message_size must be at least 1024 bytes");
         }

@@ -20,7 +20,10 @@ pub struct InboundId(pub u64);
 /// Something that happened outside the node.
 #[derive(Clone, Debug)]
 pub enum Input {
-    /// A peer sent a request. `from` is the peer as the transport authenticated it.
+    /// A peer sent a request. `from.id` is the peer as the transport authenticated it, and
+    /// `from.addr` an address it can be reached at (a listen address, or a handle the driver
+    /// can dial): it goes into routing tables and other nodes' lookups, so not the ephemeral
+    /// source port of an inbound connection.
     Request {
         /// Who asked.
         from: Contact,

@@ -70,21 +70,19 @@ impl Rpcs {
         self.deadlines.remove(&(out.deadline, id));
         Some(out)
     }
-
-    /// Re-arms a timed-out request for another attempt; returns the request to resend.
-    pub(crate) fn retry(
-        &mut self,
-        id: RpcId,
-        now: Instant,
-        timeout: Duration,
-    ) -> Option<&Outstanding> {
-        let out = self.outstanding.get_mut(&id)?;
-        self.deadlines.remove(&(out.deadline, id));
+    /// Replaces a timed-out request by another attempt under a new [`RpcId`] (so a driver
+    /// never has two sends in flight under one ID); a late answer to the old attempt is then
+    /// unknown and dropped. Returns the new ID.
+    pub(crate) fn retry(&mut self, id: RpcId, now: Instant, timeout: Duration) -> Option<RpcId> {
+        let mut out = self.finish(id)?;
         out.attempt += 1;
+        let new = RpcId(self.next_id);
+        self.next_id += 1;
         out.sent_at = now;
         out.deadline = now + timeout;
-        self.deadlines.insert((out.deadline, id));
-        Some(out)
+        self.deadlines.insert((out.deadline, new));
+        self.outstanding.insert(new, out);
+        Some(new)
     }
 
     pub(crate) fn get(&self, id: RpcId) -> Option<&Outstanding> {

@@ -108,7 +108,7 @@ impl Store {
     /// Stores `value` unless the node is full for `key`. A holder already present is always
     /// refreshed in place (renewals must not spread). Returns whether it was stored.
     pub(crate) fn store(&mut self, key: Key, value: Value, ttl: Duration, now: Instant) -> bool {
-        self.expire(now);
+        self.expire_values(now);
         let ttl = self.clamp_ttl(ttl);
         let expires = now + ttl;
         let present = self
@@ -131,7 +131,7 @@ impl Store {
         ttl: Duration,
         now: Instant,
     ) -> bool {
-        self.expire(now);
+        self.expire_values(now);
         let expires = now + self.clamp_ttl(ttl);
         self.insert(key, value, expires)
     }
@@ -153,9 +153,10 @@ impl Store {
             self.remove_value(victim);
         }
         if !self.values.contains_key(&key) && self.values.len() >= self.limits.max_keys {
-            // Make room by dropping the value that expires first anywhere in the store.
+            // Make room by dropping the whole key whose first value expires soonest, so the
+            // key count (and with `l` per key, the value count) stays bounded.
             match self.by_expiry.first().copied() {
-                Some(first) if first.0 < expires => self.remove_value(first),
+                Some((first, victim, _)) if first < expires => self.remove_key(victim),
                 _ => return false,
             }
         }
@@ -192,18 +193,32 @@ impl Store {
 
     /// Drops expired values and stale request counts.
     pub(crate) fn expire(&mut self, now: Instant) {
-        while let Some(first) = self.by_expiry.first().copied() {
-            if first.0 > now {
-                break;
-            }
-            self.remove_value(first);
-        }
+        self.expire_values(now);
         let window = self.limits.loaded_window;
         self.requests.retain(|_, times| {
             times
                 .back()
                 .is_some_and(|t| now.saturating_duration_since(*t) < window)
         });
+    }
+
+    /// Drops expired values only: cheap enough for every store (request counts are pruned by
+    /// the periodic [`expire`](Store::expire)).
+    fn expire_values(&mut self, now: Instant) {
+        while let Some(first) = self.by_expiry.first().copied() {
+            if first.0 > now {
+                break;
+            }
+            self.remove_value(first);
+        }
+    }
+
+    fn remove_key(&mut self, key: Key) {
+        if let Some(vs) = self.values.remove(&key) {
+            for s in vs {
+                self.by_expiry.remove(&(s.expires, key, s.value.holder.id));
+            }
+        }
     }
 
     /// When the next value expires.
@@ -357,9 +372,14 @@ mod tests {
                 now
             ));
         }
-        // The store is full of keys; a longer-lived value displaces the soonest to expire.
+        // The store is full of keys; a longer-lived value displaces the key expiring first,
+        // whole: filling that key with more holders first does not let the count grow.
+        for n in 2..5 {
+            assert!(s.store(Key([0; 32]), value(n), MIN * 3, now));
+        }
         assert!(s.store(Key([100; 32]), value(1), MIN * 2, now));
         assert_eq!(s.key_count(), 10);
+        assert_eq!(s.value_count(), 10 + 3 - 4 + 1);
         assert!(s.get(&Key([0; 32]), now, 10).is_empty());
         // One that would expire before everything present is refused.
         assert!(!s.store(Key([101; 32]), value(1), Duration::from_secs(1), now));

@@ -202,7 +202,12 @@ impl Node {
                             return Step::Finished;
                         }
                         // Coral, section 4.4: continue from the closest nodes reached above; their
-                        // IDs are close to the key in the larger cluster too.
+                        // IDs are close to the key in the larger cluster too. Only those that
+                        // share our cluster at the new level can route in it.
+                        let reached = reached
+                            .into_iter()
+                            .filter(|c| self.clusters.is_member(&c.id, *level))
+                            .collect();
                         *iter = self.iter(*level, key, reached);
                     }
                 }
@@ -292,8 +297,9 @@ impl Node {
                 return;
             }
             // Nobody accepted, the local node included: keep it here anyway (see `store_anyway`).
-            self.stores[level.index()].store_anyway(key, value.clone(), ttl, now);
-            pl.stored_at.push(self.me.id);
+            if self.stores[level.index()].store_anyway(key, value.clone(), ttl, now) {
+                pl.stored_at.push(self.me.id);
+            }
             pl.phase = PutPhase::Done;
         }
     }
@@ -319,8 +325,9 @@ impl Node {
         let mut waiting = BTreeSet::new();
         for c in stack {
             if c.id == self.me.id {
-                self.stores[level.index()].store_anyway(key, value.clone(), ttl, now);
-                pl.stored_at.push(c.id);
+                if self.stores[level.index()].store_anyway(key, value.clone(), ttl, now) {
+                    pl.stored_at.push(c.id);
+                }
                 continue;
             }
             waiting.insert(c.id);

@@ -8,6 +8,7 @@ use rand::{Rng, RngExt};
 use super::{Node, Timers};
 use crate::id::{ID_LEN, Key};
 use crate::io::{Event, RpcId, Transmit};
+use crate::routing::Insert;
 use crate::rpc::{Outstanding, Purpose};
 use crate::wire::{Level, RequestBody, Response, ResponseBody};
 
@@ -25,22 +26,34 @@ impl Node {
             self.refresh(now);
         }
     }
-
     fn on_rpc_timeout(&mut self, now: Instant, rpc: RpcId) {
         self.stats.timeouts += 1;
-        let attempt = self.rpcs.get(rpc).map(|o| o.attempt);
-        if attempt.is_some_and(|a| a < self.config.rpc_retries) {
+        let Some(out) = self.rpcs.get(rpc) else {
+            return;
+        };
+        if let Purpose::Query { query, .. } = out.purpose
+            && !self.queries.contains_key(&query)
+        {
+            // Its query is over: no retry, and one silence is too little to evict the peer.
+            self.rpcs.finish(rpc);
+            return;
+        }
+        if out.attempt < self.config.rpc_retries {
             let timeout = self.config.rpc_timeout;
-            let Some(out) = self.rpcs.retry(rpc, now, timeout) else {
+            let Some(new) = self.rpcs.retry(rpc, now, timeout) else {
                 return;
             };
-            let (to, req, purpose) = (out.to.clone(), out.req.clone(), out.purpose);
+            let Some(out) = self.rpcs.get(new).cloned() else {
+                return;
+            };
             self.stats.retries += 1;
-            self.stats.requests_out.count(&req.body);
-            self.transmits.push_back(Transmit::Request { to, rpc, req });
-            if let Purpose::Query { query, level } = purpose
-                && let Some(out) = self.rpcs.get(rpc).cloned()
-            {
+            self.stats.requests_out.count(&out.req.body);
+            self.transmits.push_back(Transmit::Request {
+                to: out.to.clone(),
+                rpc: new,
+                req: out.req.clone(),
+            });
+            if let Purpose::Query { query, level } = out.purpose {
                 self.on_query_slow(now, query, level, &out);
             }
             return;
@@ -109,12 +122,14 @@ impl Node {
             // Rebuild the level's table from the peers that said they are in the new cluster,
             // then look ourselves up in it so its members learn of us (Coral, section 4.3).
             let members: Vec<_> = self.clusters.members(level).cloned().collect();
-            let table = &mut self.tables[i];
-            table.clear();
+            self.tables[i].clear();
             for m in &members {
-                table.insert(m.clone(), now);
+                if let Some(Insert::PingOldest(oldest)) = self.tables[i].insert(m.clone(), now) {
+                    let purpose = Purpose::BucketPing { level };
+                    self.send_request(now, oldest, RequestBody::Ping, purpose);
+                }
             }
-            self.sizes[i - 1] = table.estimate_size();
+            self.sizes[i - 1] = self.tables[i].estimate_size();
             self.stats.cluster_changes += 1;
             self.events.push_back(Event::ClusterChanged {
                 level,

@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::cluster::Clustering;
 use crate::config::{Config, ConfigError};
-use crate::id::{Contact, Key};
+use crate::id::{Contact, Key, NodeId};
 use crate::io::{Event, Input, QueryId, RpcId, Transmit};
 use crate::query::Query;
 use crate::routing::{Insert, RoutingTable};
@@ -68,7 +68,11 @@ impl Node {
     /// A node that knows nobody yet; call [`bootstrap`](Node::bootstrap) to join.
     pub fn new(config: Config, me: Contact) -> Result<Self, ConfigError> {
         config.validate()?;
-        let mut rng = ChaCha8Rng::seed_from_u64(config.rng_seed);
+        // Mixed with the node's ID: nodes sharing a configured seed (the default 0) must still
+        // draw different cluster IDs and refresh targets.
+        let mut material = config.rng_seed.to_be_bytes().to_vec();
+        material.extend_from_slice(me.id.as_bytes());
+        let mut rng = ChaCha8Rng::from_seed(NodeId::hash(&material).0);
         let levels = config.levels();
         let limits = Limits {
             values_per_key: config.values_per_key,
@@ -124,8 +128,10 @@ impl Node {
         }
     }
 
-    /// The transport measured a round trip to `peer` (e.g. a libp2p ping). Drives clustering;
-    /// RTTs of the node's own requests are measured too.
+    /// The transport measured a round trip to `peer` (e.g. a libp2p ping). Drives clustering.
+    /// RTTs of the node's own requests are measured too, from `poll_transmit` to the answer,
+    /// so a driver that dials on the first request should also report pings: the minimum
+    /// over all samples is what counts.
     pub fn handle_rtt(&mut self, now: Instant, peer: &Contact, rtt: Duration) {
         self.arrive(now);
         if peer.id != self.me.id {
@@ -322,7 +328,7 @@ impl Node {
             self.clusters.observe_header(now, &from, &req.header);
             self.saw(now, &from);
         }
-        let body = self.serve(now, req.body);
+        let body = self.serve(now, &from.id, req.body);
         let resp = Response {
             header: self.header(now),
             body,

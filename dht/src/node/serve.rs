@@ -3,25 +3,49 @@
 use std::time::Instant;
 
 use super::Node;
-use crate::id::{Contact, Key};
+use crate::id::{Contact, Key, NodeId};
 use crate::wire::{Level, MAX_CONTACTS, RequestBody, ResponseBody};
 
 impl Node {
     /// The answer to one request. Pure with respect to the network: it only reads and updates
     /// local tables and stores.
-    pub(super) fn serve(&mut self, now: Instant, body: RequestBody) -> ResponseBody {
+    ///
+    /// At levels above 0 a requester outside our cluster gets empty answers: our table and
+    /// store at that level belong to a cluster it is not in, and routing it through them would
+    /// leak its lookups out of its own cluster.
+    pub(super) fn serve(&mut self, now: Instant, from: &NodeId, body: RequestBody) -> ResponseBody {
+        let level = match &body {
+            RequestBody::Ping => Level::GLOBAL,
+            RequestBody::FindNode { level, .. }
+            | RequestBody::Get { level, .. }
+            | RequestBody::PutProbe { level, .. }
+            | RequestBody::Store { level, .. } => *level,
+        };
+        if !self.level_ok(level) {
+            return ResponseBody::Refused;
+        }
+        if !self.clusters.is_member(from, level) {
+            return match body {
+                RequestBody::Ping => ResponseBody::Pong,
+                RequestBody::FindNode { .. } => ResponseBody::Nodes { closer: Vec::new() },
+                RequestBody::Get { .. } => ResponseBody::Values {
+                    values: Vec::new(),
+                    closer: Vec::new(),
+                },
+                RequestBody::PutProbe { .. } => ResponseBody::Probe {
+                    full: false,
+                    loaded: false,
+                    closer: Vec::new(),
+                },
+                RequestBody::Store { .. } => ResponseBody::Stored { accepted: false },
+            };
+        }
         match body {
             RequestBody::Ping => ResponseBody::Pong,
-            RequestBody::FindNode { level, target } => match self.level_ok(level) {
-                true => ResponseBody::Nodes {
-                    closer: self.closer(level, &target),
-                },
-                false => ResponseBody::Refused,
+            RequestBody::FindNode { level, target } => ResponseBody::Nodes {
+                closer: self.closer(level, &target),
             },
             RequestBody::Get { level, key } => {
-                if !self.level_ok(level) {
-                    return ResponseBody::Refused;
-                }
                 let store = &mut self.stores[level.index()];
                 store.record_request(key, now);
                 let values = store.get(&key, now, self.config.max_values_per_response);
@@ -31,9 +55,6 @@ impl Node {
                 }
             }
             RequestBody::PutProbe { level, key, ttl } => {
-                if !self.level_ok(level) {
-                    return ResponseBody::Refused;
-                }
                 let store = &mut self.stores[level.index()];
                 store.record_request(key, now);
                 ResponseBody::Probe {
@@ -48,9 +69,6 @@ impl Node {
                 value,
                 ttl,
             } => {
-                if !self.level_ok(level) {
-                    return ResponseBody::Refused;
-                }
                 let store = &mut self.stores[level.index()];
                 let accepted = if self.config.sloppy {
                     store.store(key, value, ttl, now)

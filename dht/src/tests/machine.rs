@@ -150,3 +150,66 @@ fn invalid_config_is_an_error_not_a_panic() {
     };
     assert!(Node::new(config, peer(1)).is_err());
 }
+
+#[test]
+fn nodes_with_the_default_seed_still_found_distinct_clusters() {
+    let now = epoch();
+    let a = Node::new(Config::default(), peer(1)).unwrap();
+    let b = Node::new(Config::default(), peer(2)).unwrap();
+    let (sa, sb) = (a.snapshot(now), b.snapshot(now));
+    assert_ne!(sa.levels[1].cluster, sb.levels[1].cluster);
+    assert_ne!(sa.levels[2].cluster, sb.levels[2].cluster);
+}
+
+#[test]
+fn a_requester_from_another_cluster_gets_nothing_at_that_level() {
+    let now = epoch();
+    let mut n = node();
+    // Teach it a neighbour so it has something to give away.
+    n.handle_input(
+        now,
+        Input::Request {
+            from: peer(9),
+            inbound: InboundId(0),
+            req: request(RequestBody::Ping),
+        },
+    );
+    drain(&mut n);
+    let foreign = Header {
+        clusters: vec![
+            crate::ClusterDescriptor {
+                id: crate::ClusterId(77),
+                age: Duration::ZERO,
+                size: 1,
+            };
+            2
+        ],
+    };
+    // Level 0: both peers it knows (the requester too); level 2: none.
+    for (level, want_closer) in [(Level(0), 2), (Level(2), 0)] {
+        let req = Request {
+            header: foreign.clone(),
+            body: RequestBody::FindNode {
+                level,
+                target: Key([0; 32]),
+            },
+        };
+        n.handle_input(
+            now,
+            Input::Request {
+                from: peer(3),
+                inbound: InboundId(1),
+                req,
+            },
+        );
+        match drain(&mut n).as_slice() {
+            [Transmit::Response { resp, .. }] => match &resp.body {
+                ResponseBody::Nodes { closer } => {
+                    assert_eq!(closer.len(), want_closer, "{level:?}")
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+}
