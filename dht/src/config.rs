@@ -12,6 +12,10 @@ pub struct Config {
     pub k: usize,
     /// Requests a lookup keeps in flight at once (Kademlia's `alpha`).
     pub alpha: usize,
+    /// Probes a put's forward phase keeps in flight. Coral walks "successively closer" one
+    /// node at a time: every extra probe in flight lands on the crowded nodes near a hot key,
+    /// and a put is not waited for, so it trades no latency anyone sees.
+    pub put_alpha: usize,
     /// Cluster RTT thresholds for levels 1, 2, ... (level 0 is global and has none). Coral
     /// uses 60 ms and 20 ms, giving three levels. Must be decreasing.
     pub level_rtt_thresholds: Vec<Duration>,
@@ -73,6 +77,7 @@ impl Default for Config {
         Config {
             k: 20,
             alpha: 3,
+            put_alpha: 1,
             level_rtt_thresholds: vec![Duration::from_millis(60), Duration::from_millis(20)],
             cluster_membership_fraction: 0.8,
             cluster_size_hysteresis: 0.25,
@@ -89,7 +94,7 @@ impl Default for Config {
             max_keys: 100_000,
             max_values_per_response: 16,
             rpc_timeout: Duration::from_secs(1),
-            rpc_retries: 1,
+            rpc_retries: 2,
             query_timeout: Duration::from_secs(10),
             bucket_refresh_interval: Duration::from_secs(10 * 60),
             replacement_cache_size: 8,
@@ -118,8 +123,8 @@ impl Config {
         if self.k == 0 {
             return bad("k must be at least 1");
         }
-        if self.alpha == 0 {
-            return bad("alpha must be at least 1");
+        if self.alpha == 0 || self.put_alpha == 0 {
+            return bad("alpha and put_alpha must be at least 1");
         }
         if self.level_rtt_thresholds.len() > crate::wire::MAX_LEVELS - 1 {
             return bad("too many levels");

@@ -2,6 +2,8 @@
 //! and finishing them with an event.
 
 use std::collections::BTreeSet;
+
+use rand::Rng;
 use std::time::{Duration, Instant};
 
 use super::Node;
@@ -20,11 +22,15 @@ enum Step {
 
 impl Node {
     fn iter(&self, level: Level, key: Key, extra: Vec<Contact>) -> ClosestIter {
+        self.iter_with(level, key, extra, self.config.alpha)
+    }
+
+    fn iter_with(&self, level: Level, key: Key, extra: Vec<Contact>, alpha: usize) -> ClosestIter {
         let seeds = self.tables[level.index()]
             .closest(&key, self.config.k)
             .into_iter()
             .chain(extra);
-        ClosestIter::new(key, self.me.id, seeds, self.config.alpha, self.config.k)
+        ClosestIter::new(key, self.me.id, seeds, alpha, self.config.k)
     }
 
     fn insert_query(&mut self, now: Instant, key: Key, kind: Kind) -> QueryId {
@@ -38,6 +44,17 @@ impl Node {
         self.queries.insert(id, query);
         self.advance(now, id);
         id
+    }
+
+    /// Values stored here at `level` for `key`, except our own: a get looks for *other*
+    /// holders (a proxy knows its own cache), and stopping at our own announcement would hide
+    /// the others (Coral's get ends at the first node with values).
+    fn local_values(&self, level: Level, key: &Key, now: Instant) -> Vec<Value> {
+        let mut values =
+            self.stores[level.index()].get(key, now, self.config.max_values_per_response + 1);
+        values.retain(|v| v.holder.id != self.me.id);
+        values.truncate(self.config.max_values_per_response);
+        values
     }
 
     pub(super) fn start_lookup(
@@ -63,7 +80,7 @@ impl Node {
     pub(super) fn start_get(&mut self, now: Instant, key: Key) -> QueryId {
         let top = Level((self.config.levels() - 1) as u8);
         let id = self.next_query_id();
-        let local = self.stores[top.index()].get(&key, now, self.config.max_values_per_response);
+        let local = self.local_values(top, &key, now);
         if !local.is_empty() {
             self.events.push_back(Event::GetDone {
                 query: id,
@@ -96,19 +113,22 @@ impl Node {
         ttl: Duration,
     ) -> QueryId {
         let ttl = self.stores[0].clamp_ttl(ttl);
-        let levels = self
-            .levels()
-            .rev()
-            .map(|level| PutLevel {
+        let mut levels = Vec::new();
+        for level in self.levels().rev() {
+            let mut iter = self.iter_with(level, key, Vec::new(), self.config.put_alpha);
+            if self.config.sloppy {
+                iter = iter.gradual(self.rng.next_u64());
+            }
+            levels.push(PutLevel {
                 level,
                 phase: PutPhase::Forward {
-                    iter: self.iter(level, key, Vec::new()),
+                    iter,
                     stack: Vec::new(),
                     stopped: false,
                 },
                 stored_at: Vec::new(),
-            })
-            .collect();
+            });
+        }
         self.insert_query(now, key, Kind::Put { value, ttl, levels })
     }
 
@@ -187,11 +207,7 @@ impl Node {
                             level: *level,
                         });
                         *level = Level(level.0 - 1);
-                        let local = self.stores[level.index()].get(
-                            &key,
-                            now,
-                            self.config.max_values_per_response,
-                        );
+                        let local = self.local_values(*level, &key, now);
                         if !local.is_empty() {
                             let found = Found {
                                 values: local,
@@ -376,7 +392,8 @@ impl Node {
             (Kind::Lookup { iter, .. }, ResponseBody::Nodes { closer }) => {
                 iter.on_success(&peer, closer)
             }
-            (Kind::Get { level: at, iter }, ResponseBody::Values { values, closer }) => {
+            (Kind::Get { level: at, iter }, ResponseBody::Values { mut values, closer }) => {
+                values.retain(|v| v.holder.id != self.me.id);
                 if !values.is_empty() {
                     let found = Found {
                         values,

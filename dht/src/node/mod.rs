@@ -152,8 +152,8 @@ impl Node {
         self.start_lookup(now, Level::GLOBAL, Key::from(self.me.id), contacts, true)
     }
 
-    /// Finds holders of `key`: level by level from the most local, stopping at the first node
-    /// with values. Ends with [`Event::GetDone`].
+    /// Finds holders of `key` other than this node: level by level from the most local,
+    /// stopping at the first node with values. Ends with [`Event::GetDone`].
     pub fn get(&mut self, now: Instant, key: Key) -> QueryId {
         self.arrive(now);
         self.start_get(now, key)

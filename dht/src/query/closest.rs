@@ -52,6 +52,8 @@ pub(crate) struct ClosestIter {
     /// Ordered by distance to the target; distances are unique per ID.
     peers: BTreeMap<Distance, Peer>,
     in_flight: usize,
+    /// `Some(salt)`: walk gradually (see [`ClosestIter::gradual`]).
+    gradual: Option<u64>,
 }
 
 impl ClosestIter {
@@ -69,9 +71,27 @@ impl ClosestIter {
             k: k.max(1),
             peers: BTreeMap::new(),
             in_flight: 0,
+            gradual: None,
         };
         iter.add(seeds);
         iter
+    }
+
+    /// Walks towards the target one prefix length at a time instead of jumping to the closest
+    /// node known: the next peer asked is one whose shared prefix with the target is the
+    /// shortest among those longer than any peer's that answered; among equals, `salt` picks
+    /// (a different one for different walkers).
+    ///
+    /// ```text
+    /// Coral, section 4.2: puts traverse nodes "successively closer" to the key and stop at the
+    /// first node that is full and loaded. With one-step-at-a-time routing, walkers from
+    /// different parts of the ID space reach the key through different nodes at each prefix
+    /// length, so the nodes that fill up and stop later walks form a widening frontier around
+    /// the key rather than a single node in front of it.
+    /// ```
+    pub(crate) fn gradual(mut self, salt: u64) -> Self {
+        self.gradual = Some(salt);
+        self
     }
 
     /// Most candidates tracked: enough to route around a few failures near the target.
@@ -108,6 +128,9 @@ impl ClosestIter {
     }
 
     pub(crate) fn next(&mut self) -> Next {
+        if let Some(salt) = self.gradual {
+            return self.next_gradual(salt);
+        }
         let mut succeeded = 0;
         let mut waiting_closer = false;
         for peer in self.peers.values_mut() {
@@ -139,6 +162,48 @@ impl ClosestIter {
             Next::Wait
         } else {
             Next::Done
+        }
+    }
+
+    fn next_gradual(&mut self, salt: u64) -> Next {
+        if self.in_flight >= self.alpha {
+            return Next::Wait;
+        }
+        // Shared prefix length with the target = 255 - ilog2(distance).
+        let prefix = |d: &Distance| d.ilog2().map_or(256, |l| 255 - l);
+        let local = self.local.distance(&self.target);
+        let best = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.state == PeerState::Succeeded)
+            .map(|(d, _)| *d)
+            .chain(std::iter::once(local))
+            .min()
+            .unwrap_or(local);
+        let reached = prefix(&best);
+        // Closer than anyone who answered; a longer prefix if there is one (the shortest such,
+        // by salt), else the closest: the walk ends at the closest node it can find.
+        let closer = || {
+            self.peers
+                .range(..best)
+                .filter(|(_, p)| p.state == PeerState::NotContacted)
+        };
+        let step = closer()
+            .filter(|(d, _)| prefix(d) > reached)
+            .map(|(d, p)| (prefix(d), mix(salt, &p.contact.id), *d))
+            .min()
+            .or_else(|| closer().next().map(|(d, _)| (0, 0, *d)));
+        match step {
+            Some((_, _, d)) => {
+                let Some(peer) = self.peers.get_mut(&d) else {
+                    return Next::Wait;
+                };
+                peer.state = PeerState::Waiting;
+                self.in_flight += 1;
+                Next::Ask(peer.contact.clone())
+            }
+            None if self.in_flight > 0 => Next::Wait,
+            None => Next::Done,
         }
     }
 
@@ -202,6 +267,16 @@ impl ClosestIter {
     pub(crate) fn target(&self) -> &Key {
         &self.target
     }
+}
+
+/// A per-walk pseudo-random rank of a node (FNV-1a over salt and ID).
+fn mix(salt: u64, id: &NodeId) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ salt;
+    for b in id.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 #[cfg(test)]
@@ -273,6 +348,29 @@ mod tests {
         let mut it = ClosestIter::new(Key(id(0)), me, vec![c(id(1)), c(id(2))], 3, 20);
         assert_eq!(it.next(), Next::Ask(c(id(2))));
         it.on_success(&NodeId(id(2)), vec![c(id(1))]);
+        assert_eq!(it.next(), Next::Done);
+    }
+
+    #[test]
+    fn gradual_walk_gains_one_prefix_length_at_a_time() {
+        // Target 0; peers at prefix lengths 248 (id ends 0x80), 252 (0x08) and 254 (0x02).
+        let me = NodeId([0xff; 32]);
+        let mut it = ClosestIter::new(
+            Key(id(0)),
+            me,
+            vec![c(id(0x80)), c(id(0x08)), c(id(0x02))],
+            1,
+            20,
+        )
+        .gradual(7);
+        assert_eq!(it.next(), Next::Ask(c(id(0x80))));
+        it.on_success(&NodeId(id(0x80)), vec![c(id(0x40))]);
+        assert_eq!(it.next(), Next::Ask(c(id(0x40))));
+        it.on_success(&NodeId(id(0x40)), vec![]);
+        assert_eq!(it.next(), Next::Ask(c(id(0x08))));
+        it.on_success(&NodeId(id(0x08)), vec![]);
+        assert_eq!(it.next(), Next::Ask(c(id(0x02))));
+        it.on_success(&NodeId(id(0x02)), vec![]);
         assert_eq!(it.next(), Next::Done);
     }
 

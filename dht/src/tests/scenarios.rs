@@ -204,8 +204,8 @@ fn every_key_put_is_found_from_any_node() {
         .collect();
     await_puts(&mut net, &puts);
     let mut gets = Vec::new();
-    for (key, _) in &keys {
-        for i in 0..150 {
+    for (key, putter) in &keys {
+        for i in (0..150).filter(|i| i != putter) {
             gets.push((i, get(&mut net, i, *key)));
         }
     }
@@ -339,7 +339,11 @@ fn lookups_route_around_nodes_that_stop_answering() {
         .iter()
         .map(|&i| net.nodes[i].stats(net.now).timeouts)
         .sum();
-    let gets: Vec<_> = alive.iter().map(|&i| (i, get(&mut net, i, key))).collect();
+    let gets: Vec<_> = alive
+        .iter()
+        .filter(|&&i| i != 7)
+        .map(|&i| (i, get(&mut net, i, key)))
+        .collect();
     let results = await_gets(&mut net, &gets);
     let timeouts_after: u64 = alive
         .iter()
@@ -363,13 +367,15 @@ fn lookups_survive_message_loss() {
     await_puts(&mut net, &[(2, q)]);
     let gets: Vec<_> = (0..n)
         .step_by(2)
+        .filter(|i| *i != 2)
         .map(|i| (i, get(&mut net, i, key)))
         .collect();
     let results = await_gets(&mut net, &gets);
+    // One copy per level: a get fails only if all three attempts to the node holding it are
+    // lost (each attempt has two messages at 10 % loss: 0.19^3, under 1 %).
     let failed = results.iter().filter(|r| r.is_err()).count();
-    assert_eq!(
-        failed,
-        0,
+    assert!(
+        failed * 20 <= results.len(),
         "{failed} of {} gets failed under 10 % loss",
         results.len()
     );
@@ -406,12 +412,25 @@ fn same_seed_gives_identical_event_traces() {
 fn single_node_puts_and_gets_locally() {
     let mut net = Net::new(1, 2, &Config::default(), Box::new(|_, _| Duration::ZERO));
     let key = Key::from_url("http://alone.example/");
-    let q = put(&mut net, 0, key);
+    // A value naming another proxy is found locally; the node's own never is.
+    let other = Value {
+        holder: crate::Contact::new(crate::NodeId([9; 32]), vec![9]),
+        pending: false,
+    };
+    let q = net.with(0, |n, now| {
+        n.put(now, key, other.clone(), Duration::from_secs(60))
+    });
     let p = await_puts(&mut net, &[(0, q)]).remove(0);
     assert_eq!(p.stored.len(), 3);
     let q = get(&mut net, 0, key);
     let found = await_gets(&mut net, &[(0, q)]).remove(0).unwrap();
     assert_eq!((found.level, found.hops), (Level(2), 0));
+    assert_eq!(found.values, vec![other]);
+    let own = Key::from_url("http://mine.example/");
+    let q = put(&mut net, 0, own);
+    await_puts(&mut net, &[(0, q)]);
+    let q = get(&mut net, 0, own);
+    assert!(await_gets(&mut net, &[(0, q)]).remove(0).is_err());
     let q = get(&mut net, 0, Key::from_url("http://other.example/"));
     assert!(matches!(
         await_gets(&mut net, &[(0, q)]).remove(0),
@@ -434,7 +453,7 @@ fn a_silent_network_times_out_gets_within_the_query_timeout() {
     let q = get(&mut net, 1, Key::from_url("http://gone.example/"));
     let r = await_gets(&mut net, &[(1, q)]).remove(0);
     assert!(matches!(r, Err(QueryError::NotFound { .. })), "{r:?}");
-    // Two attempts of one second each, not the 10 s query timeout.
+    // Three attempts of one second each, not the 10 s query timeout.
     assert!(net.elapsed() - start <= Duration::from_secs(3));
 }
 

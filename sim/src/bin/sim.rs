@@ -1,7 +1,181 @@
-//! `reef-sim`: placeholder until the simulator lands.
+//! `reef-sim`: run a scenario preset for one or more overlay variants on one seed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sim::latency::LatencyKind;
+use sim::scenario::Scenario;
+use sim::{RunOptions, Variant, run_variants};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "reef-sim",
+    version,
+    about = "Simulate whole reef overlays in virtual time"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the scenario presets with their parameters.
+    List,
+    /// Run a scenario.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Scenario preset (see `reef-sim list`).
+    #[arg(long)]
+    scenario: String,
+    /// Number of nodes (overrides the preset).
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// Seed; the same seed gives the same run. Also read from SIM_SEED.
+    #[arg(long, env = "SIM_SEED", default_value_t = 1)]
+    seed: u64,
+    /// Variant to run (repeatable): coral, flat or none.
+    #[arg(long = "variant", value_name = "VARIANT")]
+    variants: Vec<Variant>,
+    /// Run all variants side by side.
+    #[arg(long)]
+    compare: bool,
+    /// Latency model (overrides the preset): planetlab or geo.
+    #[arg(long)]
+    latency: Option<LatencyKind>,
+    /// Workload duration in seconds (overrides the preset).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Round-trip every DHT message through the wire format.
+    #[arg(long)]
+    wire: bool,
+    /// Write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write SVG plots into this directory.
+    #[arg(long, value_name = "DIR")]
+    plot: Option<PathBuf>,
+}
 
 fn main() -> anyhow::Result<()> {
-    anyhow::bail!(
-        "reef-sim is not implemented yet; the DHT's scenario tests (cargo test -p reef-dht) are its precursor"
-    )
+    match Cli::parse().command {
+        Command::List => {
+            for s in Scenario::all() {
+                println!(
+                    "{}\n  {}\n  {}\n",
+                    s.name,
+                    s.description,
+                    serde_json::to_string(&s)?
+                );
+            }
+            Ok(())
+        }
+        Command::Run(args) => run(args),
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut scenario = Scenario::named(&args.scenario).with_context(|| {
+        let names: Vec<_> = Scenario::all().iter().map(|s| s.name).collect();
+        format!(
+            "unknown scenario {:?}; presets: {}",
+            args.scenario,
+            names.join(", ")
+        )
+    })?;
+    if let Some(n) = args.nodes {
+        anyhow::ensure!(n >= 1, "--nodes must be at least 1");
+        scenario.nodes = n;
+    }
+    if let Some(k) = args.latency {
+        scenario.latency.kind = k;
+    }
+    if let Some(d) = args.duration {
+        anyhow::ensure!(
+            d > 0.0 && d.is_finite(),
+            "--duration must be a positive number of seconds"
+        );
+        scenario.duration_secs = d;
+    }
+    let variants = if args.compare || args.variants.is_empty() {
+        Variant::ALL.to_vec()
+    } else {
+        args.variants.clone()
+    };
+    eprintln!(
+        "sim: seed={:#x} nodes={} scenario={} variants={}",
+        args.seed,
+        scenario.nodes,
+        scenario.name,
+        variants
+            .iter()
+            .map(|v| v.name())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>6} [{bar:40}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let started = std::time::Instant::now();
+    let options = RunOptions {
+        seed: args.seed,
+        variants,
+        wire: args.wire,
+    };
+    let report = run_variants(&scenario, &options, &mut |variant, now, end, events| {
+        bar.set_prefix(variant.name());
+        bar.set_position((now * 1000).checked_div(end).unwrap_or(1000));
+        let wall = started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!(
+            "{:.0}s of {:.0}s virtual, {:.0} events/s",
+            now as f64 / 1e6,
+            end as f64 / 1e6,
+            events as f64 / wall
+        ));
+        if started.elapsed() > Duration::from_secs(2) {
+            bar.tick();
+        }
+    });
+    bar.finish_and_clear();
+    let json = serde_json::to_string_pretty(&report)?;
+    match &args.json {
+        Some(path) => {
+            std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("sim: report written to {}", path.display());
+        }
+        None => println!("{json}"),
+    }
+    for (name, v) in &report.variants {
+        eprintln!(
+            "sim: {name:>5}: {} requests, {} origin fetches, served local {:.3} l2 {:.3} l1 {:.3} l0 {:.3} origin {:.3}, lookup p50 {:.1} ms, hot-key max {}",
+            v.requests,
+            v.origin_fetches,
+            v.served.local_cache,
+            v.served.level2,
+            v.served.level1,
+            v.served.level0,
+            v.served.origin,
+            v.lookup_ms.p50,
+            v.hot_key_load.max
+        );
+    }
+    eprintln!(
+        "sim: {} events in {:.1} s ({:.0} events/s), peak RSS {:.0} MiB",
+        report.events, report.wall_s, report.events_per_s, report.peak_rss_mb
+    );
+    if let Some(dir) = &args.plot {
+        let files =
+            sim::plot::write_all(&report, dir).map_err(|e| anyhow::anyhow!("plotting: {e}"))?;
+        eprintln!("sim: plots: {}", files.join(", "));
+    }
+    Ok(())
 }

@@ -1,0 +1,727 @@
+//! The discrete-event core: hosts (a real `dht::Node` and a modelled proxy each), one event
+//! queue in virtual time, one seed.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dht::{Addr, Contact, Event, InboundId, Input, Key, NodeId, QueryId, RpcId, Transmit};
+use rand::{Rng, RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::latency::LatencyModel;
+use crate::metrics::{Metrics, Source};
+use crate::proxy::{Origin, Proxy};
+use crate::queue::{EventQueue, Micros};
+use crate::scenario::Scenario;
+
+/// The overlay design under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Variant {
+    /// Coral's hierarchical sloppy DSHT (reef's design).
+    Coral,
+    /// One level, classic Kademlia storage at the k closest nodes.
+    Flat,
+    /// No cooperation: every proxy goes to the origin on a miss.
+    None,
+}
+
+impl Variant {
+    /// Every variant, in report order.
+    pub const ALL: [Variant; 3] = [Variant::Coral, Variant::Flat, Variant::None];
+
+    /// Its name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Coral => "coral",
+            Variant::Flat => "flat",
+            Variant::None => "none",
+        }
+    }
+
+    /// The DHT configuration its nodes run, `None` for no DHT at all.
+    pub fn dht_config(self) -> Option<dht::Config> {
+        let base = dht::Config {
+            // Compact per-node state: thousands of nodes share one process.
+            peer_info_capacity: 128,
+            ..dht::Config::default()
+        };
+        match self {
+            Variant::Coral => Some(base),
+            Variant::Flat => Some(dht::Config {
+                sloppy: false,
+                level_rtt_thresholds: Vec::new(),
+                values_per_key: 20,
+                ..base
+            }),
+            Variant::None => None,
+        }
+    }
+}
+
+impl std::str::FromStr for Variant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Variant::ALL
+            .into_iter()
+            .find(|v| v.name() == s)
+            .ok_or_else(|| format!("unknown variant {s:?} (coral, flat or none)"))
+    }
+}
+
+/// Something that happens at a point of virtual time.
+#[derive(Debug)]
+pub(crate) enum Ev {
+    /// A message reaches a host (if it is still the same incarnation).
+    Deliver {
+        host: u32,
+        incarnation: u8,
+        input: Box<Input>,
+    },
+    /// A host's DHT asked to be woken.
+    Wake { host: u32 },
+    /// A host starts and joins the overlay.
+    Join { host: u32 },
+    /// The next request of the rate workload.
+    Arrival,
+    /// A per-proxy client's next request.
+    Client { proxy: u32 },
+    /// An object finished arriving at a proxy.
+    Arrived {
+        proxy: u32,
+        incarnation: u8,
+        object: u32,
+        source: Source,
+    },
+    /// A request reached the origin.
+    OriginStart {
+        proxy: u32,
+        incarnation: u8,
+        object: u32,
+    },
+    /// The origin may have finished transfers (only the latest generation acts).
+    OriginTick { generation: u64 },
+    /// Renew a pending announcement while an origin fetch lasts.
+    Renew { proxy: u32, object: u32 },
+    /// A proxy waited on a peer that died: fetch from the origin instead.
+    Fallback { proxy: u32, object: u32 },
+    /// Churn: a host fails, or comes back.
+    Crash { host: u32 },
+    /// See `Crash`.
+    Restart { host: u32 },
+    /// The two halves lose (true) or regain (false) each other.
+    Partition(bool),
+    /// Rollout: a host switches to the new network secret.
+    Rekey { host: u32 },
+}
+
+/// One simulated machine: a DHT node (when up and the variant has one) and a proxy.
+#[derive(Debug)]
+pub(crate) struct Host {
+    pub(crate) dht: Option<Box<dht::Node>>,
+    pub(crate) up: bool,
+    /// Bumped on every restart: messages and transfers meant for an earlier life are dropped.
+    pub(crate) incarnation: u8,
+    /// Network secret group: hosts of different groups cannot exchange messages at all.
+    pub(crate) secret: u16,
+    /// The earliest wake-up already queued, so timers are not queued twice.
+    next_wake: Micros,
+    pub(crate) proxy: Proxy,
+}
+
+/// A get in flight: for which object, since when, and whether any live proxy had it then.
+#[derive(Debug)]
+pub(crate) struct Lookup {
+    pub(crate) object: u32,
+    pub(crate) started: Micros,
+    pub(crate) available: bool,
+    /// The second get of "announce, then confirm" (see `client.rs`).
+    pub(crate) confirm: bool,
+}
+
+/// A run of one variant of one scenario. Same scenario, variant and seed: same run.
+#[derive(Debug)]
+pub struct Sim {
+    pub(crate) sc: Scenario,
+    pub(crate) variant: Variant,
+    pub(crate) dht_config: Option<dht::Config>,
+    /// The one real `Instant`; virtual time is `epoch + now` microseconds.
+    epoch: Instant,
+    pub(crate) now: Micros,
+    queue: EventQueue<Ev>,
+    /// Independent streams, so every variant sees the same placement, workload and faults.
+    pub(crate) rng_work: ChaCha8Rng,
+    rng_net: ChaCha8Rng,
+    pub(crate) rng_nodes: ChaCha8Rng,
+    pub(crate) rng_faults: ChaCha8Rng,
+    /// `nodes + 1` places: the last is the origin.
+    pub(crate) latency: LatencyModel,
+    pub(crate) hosts: Vec<Host>,
+    pub(crate) ids: Vec<NodeId>,
+    /// Every host's address, sliced from one shared buffer (no allocation per contact).
+    addrs: Vec<Addr>,
+    pub(crate) keys: Vec<Key>,
+    pub(crate) hot_key: Key,
+    pub(crate) lookups: BTreeMap<(u32, QueryId), Lookup>,
+    /// Pending announcements whose completion triggers the confirming get: (proxy, put) -> object.
+    pub(crate) claims: BTreeMap<(u32, QueryId), u32>,
+    pub(crate) origin: Origin,
+    pub(crate) metrics: Metrics,
+    /// Live proxies caching each object.
+    pub(crate) holders: Vec<u32>,
+    /// Hosts that have joined, in order (bootstrap contacts are drawn from them).
+    pub(crate) joined: Vec<u32>,
+    pub(crate) partitioned: bool,
+    /// Which half of the world each host is in, for partitions.
+    pub(crate) side: Vec<u8>,
+    pub(crate) workload_start: Micros,
+    pub(crate) workload_end: Micros,
+    /// Round-trip every message through the wire format (slower; checks the codec at scale).
+    wire: bool,
+    events: u64,
+    /// FNV-1a over (time, host, event kind) of every event: equal runs, equal hashes.
+    trace: u64,
+    pub(crate) zipf_cdf: Vec<f64>,
+}
+
+pub(crate) fn secs(s: f64) -> Micros {
+    (s.max(0.0) * 1e6) as Micros
+}
+
+impl Sim {
+    /// Prepares a run; nothing happens until [`run`](Sim::run).
+    pub fn new(sc: Scenario, variant: Variant, seed: u64) -> Sim {
+        let stream =
+            |k: u64| ChaCha8Rng::seed_from_u64(seed ^ k.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut rng_place = stream(1);
+        let n = sc.nodes;
+        let latency = LatencyModel::new(sc.latency.clone(), n + 1, &mut rng_place);
+        let side = (0..n).map(|i| latency.side(i)).collect();
+        let ids = (0..n)
+            .map(|_| {
+                let mut id = [0u8; 32];
+                rng_place.fill_bytes(&mut id);
+                NodeId(id)
+            })
+            .collect();
+        let buffer = Bytes::from(
+            (0..n as u32)
+                .flat_map(u32::to_be_bytes)
+                .collect::<Vec<u8>>(),
+        );
+        let addrs = (0..n)
+            .map(|i| Addr(buffer.slice(i * 4..i * 4 + 4)))
+            .collect();
+        let keys: Vec<Key> = (0..sc.objects)
+            .map(|o| Key::from_url(&format!("http://site.example/object/{o}")))
+            .collect();
+        let zipf_cdf = match &sc.workload {
+            crate::scenario::Workload::Rate {
+                popularity: crate::scenario::Popularity::Zipf { s },
+                ..
+            } => {
+                let mut acc = 0.0;
+                (1..=sc.objects)
+                    .map(|r| {
+                        acc += 1.0 / (r as f64).powf(*s);
+                        acc
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        let hosts = (0..n)
+            .map(|_| Host {
+                dht: None,
+                up: false,
+                incarnation: 0,
+                secret: 0,
+                next_wake: Micros::MAX,
+                proxy: Proxy::default(),
+            })
+            .collect();
+        let workload_start = secs(sc.warmup_secs);
+        let workload_end = workload_start + secs(sc.duration_secs);
+        Sim {
+            dht_config: variant.dht_config(),
+            origin: Origin::new(sc.origin_uplink_bps, sc.origin_concurrency),
+            metrics: Metrics {
+                hot_key_load: vec![0; n],
+                ..Metrics::default()
+            },
+            holders: vec![0; sc.objects],
+            hot_key: keys.first().copied().unwrap_or(Key([0; 32])),
+            keys,
+            epoch: Instant::now(),
+            now: 0,
+            queue: EventQueue::new(),
+            rng_work: stream(2),
+            rng_net: stream(3),
+            rng_nodes: stream(4),
+            rng_faults: stream(5),
+            latency,
+            hosts,
+            ids,
+            addrs,
+            lookups: BTreeMap::new(),
+            claims: BTreeMap::new(),
+            joined: Vec::new(),
+            partitioned: false,
+            side,
+            workload_start,
+            workload_end,
+            wire: false,
+            events: 0,
+            trace: 0xcbf2_9ce4_8422_2325,
+            zipf_cdf,
+            variant,
+            sc,
+        }
+    }
+
+    /// Round-trips every message through `dht::wire` (slower; proves the codec at scale).
+    pub fn with_wire(mut self, wire: bool) -> Sim {
+        self.wire = wire;
+        self
+    }
+
+    pub(crate) fn instant(&self, t: Micros) -> Instant {
+        self.epoch + Duration::from_micros(t)
+    }
+
+    fn micros(&self, at: Instant) -> Micros {
+        at.saturating_duration_since(self.epoch).as_micros() as Micros
+    }
+
+    pub(crate) fn schedule(&mut self, at: Micros, ev: Ev) {
+        self.queue.push(at, ev);
+    }
+
+    pub(crate) fn contact(&self, host: u32) -> Contact {
+        Contact {
+            id: self.ids[host as usize],
+            addr: self.addrs[host as usize].clone(),
+        }
+    }
+
+    pub(crate) fn host_of(addr: &Addr) -> Option<u32> {
+        let b: [u8; 4] = addr.0.as_ref().try_into().ok()?;
+        Some(u32::from_be_bytes(b))
+    }
+
+    /// Workload time of `now`, if the workload has started.
+    pub(crate) fn workload_time(&self) -> Option<Micros> {
+        self.now.checked_sub(self.workload_start)
+    }
+
+    /// The variant this run simulates.
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+
+    /// Events processed so far.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Hash of the event trace so far.
+    pub fn trace_hash(&self) -> u64 {
+        self.trace
+    }
+
+    /// Virtual time now, and when the run ends.
+    pub fn progress(&self) -> (Micros, Micros) {
+        (self.now, self.workload_end)
+    }
+
+    /// Whether `a` can send to `b` now: both up, same secret, not cut apart.
+    pub(crate) fn reachable(&self, a: u32, b: u32) -> bool {
+        let (ha, hb) = (&self.hosts[a as usize], &self.hosts[b as usize]);
+        ha.up
+            && hb.up
+            && ha.secret == hb.secret
+            && !(self.partitioned && self.side[a as usize] != self.side[b as usize])
+    }
+
+    fn one_way(&mut self, a: u32, b: u32) -> Micros {
+        let mut d = self.latency.rtt(a as usize, b as usize) / 2;
+        if self.sc.jitter_ms > 0.0 {
+            d += (self.rng_net.random_range(0.0..self.sc.jitter_ms) * 1000.0) as Micros;
+        }
+        d
+    }
+
+    fn lost(&mut self) -> bool {
+        self.sc.loss > 0.0 && self.rng_net.random_bool(self.sc.loss)
+    }
+
+    /// Runs the scenario to its end, calling `progress` now and then with (now, end, events).
+    pub fn run(&mut self, progress: &mut dyn FnMut(Micros, Micros, u64)) {
+        self.schedule_start();
+        let end = self.workload_end;
+        let mut last_report = 0u64;
+        while let Some(at) = self.queue.peek_time() {
+            if at > end {
+                break;
+            }
+            let Some((at, ev)) = self.queue.pop() else {
+                break;
+            };
+            self.now = at;
+            self.events += 1;
+            self.step(ev);
+            if self.events - last_report >= 200_000 {
+                last_report = self.events;
+                progress(self.now, end, self.events);
+            }
+        }
+        self.now = end;
+        progress(end, end, self.events);
+    }
+
+    fn trace_event(&mut self, host: u32, kind: u8) {
+        for b in self
+            .now
+            .to_le_bytes()
+            .into_iter()
+            .chain(host.to_le_bytes())
+            .chain([kind])
+        {
+            self.trace ^= u64::from(b);
+            self.trace = self.trace.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn step(&mut self, ev: Ev) {
+        match ev {
+            Ev::Deliver {
+                host,
+                incarnation,
+                input,
+            } => {
+                self.trace_event(host, 0);
+                let h = &self.hosts[host as usize];
+                if !h.up || h.incarnation != incarnation {
+                    return;
+                }
+                if let Input::Request { req, .. } = input.as_ref() {
+                    self.count_hot_key(host, &req.body);
+                }
+                let now = self.instant(self.now);
+                if let Some(dht) = self.hosts[host as usize].dht.as_mut() {
+                    dht.handle_input(now, *input);
+                }
+                self.drain(host);
+            }
+            Ev::Wake { host } => {
+                self.trace_event(host, 1);
+                let h = &mut self.hosts[host as usize];
+                if h.next_wake <= self.now {
+                    h.next_wake = Micros::MAX;
+                }
+                let now = self.instant(self.now);
+                if let Some(dht) = self.hosts[host as usize].dht.as_mut() {
+                    dht.handle_timeout(now);
+                }
+                self.drain(host);
+            }
+            Ev::Join { host } => {
+                self.trace_event(host, 2);
+                self.join(host);
+            }
+            Ev::Arrival => {
+                self.trace_event(u32::MAX, 3);
+                self.on_arrival();
+            }
+            Ev::Client { proxy } => {
+                self.trace_event(proxy, 4);
+                self.on_client(proxy);
+            }
+            Ev::Arrived {
+                proxy,
+                incarnation,
+                object,
+                source,
+            } => {
+                self.trace_event(proxy, 5);
+                self.on_arrived(proxy, incarnation, object, source);
+            }
+            Ev::OriginStart {
+                proxy,
+                incarnation,
+                object,
+            } => {
+                self.trace_event(proxy, 6);
+                let now = self.now;
+                self.origin
+                    .start(now, proxy, incarnation, object, self.sc.object_bytes);
+                self.schedule_origin_tick();
+            }
+            Ev::OriginTick { generation } => {
+                if generation == self.origin.generation {
+                    self.trace_event(u32::MAX, 7);
+                    self.on_origin_tick();
+                }
+            }
+            Ev::Renew { proxy, object } => {
+                self.trace_event(proxy, 8);
+                self.on_renew(proxy, object);
+            }
+            Ev::Fallback { proxy, object } => {
+                self.trace_event(proxy, 9);
+                self.on_fallback(proxy, object);
+            }
+            Ev::Crash { host } => {
+                self.trace_event(host, 10);
+                self.crash(host);
+            }
+            Ev::Restart { host } => {
+                self.trace_event(host, 11);
+                self.restart(host);
+            }
+            Ev::Partition(cut) => {
+                self.trace_event(u32::MAX, 12);
+                self.partitioned = cut;
+            }
+            Ev::Rekey { host } => {
+                self.trace_event(host, 13);
+                self.rekey(host);
+            }
+        }
+    }
+
+    fn count_hot_key(&mut self, host: u32, body: &dht::RequestBody) {
+        use dht::RequestBody as B;
+        let key = match body {
+            B::Get { key, .. } | B::PutProbe { key, .. } | B::Store { key, .. } => key,
+            B::Ping | B::FindNode { .. } => return,
+        };
+        if *key == self.hot_key {
+            self.metrics.hot_key_load[host as usize] += 1;
+            let kind = match body {
+                B::Get { .. } => 0,
+                B::PutProbe { .. } => 1,
+                _ => 2,
+            };
+            self.metrics.hot_key_by_kind[kind] += 1;
+        }
+    }
+
+    pub(crate) fn schedule_origin_tick(&mut self) {
+        if let Some(at) = self.origin.next_completion() {
+            let generation = self.origin.generation;
+            self.schedule(at.max(self.now), Ev::OriginTick { generation });
+        }
+    }
+
+    /// Creates a host's DHT node (fresh state, same ID) and bootstraps it through a random
+    /// live host of the same secret.
+    pub(crate) fn start_node(&mut self, host: u32) {
+        let h = &mut self.hosts[host as usize];
+        h.up = true;
+        h.next_wake = Micros::MAX;
+        let Some(config) = self.dht_config.clone() else {
+            return;
+        };
+        let config = dht::Config {
+            rng_seed: self.rng_nodes.next_u64(),
+            ..config
+        };
+        let me = self.contact(host);
+        let Ok(node) = dht::Node::new(config, me) else {
+            return;
+        };
+        self.hosts[host as usize].dht = Some(Box::new(node));
+        let secret = self.hosts[host as usize].secret;
+        let candidates: Vec<u32> = self
+            .joined
+            .iter()
+            .copied()
+            .filter(|j| {
+                *j != host && self.hosts[*j as usize].up && self.hosts[*j as usize].secret == secret
+            })
+            .collect();
+        if !candidates.is_empty() {
+            let via = candidates[self.rng_nodes.random_range(0..candidates.len())];
+            let contact = self.contact(via);
+            let now = self.instant(self.now);
+            if let Some(dht) = self.hosts[host as usize].dht.as_mut() {
+                dht.bootstrap(now, vec![contact]);
+            }
+        }
+        self.drain(host);
+    }
+
+    fn join(&mut self, host: u32) {
+        self.start_node(host);
+        self.joined.push(host);
+    }
+
+    /// Moves a host's outputs into the world: messages onto the network, events to the proxy
+    /// logic, its next wake-up into the queue. Repeats while the proxy logic issues commands.
+    pub(crate) fn drain(&mut self, host: u32) {
+        loop {
+            let mut transmits = Vec::new();
+            let mut events = Vec::new();
+            let wake;
+            {
+                let Some(dht) = self.hosts[host as usize].dht.as_mut() else {
+                    return;
+                };
+                while let Some(t) = dht.poll_transmit() {
+                    transmits.push(t);
+                }
+                while let Some(e) = dht.poll_event() {
+                    events.push(e);
+                }
+                wake = dht.poll_timeout();
+            }
+            for t in transmits {
+                self.send(host, t);
+            }
+            if let Some(w) = wake {
+                let w = self.micros(w).max(self.now);
+                let h = &mut self.hosts[host as usize];
+                if w < h.next_wake || h.next_wake <= self.now {
+                    h.next_wake = w;
+                    self.schedule(w, Ev::Wake { host });
+                }
+            }
+            if events.is_empty() {
+                return;
+            }
+            for e in events {
+                self.on_dht_event(host, e);
+            }
+        }
+    }
+
+    fn send(&mut self, from: u32, t: Transmit) {
+        match t {
+            Transmit::Request { to, rpc, req } => {
+                let Some(dest) = Sim::host_of(&to.addr) else {
+                    return;
+                };
+                self.metrics.messages += 1;
+                if dest as usize >= self.hosts.len() || !self.reachable(from, dest) || self.lost() {
+                    return; // the sender times out
+                }
+                let req = if self.wire {
+                    self.round_trip_request(req)
+                } else {
+                    Some(req)
+                };
+                let Some(req) = req else { return };
+                let inc = self.hosts[from as usize].incarnation;
+                // The inbound handle carries the way back: (client, its incarnation, its rpc).
+                let inbound = InboundId(
+                    (u64::from(from) << 40) | (u64::from(inc) << 32) | (rpc.0 & 0xffff_ffff),
+                );
+                let at = self.now + self.one_way(from, dest);
+                let input = Input::Request {
+                    from: self.contact(from),
+                    inbound,
+                    req,
+                };
+                let incarnation = self.hosts[dest as usize].incarnation;
+                self.schedule(
+                    at,
+                    Ev::Deliver {
+                        host: dest,
+                        incarnation,
+                        input: Box::new(input),
+                    },
+                );
+            }
+            Transmit::Response { inbound, resp } => {
+                let client = (inbound.0 >> 40) as u32;
+                let incarnation = ((inbound.0 >> 32) & 0xff) as u8;
+                let rpc = RpcId(inbound.0 & 0xffff_ffff);
+                self.metrics.messages += 1;
+                if client as usize >= self.hosts.len()
+                    || !self.reachable(from, client)
+                    || self.lost()
+                {
+                    return;
+                }
+                let resp = if self.wire {
+                    self.round_trip_response(resp)
+                } else {
+                    Some(resp)
+                };
+                let Some(resp) = resp else { return };
+                let at = self.now + self.one_way(from, client);
+                self.schedule(
+                    at,
+                    Ev::Deliver {
+                        host: client,
+                        incarnation,
+                        input: Box::new(Input::Response { rpc, resp }),
+                    },
+                );
+            }
+        }
+    }
+
+    fn round_trip_request(&self, req: dht::Request) -> Option<dht::Request> {
+        let max = self
+            .dht_config
+            .as_ref()
+            .map_or(64 * 1024, |c| c.max_message_size);
+        let bytes = dht::wire::encode_request(&req, max).ok()?;
+        dht::wire::decode_request(&bytes, max).ok()
+    }
+
+    fn round_trip_response(&self, resp: dht::Response) -> Option<dht::Response> {
+        let max = self
+            .dht_config
+            .as_ref()
+            .map_or(64 * 1024, |c| c.max_message_size);
+        let bytes = dht::wire::encode_response(&resp, max).ok()?;
+        dht::wire::decode_response(&bytes, max).ok()
+    }
+
+    fn on_dht_event(&mut self, host: u32, e: Event) {
+        match e {
+            Event::GetDone { query, result, .. } => self.on_get_done(host, query, result),
+            Event::PutDone { query, .. } => self.on_put_done(host, query),
+            _ => {}
+        }
+    }
+
+    /// Schedules joins, the workload and the faults.
+    fn schedule_start(&mut self) {
+        let n = self.hosts.len() as u32;
+        let join = secs(self.sc.join_secs);
+        for host in 0..n {
+            let at = join * u64::from(host) / u64::from(n.max(1));
+            self.schedule(at, Ev::Join { host });
+        }
+        self.schedule_workload();
+        self.schedule_faults();
+    }
+
+    /// Distinct clusters per level over the live nodes (index 0 = level 0).
+    pub fn clusters_per_level(&self) -> Vec<usize> {
+        let now = self.instant(self.now);
+        let mut per_level: Vec<std::collections::BTreeSet<u64>> = Vec::new();
+        for h in self.hosts.iter().filter(|h| h.up) {
+            let Some(dht) = h.dht.as_ref() else { continue };
+            for (i, l) in dht.snapshot(now).levels.iter().enumerate() {
+                if per_level.len() <= i {
+                    per_level.resize_with(i + 1, Default::default);
+                }
+                per_level[i].insert(l.cluster.0);
+            }
+        }
+        per_level.iter().map(|s| s.len()).collect()
+    }
+
+    /// The XOR distance (as log2) of each host to the hot key, for the load-vs-distance plot.
+    pub(crate) fn hot_key_distances(&self) -> Vec<u32> {
+        self.ids
+            .iter()
+            .map(|id| id.distance(&self.hot_key).ilog2().unwrap_or(0))
+            .collect()
+    }
+}

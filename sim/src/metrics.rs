@@ -1,0 +1,319 @@
+//! What a run measures, and the JSON report (scripts rely on these field names).
+
+use serde::Serialize;
+
+/// Where a request's object came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The proxy's own cache.
+    LocalCache,
+    /// Another proxy, located through the DHT at this level (2, 1 or 0).
+    Peer(u8),
+    /// The origin.
+    Origin,
+}
+
+impl Source {
+    fn index(self) -> usize {
+        match self {
+            Source::LocalCache => 0,
+            Source::Peer(2) => 1,
+            Source::Peer(1) => 2,
+            Source::Peer(_) => 3,
+            Source::Origin => 4,
+        }
+    }
+}
+
+/// One minute of the run (workload time).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Minute {
+    /// Requests answered this minute, by source: local cache, level 2, 1, 0, origin.
+    pub served: [u64; 5],
+    /// Origin fetches started.
+    pub origin_fetches: u64,
+    /// Gets that found a value, and gets in all.
+    pub gets_found: u64,
+    /// Gets issued.
+    pub gets: u64,
+}
+
+/// Counters of one variant's run.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    pub(crate) requests: u64,
+    /// Requests at a proxy that was down (its clients see an error).
+    pub(crate) failed: u64,
+    pub(crate) origin_fetches: u64,
+    pub(crate) served: [u64; 5],
+    pub(crate) lookup_us: Vec<u32>,
+    pub(crate) hops: Vec<u32>,
+    pub(crate) client_us: Vec<u32>,
+    /// DHT requests for the hottest key received, per node.
+    pub(crate) hot_key_load: Vec<u32>,
+    /// DHT requests for the hottest key, all nodes: gets, put probes, stores.
+    pub(crate) hot_key_by_kind: [u64; 3],
+    pub(crate) messages: u64,
+    /// Gets for objects that some live proxy cached when the get started, and how many of
+    /// them found a value.
+    pub(crate) gets_available: u64,
+    pub(crate) gets_available_found: u64,
+    /// Values pointing at a proxy that no longer had the object.
+    pub(crate) stale_values: u64,
+    pub(crate) timeline: Vec<Minute>,
+}
+
+impl Metrics {
+    pub(crate) fn minute(&mut self, workload_us: Option<u64>) -> Option<&mut Minute> {
+        let m = (workload_us? / 60_000_000) as usize;
+        if self.timeline.len() <= m {
+            self.timeline.resize(m + 1, Minute::default());
+        }
+        self.timeline.get_mut(m)
+    }
+
+    pub(crate) fn serve(&mut self, source: Source, n: u64, workload_us: Option<u64>) {
+        self.served[source.index()] += n;
+        if let Some(m) = self.minute(workload_us) {
+            m.served[source.index()] += n;
+        }
+    }
+}
+
+/// Percentiles of a distribution.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+}
+
+/// Mean and tail.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct MeanP99 {
+    /// Mean.
+    pub mean: f64,
+    /// 99th percentile.
+    pub p99: f64,
+}
+
+/// Max and mean.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct MaxMean {
+    /// Maximum.
+    pub max: f64,
+    /// Mean over nodes that received any.
+    pub mean: f64,
+}
+
+/// DHT requests for one key, by kind.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct HotKeyRequests {
+    /// Gets.
+    pub get: u64,
+    /// Forward-phase probes of puts.
+    pub put_probe: u64,
+    /// Stores.
+    pub store: u64,
+}
+
+/// Fractions of requests served from each source.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Served {
+    /// The proxy's own cache.
+    pub local_cache: f64,
+    /// A peer found within the level-2 cluster.
+    pub level2: f64,
+    /// A peer found within the level-1 cluster.
+    pub level1: f64,
+    /// A peer found at the global level.
+    pub level0: f64,
+    /// The origin.
+    pub origin: f64,
+}
+
+/// The figures of one variant.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct VariantReport {
+    /// Client requests.
+    pub requests: u64,
+    /// Requests at proxies that were down.
+    pub failed_requests: u64,
+    /// Fetches from the origin.
+    pub origin_fetches: u64,
+    /// Where answers came from, as fractions of answered requests.
+    pub served: Served,
+    /// DHT get latency.
+    pub lookup_ms: Percentiles,
+    /// Requests per successful get.
+    pub hops: MeanP99,
+    /// DHT requests per node for the hottest key.
+    pub hot_key_load: MaxMean,
+    /// DHT requests for the hottest key, all nodes: gets, put probes, stores.
+    pub hot_key_requests: HotKeyRequests,
+    /// The ten nodes most loaded by the hottest key: (log2 XOR distance to it, requests).
+    pub hot_key_top: Vec<(u32, u32)>,
+    /// DHT messages delivered.
+    pub messages: u64,
+    /// Time from a client's request to the whole object at its proxy.
+    pub client_ms: Percentiles,
+    /// Gets that found a value, among gets for objects some live proxy cached.
+    pub lookup_success: f64,
+    /// Values that named a proxy no longer holding the object.
+    pub stale_values: u64,
+    /// Distinct clusters at the end of the run, per level (index 0 = level 0), over live nodes.
+    pub clusters_per_level: Vec<usize>,
+    /// Per minute of workload.
+    pub timeline: Vec<Minute>,
+    /// Hot-key load per node: (log2 of XOR distance to the key, requests).
+    #[serde(skip)]
+    pub hot_key_by_distance: Vec<(u32, u32)>,
+    /// Lookup latencies, ms, sorted (for CDF plots).
+    #[serde(skip)]
+    pub lookup_ms_sorted: Vec<f64>,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn percentiles(sorted: &[f64]) -> Percentiles {
+    Percentiles {
+        p50: percentile(sorted, 0.5),
+        p90: percentile(sorted, 0.9),
+        p99: percentile(sorted, 0.99),
+    }
+}
+
+fn sorted_ms(us: &[u32]) -> Vec<f64> {
+    let mut v: Vec<f64> = us.iter().map(|u| f64::from(*u) / 1000.0).collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+impl Metrics {
+    pub(crate) fn report(&self, hot_key_distance: &[u32]) -> VariantReport {
+        let answered: u64 = self.served.iter().sum();
+        let frac = |i: usize| {
+            if answered == 0 {
+                0.0
+            } else {
+                self.served[i] as f64 / answered as f64
+            }
+        };
+        let lookup = sorted_ms(&self.lookup_us);
+        let mut hops: Vec<f64> = self.hops.iter().map(|h| f64::from(*h)).collect();
+        hops.sort_by(f64::total_cmp);
+        let loaded: Vec<f64> = self
+            .hot_key_load
+            .iter()
+            .filter(|l| **l > 0)
+            .map(|l| f64::from(*l))
+            .collect();
+        VariantReport {
+            requests: self.requests,
+            failed_requests: self.failed,
+            origin_fetches: self.origin_fetches,
+            served: Served {
+                local_cache: frac(0),
+                level2: frac(1),
+                level1: frac(2),
+                level0: frac(3),
+                origin: frac(4),
+            },
+            lookup_ms: percentiles(&lookup),
+            hops: MeanP99 {
+                mean: if hops.is_empty() {
+                    0.0
+                } else {
+                    hops.iter().sum::<f64>() / hops.len() as f64
+                },
+                p99: percentile(&hops, 0.99),
+            },
+            hot_key_load: MaxMean {
+                max: loaded.iter().copied().fold(0.0, f64::max),
+                mean: if loaded.is_empty() {
+                    0.0
+                } else {
+                    loaded.iter().sum::<f64>() / loaded.len() as f64
+                },
+            },
+            hot_key_requests: HotKeyRequests {
+                get: self.hot_key_by_kind[0],
+                put_probe: self.hot_key_by_kind[1],
+                store: self.hot_key_by_kind[2],
+            },
+            hot_key_top: {
+                let mut top: Vec<(u32, u32)> = hot_key_distance
+                    .iter()
+                    .zip(&self.hot_key_load)
+                    .filter(|(_, l)| **l > 0)
+                    .map(|(d, l)| (*d, *l))
+                    .collect();
+                top.sort_by_key(|(_, l)| std::cmp::Reverse(*l));
+                top.truncate(10);
+                top
+            },
+            messages: self.messages,
+            client_ms: percentiles(&sorted_ms(&self.client_us)),
+            lookup_success: if self.gets_available == 0 {
+                1.0
+            } else {
+                self.gets_available_found as f64 / self.gets_available as f64
+            },
+            stale_values: self.stale_values,
+            clusters_per_level: Vec::new(),
+            timeline: self.timeline.clone(),
+            hot_key_by_distance: hot_key_distance
+                .iter()
+                .zip(&self.hot_key_load)
+                .filter(|(_, l)| **l > 0)
+                .map(|(d, l)| (*d, *l))
+                .collect(),
+            lookup_ms_sorted: lookup,
+        }
+    }
+}
+
+/// The whole run: every variant on the same seed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Scenario preset.
+    pub scenario: String,
+    /// Seed of the run.
+    pub seed: u64,
+    /// Nodes.
+    pub nodes: usize,
+    /// Events processed, all variants.
+    pub events: u64,
+    /// Wall-clock seconds, all variants.
+    pub wall_s: f64,
+    /// Events per wall-clock second.
+    pub events_per_s: f64,
+    /// Peak resident memory of the process, MiB.
+    pub peak_rss_mb: f64,
+    /// Figures per variant, by name.
+    pub variants: std::collections::BTreeMap<String, VariantReport>,
+    /// The scenario's parameters as run.
+    pub parameters: crate::scenario::Scenario,
+}
+
+/// Peak resident set size of this process in MiB (Linux), 0 elsewhere.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
