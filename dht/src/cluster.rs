@@ -287,53 +287,50 @@ impl Clustering {
         let own_id = self.own.get(i)?.id;
         // Per cluster: RTT samples, and every member's claim of size and age. The median
         // claim counts, so one wrong (or hostile) estimate cannot pull a neighbourhood over.
-        let mut claims: BTreeMap<ClusterId, (Vec<u32>, Vec<Duration>)> = BTreeMap::new();
-        let mut seen: BTreeMap<ClusterId, Candidate> = BTreeMap::new();
-        for p in self.peers.values() {
-            let Some(d) = p.clusters.get(i) else { continue };
-            let c = seen.entry(d.id).or_insert(Candidate {
-                id: d.id,
-                size: 0,
+        // One sorted vector rather than maps: this runs for every node every few seconds.
+        let mut rows: Vec<(ClusterId, u32, Duration, Option<Duration>)> = self
+            .peers
+            .values()
+            .filter_map(|p| {
+                let d = p.clusters.get(i)?;
+                Some((d.id, d.size, d.age.at(now), p.min_rtt))
+            })
+            .collect();
+        rows.push((own_id, own_size, self.own_age(level, now), None));
+        rows.sort_unstable_by_key(|r| r.0);
+        let mut candidates = Vec::new();
+        let (mut sizes, mut ages) = (Vec::new(), Vec::new());
+        for group in rows.chunk_by(|a, b| a.0 == b.0) {
+            sizes.clear();
+            ages.clear();
+            sizes.extend(group.iter().map(|r| r.1));
+            ages.extend(group.iter().map(|r| r.2));
+            let rtts = group.iter().filter_map(|r| r.3);
+            candidates.push(Candidate {
+                id: group[0].0,
+                size: median(&mut sizes),
+                age: median(&mut ages),
+                sampled: rtts.clone().count(),
+                near: rtts.filter(|rtt| *rtt < threshold).count(),
+            });
+        }
+        let acceptable =
+            |c: &Candidate| c.sampled > 0 && (c.near as f64) >= self.fraction * (c.sampled as f64);
+        let own = candidates
+            .iter()
+            .find(|c| c.id == own_id)
+            .copied()
+            .unwrap_or(Candidate {
+                id: own_id,
+                size: own_size,
                 age: Duration::ZERO,
                 sampled: 0,
                 near: 0,
             });
-            let (sizes, ages) = claims.entry(d.id).or_default();
-            sizes.push(d.size);
-            ages.push(d.age.at(now));
-            if let Some(rtt) = p.min_rtt {
-                c.sampled += 1;
-                if rtt < threshold {
-                    c.near += 1;
-                }
-            }
-        }
-        let (sizes, ages) = claims.entry(own_id).or_default();
-        sizes.push(own_size);
-        ages.push(self.own_age(level, now));
-        for (id, (sizes, ages)) in &mut claims {
-            if let Some(c) = seen.get_mut(id) {
-                c.size = median(sizes);
-                c.age = median(ages);
-            }
-        }
-        let acceptable =
-            |c: &Candidate| c.sampled > 0 && (c.near as f64) >= self.fraction * (c.sampled as f64);
-        let mut own = seen.get(&own_id).copied().unwrap_or(Candidate {
-            id: own_id,
-            size: 0,
-            age: Duration::ZERO,
-            sampled: 0,
-            near: 0,
-        });
-        if let Some((sizes, ages)) = claims.get_mut(&own_id) {
-            own.size = median(sizes);
-            own.age = median(ages);
-        }
         // With no samples of our own cluster there is nothing to contradict staying in it.
         let own_ok = own.sampled == 0 || acceptable(&own);
-        let best = seen
-            .values()
+        let best = candidates
+            .iter()
             .filter(|c| c.id != own_id && acceptable(c))
             .copied()
             .reduce(|a, b| if self.beats(&b, &a) { b } else { a });

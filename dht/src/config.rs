@@ -28,8 +28,12 @@ pub struct Config {
     /// Clusters whose ages differ by less than this are equally old; the lower ID then wins
     /// the tie, so two young clusters of one size still merge.
     pub cluster_age_tie: Duration,
-    /// How often a node re-evaluates its cluster at every level.
+    /// How often a node re-evaluates its cluster at every level (and pings a few peers heard
+    /// from least recently). After a check that changes nothing the interval doubles, up to
+    /// `cluster_check_max_interval`; a move brings it back to this.
     pub cluster_check_interval: Duration,
+    /// The longest interval between cluster checks of a settled node.
+    pub cluster_check_max_interval: Duration,
     /// Peers whose RTT and cluster descriptors are remembered for cluster decisions.
     pub peer_info_capacity: usize,
     /// Forget a peer's RTT and descriptors when nothing was heard from it for this long.
@@ -63,6 +67,9 @@ pub struct Config {
     /// A bucket that saw no lookup for this long is refreshed by a lookup of a random ID in
     /// its range (Kademlia's hourly refresh; shorter because clusters change).
     pub bucket_refresh_interval: Duration,
+    /// A newcomer to a full bucket makes the node ping the bucket's least-recently-seen entry
+    /// only if that entry has been silent this long; one heard from lately is alive.
+    pub liveness_check_after: Duration,
     /// Candidates kept per bucket for when an entry fails (Kademlia's replacement cache).
     pub replacement_cache_size: usize,
     /// Largest encoded message accepted or produced, in bytes.
@@ -83,6 +90,7 @@ impl Default for Config {
             cluster_size_hysteresis: 0.25,
             cluster_age_tie: Duration::from_secs(5),
             cluster_check_interval: Duration::from_secs(10),
+            cluster_check_max_interval: Duration::from_secs(40),
             peer_info_capacity: 512,
             peer_info_ttl: Duration::from_secs(30 * 60),
             sloppy: true,
@@ -97,6 +105,7 @@ impl Default for Config {
             rpc_retries: 2,
             query_timeout: Duration::from_secs(10),
             bucket_refresh_interval: Duration::from_secs(10 * 60),
+            liveness_check_after: Duration::from_secs(60),
             replacement_cache_size: 8,
             max_message_size: 64 * 1024,
             rng_seed: 0,
@@ -152,6 +161,9 @@ impl Config {
         }
         if self.cluster_check_interval.is_zero() || self.bucket_refresh_interval.is_zero() {
             return bad("periodic intervals must be positive");
+        }
+        if self.cluster_check_max_interval < self.cluster_check_interval {
+            return bad("cluster_check_max_interval must be at least cluster_check_interval");
         }
         if self.max_values_per_response > crate::wire::MAX_VALUES {
             return bad("max_values_per_response exceeds the protocol limit");

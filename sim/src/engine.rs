@@ -701,6 +701,21 @@ impl Sim {
         self.schedule_faults();
     }
 
+    /// DHT requests sent by the live nodes, by kind.
+    pub fn dht_requests(&self) -> crate::metrics::DhtRequests {
+        let now = self.instant(self.now);
+        let mut r = crate::metrics::DhtRequests::default();
+        for dht in self.hosts.iter().filter_map(|h| h.dht.as_ref()) {
+            let s = dht.stats(now).requests_out;
+            r.ping += s.ping;
+            r.find_node += s.find_node;
+            r.get += s.get;
+            r.put_probe += s.put_probe;
+            r.store += s.store;
+        }
+        r
+    }
+
     /// Distinct clusters per level over the live nodes (index 0 = level 0).
     pub fn clusters_per_level(&self) -> Vec<usize> {
         let now = self.instant(self.now);

@@ -109,6 +109,21 @@ pub struct MaxMean {
     pub mean: f64,
 }
 
+/// DHT requests sent, by kind.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct DhtRequests {
+    /// Liveness and cluster probes.
+    pub ping: u64,
+    /// Lookups: bootstrap, refresh, cluster joins.
+    pub find_node: u64,
+    /// Gets.
+    pub get: u64,
+    /// Put probes.
+    pub put_probe: u64,
+    /// Stores.
+    pub store: u64,
+}
+
 /// DHT requests for one key, by kind.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct HotKeyRequests {
@@ -158,6 +173,9 @@ pub struct VariantReport {
     pub hot_key_top: Vec<(u32, u32)>,
     /// DHT messages delivered.
     pub messages: u64,
+    /// DHT requests sent by the nodes alive at the end, by kind: what maintenance costs
+    /// next to the workload's gets and puts.
+    pub dht_requests: DhtRequests,
     /// Time from a client's request to the whole object at its proxy.
     pub client_ms: Percentiles,
     /// Gets that found a value, among gets for objects some live proxy cached.
@@ -262,6 +280,7 @@ impl Metrics {
                 top
             },
             messages: self.messages,
+            dht_requests: DhtRequests::default(),
             client_ms: percentiles(&sorted_ms(&self.client_us)),
             lookup_success: if self.gets_available == 0 {
                 1.0

@@ -36,6 +36,7 @@ pub fn run_variants(
         let distances = sim.hot_key_distances();
         let mut report = sim.metrics.report(&distances);
         report.clusters_per_level = sim.clusters_per_level();
+        report.dht_requests = sim.dht_requests();
         variants.insert(variant.name().to_string(), report);
     }
     let wall_s = started.elapsed().as_secs_f64();

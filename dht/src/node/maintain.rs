@@ -113,12 +113,14 @@ impl Node {
         for i in 1..self.config.levels() {
             self.sizes[i - 1] = self.tables[i].estimate_size();
         }
+        let mut moved = false;
         for i in 1..self.config.levels() {
             let level = Level(i as u8);
             let size = self.sizes[i - 1];
             let Some(cluster) = self.clusters.evaluate(now, level, size, &mut self.rng) else {
                 continue;
             };
+            moved = true;
             // Rebuild the level's table from the peers that said they are in the new cluster,
             // then look ourselves up in it so its members learn of us (Coral, section 4.3).
             let members: Vec<_> = self.clusters.members(level).cloned().collect();
@@ -142,12 +144,17 @@ impl Node {
         }
         // Ping the peers heard from longest ago, so RTTs and cluster descriptors of clusters we
         // might join stay current even when no query happens to touch them.
-        let silence = self.config.cluster_check_interval * 6;
+        let silence = self.config.cluster_check_max_interval;
         for peer in self.clusters.stalest(now, silence, self.config.alpha) {
             self.send_request(now, peer, RequestBody::Ping, Purpose::ClusterProbe);
         }
         if let Some(t) = &mut self.timers {
-            t.cluster_check = now + self.config.cluster_check_interval;
+            t.cluster_every = if moved {
+                self.config.cluster_check_interval
+            } else {
+                (t.cluster_every * 2).min(self.config.cluster_check_max_interval)
+            };
+            t.cluster_check = now + t.cluster_every;
         }
     }
 

@@ -61,6 +61,8 @@ pub struct Node {
 #[derive(Clone, Copy, Debug)]
 struct Timers {
     cluster_check: Instant,
+    /// Current interval between cluster checks (backs off while nothing changes).
+    cluster_every: Duration,
     refresh: Instant,
 }
 
@@ -85,7 +87,14 @@ impl Node {
         let clusters = Clustering::new(&config, &mut rng);
         Ok(Node {
             tables: (0..levels)
-                .map(|_| RoutingTable::new(me.id, config.k, config.replacement_cache_size))
+                .map(|_| {
+                    RoutingTable::new(
+                        me.id,
+                        config.k,
+                        config.replacement_cache_size,
+                        config.liveness_check_after,
+                    )
+                })
                 .collect(),
             stores: (0..levels).map(|_| Store::new(limits)).collect(),
             sizes: vec![1; levels - 1],
@@ -250,6 +259,7 @@ impl Node {
             self.clusters.start(now);
             self.timers = Some(Timers {
                 cluster_check: now + self.config.cluster_check_interval,
+                cluster_every: self.config.cluster_check_interval,
                 refresh: now + self.config.bucket_refresh_interval,
             });
         }

@@ -11,7 +11,7 @@
 //! a newcomer cannot push out a node that still answers.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::id::{Contact, NodeId};
 
@@ -66,6 +66,7 @@ impl Bucket {
         now: Instant,
         k: usize,
         max_replacements: usize,
+        ping_after: Duration,
     ) -> Insert {
         if let Some(pos) = self.entries.iter().position(|e| e.contact.id == contact.id) {
             self.entries.remove(pos);
@@ -97,6 +98,10 @@ impl Bucket {
             });
         }
         match (&self.pinging, self.entries.first()) {
+            // Heard from lately: alive, no need to ask (libp2p keeps a connected entry too).
+            (None, Some(oldest)) if now.saturating_duration_since(oldest.last_seen) < ping_after => {
+                Insert::Queued
+            }
             (None, Some(oldest)) => {
                 self.pinging = Some(oldest.contact.id);
                 Insert::PingOldest(oldest.contact.clone())
@@ -139,7 +144,6 @@ impl Bucket {
 mod tests {
     use super::*;
     use crate::id::Addr;
-    use std::time::Duration;
 
     fn c(n: u8) -> Contact {
         Contact::new(NodeId([n; 32]), Addr::default())
@@ -150,11 +154,11 @@ mod tests {
         let t0 = crate::test_clock::epoch();
         let mut b = Bucket::default();
         for n in 0..3 {
-            assert_eq!(b.insert(c(n), t0, 3, 2), Insert::Added);
+            assert_eq!(b.insert(c(n), t0, 3, 2, Duration::ZERO), Insert::Added);
         }
-        assert_eq!(b.insert(c(10), t0, 3, 2), Insert::PingOldest(c(0)));
+        assert_eq!(b.insert(c(10), t0, 3, 2, Duration::ZERO), Insert::PingOldest(c(0)));
         // A second newcomer does not trigger a second ping.
-        assert_eq!(b.insert(c(11), t0, 3, 2), Insert::Queued);
+        assert_eq!(b.insert(c(11), t0, 3, 2, Duration::ZERO), Insert::Queued);
         assert_eq!(b.entries().len(), 3);
         assert_eq!(b.replacements().count(), 2);
     }
@@ -164,19 +168,32 @@ mod tests {
         let t0 = crate::test_clock::epoch();
         let mut b = Bucket::default();
         for n in 0..3 {
-            b.insert(c(n), t0, 3, 2);
+            b.insert(c(n), t0, 3, 2, Duration::ZERO);
         }
-        assert_eq!(b.insert(c(10), t0, 3, 2), Insert::PingOldest(c(0)));
+        assert_eq!(b.insert(c(10), t0, 3, 2, Duration::ZERO), Insert::PingOldest(c(0)));
         // The ping is answered: the old entry moves to the tail and the newcomer keeps waiting.
         assert_eq!(
-            b.insert(c(0), t0 + Duration::from_secs(1), 3, 2),
+            b.insert(c(0), t0 + Duration::from_secs(1), 3, 2, Duration::ZERO),
             Insert::Updated
         );
         let ids: Vec<u8> = b.entries().iter().map(|e| e.contact.id.0[0]).collect();
         assert_eq!(ids, vec![1, 2, 0]);
         assert!(!b.contains(&c(10).id));
         // The next newcomer pings the new oldest.
-        assert_eq!(b.insert(c(11), t0, 3, 2), Insert::PingOldest(c(1)));
+        assert_eq!(b.insert(c(11), t0, 3, 2, Duration::ZERO), Insert::PingOldest(c(1)));
+    }
+
+    #[test]
+    fn oldest_heard_lately_is_not_pinged() {
+        let t0 = crate::test_clock::epoch();
+        let minute = Duration::from_secs(60);
+        let mut b = Bucket::default();
+        b.insert(c(0), t0, 1, 2, minute);
+        assert_eq!(b.insert(c(1), t0 + minute / 2, 1, 2, minute), Insert::Queued);
+        assert_eq!(
+            b.insert(c(2), t0 + minute, 1, 2, minute),
+            Insert::PingOldest(c(0))
+        );
     }
 
     #[test]
@@ -184,10 +201,10 @@ mod tests {
         let t0 = crate::test_clock::epoch();
         let mut b = Bucket::default();
         for n in 0..3 {
-            b.insert(c(n), t0, 3, 2);
+            b.insert(c(n), t0, 3, 2, Duration::ZERO);
         }
-        b.insert(c(10), t0 + Duration::from_secs(1), 3, 2);
-        b.insert(c(11), t0 + Duration::from_secs(2), 3, 2);
+        b.insert(c(10), t0 + Duration::from_secs(1), 3, 2, Duration::ZERO);
+        b.insert(c(11), t0 + Duration::from_secs(2), 3, 2, Duration::ZERO);
         assert!(b.remove(&c(0).id));
         assert!(b.contains(&c(11).id));
         assert!(!b.contains(&c(10).id));
@@ -198,9 +215,9 @@ mod tests {
     fn replacement_cache_is_bounded() {
         let t0 = crate::test_clock::epoch();
         let mut b = Bucket::default();
-        b.insert(c(0), t0, 1, 2);
+        b.insert(c(0), t0, 1, 2, Duration::ZERO);
         for n in 1..10 {
-            b.insert(c(n), t0, 1, 2);
+            b.insert(c(n), t0, 1, 2, Duration::ZERO);
         }
         let waiting: Vec<u8> = b.replacements().map(|c| c.id.0[0]).collect();
         assert_eq!(waiting, vec![8, 9]);

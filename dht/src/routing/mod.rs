@@ -5,7 +5,7 @@
 mod bucket;
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bucket::Bucket;
 pub(crate) use bucket::Insert;
@@ -19,16 +19,19 @@ pub(crate) struct RoutingTable {
     local: NodeId,
     k: usize,
     max_replacements: usize,
+    /// The oldest entry of a full bucket is pinged only if silent for this long.
+    ping_after: Duration,
     /// Keyed by `ilog2(distance to local)`: bucket 255 holds half the ID space.
     buckets: BTreeMap<u32, Bucket>,
 }
 
 impl RoutingTable {
-    pub(crate) fn new(local: NodeId, k: usize, max_replacements: usize) -> Self {
+    pub(crate) fn new(local: NodeId, k: usize, max_replacements: usize, ping_after: Duration) -> Self {
         RoutingTable {
             local,
             k,
             max_replacements,
+            ping_after,
             buckets: BTreeMap::new(),
         }
     }
@@ -42,7 +45,7 @@ impl RoutingTable {
     pub(crate) fn insert(&mut self, contact: Contact, now: Instant) -> Option<Insert> {
         let idx = self.index(&contact.id)?;
         let bucket = self.buckets.entry(idx).or_default();
-        Some(bucket.insert(contact, now, self.k, self.max_replacements))
+        Some(bucket.insert(contact, now, self.k, self.max_replacements, self.ping_after))
     }
 
     /// Removes a contact that failed or left the cluster; a replacement takes its slot.
@@ -188,7 +191,7 @@ mod tests {
             k in 1usize..8,
         ) {
             let now = crate::test_clock::epoch();
-            let mut t = RoutingTable::new(NodeId(local), k, 4);
+            let mut t = RoutingTable::new(NodeId(local), k, 4, Duration::ZERO);
             for id in &ids {
                 t.insert(contact(*id), now);
                 t.insert(contact(*id), now); // twice: still once in the table
@@ -213,7 +216,7 @@ mod tests {
             n in 1usize..30,
         ) {
             let now = crate::test_clock::epoch();
-            let mut t = RoutingTable::new(NodeId(local), 20, 4);
+            let mut t = RoutingTable::new(NodeId(local), 20, 4, Duration::ZERO);
             for id in &ids {
                 t.insert(contact(*id), now);
             }
@@ -235,7 +238,7 @@ mod tests {
 
         #[test]
         fn random_id_falls_in_its_bucket(local in any::<[u8; 32]>(), r in any::<[u8; 32]>(), idx in 0u32..256) {
-            let t = RoutingTable::new(NodeId(local), 20, 4);
+            let t = RoutingTable::new(NodeId(local), 20, 4, Duration::ZERO);
             let id = t.random_id_in_bucket(idx, r);
             prop_assert_eq!(NodeId(local).distance(&id).ilog2(), Some(idx));
         }
@@ -251,7 +254,7 @@ mod tests {
             b
         };
         let now = crate::test_clock::epoch();
-        let mut t = RoutingTable::new(NodeId(id()), 20, 4);
+        let mut t = RoutingTable::new(NodeId(id()), 20, 4, Duration::ZERO);
         for _ in 0..5000 {
             t.insert(contact(id()), now);
         }
@@ -261,7 +264,7 @@ mod tests {
             "estimate {est} for 5000 nodes"
         );
 
-        let mut small = RoutingTable::new(NodeId(id()), 20, 4);
+        let mut small = RoutingTable::new(NodeId(id()), 20, 4, Duration::ZERO);
         for _ in 0..5 {
             small.insert(contact(id()), now);
         }
@@ -272,7 +275,7 @@ mod tests {
     fn removing_frees_a_slot_for_a_replacement() {
         let now = crate::test_clock::epoch();
         let local = [0u8; 32];
-        let mut t = RoutingTable::new(NodeId(local), 1, 2);
+        let mut t = RoutingTable::new(NodeId(local), 1, 2, Duration::ZERO);
         let mut a = [0u8; 32];
         a[0] = 0x80;
         let mut b = a;
