@@ -99,7 +99,9 @@ impl Bucket {
         }
         match (&self.pinging, self.entries.first()) {
             // Heard from lately: alive, no need to ask (libp2p keeps a connected entry too).
-            (None, Some(oldest)) if now.saturating_duration_since(oldest.last_seen) < ping_after => {
+            (None, Some(oldest))
+                if now.saturating_duration_since(oldest.last_seen) < ping_after =>
+            {
                 Insert::Queued
             }
             (None, Some(oldest)) => {
@@ -156,7 +158,10 @@ mod tests {
         for n in 0..3 {
             assert_eq!(b.insert(c(n), t0, 3, 2, Duration::ZERO), Insert::Added);
         }
-        assert_eq!(b.insert(c(10), t0, 3, 2, Duration::ZERO), Insert::PingOldest(c(0)));
+        assert_eq!(
+            b.insert(c(10), t0, 3, 2, Duration::ZERO),
+            Insert::PingOldest(c(0))
+        );
         // A second newcomer does not trigger a second ping.
         assert_eq!(b.insert(c(11), t0, 3, 2, Duration::ZERO), Insert::Queued);
         assert_eq!(b.entries().len(), 3);
@@ -170,7 +175,10 @@ mod tests {
         for n in 0..3 {
             b.insert(c(n), t0, 3, 2, Duration::ZERO);
         }
-        assert_eq!(b.insert(c(10), t0, 3, 2, Duration::ZERO), Insert::PingOldest(c(0)));
+        assert_eq!(
+            b.insert(c(10), t0, 3, 2, Duration::ZERO),
+            Insert::PingOldest(c(0))
+        );
         // The ping is answered: the old entry moves to the tail and the newcomer keeps waiting.
         assert_eq!(
             b.insert(c(0), t0 + Duration::from_secs(1), 3, 2, Duration::ZERO),
@@ -180,7 +188,10 @@ mod tests {
         assert_eq!(ids, vec![1, 2, 0]);
         assert!(!b.contains(&c(10).id));
         // The next newcomer pings the new oldest.
-        assert_eq!(b.insert(c(11), t0, 3, 2, Duration::ZERO), Insert::PingOldest(c(1)));
+        assert_eq!(
+            b.insert(c(11), t0, 3, 2, Duration::ZERO),
+            Insert::PingOldest(c(1))
+        );
     }
 
     #[test]
@@ -189,7 +200,10 @@ mod tests {
         let minute = Duration::from_secs(60);
         let mut b = Bucket::default();
         b.insert(c(0), t0, 1, 2, minute);
-        assert_eq!(b.insert(c(1), t0 + minute / 2, 1, 2, minute), Insert::Queued);
+        assert_eq!(
+            b.insert(c(1), t0 + minute / 2, 1, 2, minute),
+            Insert::Queued
+        );
         assert_eq!(
             b.insert(c(2), t0 + minute, 1, 2, minute),
             Insert::PingOldest(c(0))

@@ -26,7 +26,12 @@ pub(crate) struct RoutingTable {
 }
 
 impl RoutingTable {
-    pub(crate) fn new(local: NodeId, k: usize, max_replacements: usize, ping_after: Duration) -> Self {
+    pub(crate) fn new(
+        local: NodeId,
+        k: usize,
+        max_replacements: usize,
+        ping_after: Duration,
+    ) -> Self {
         RoutingTable {
             local,
             k,
