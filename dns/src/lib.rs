@@ -29,12 +29,16 @@
 
 pub mod answer;
 pub mod geo;
+pub mod handler;
 pub mod name;
 pub mod roster;
 pub mod rrl;
+pub mod server;
 
 pub use answer::{Answer, ClientInfo, QType, Question, Settings, answer};
 pub use geo::{Geo, Location};
+pub use handler::{DnsStats, Handler};
 pub use name::{NameError, Origin, ZoneName, ZoneSuffix};
 pub use roster::{Proxy, Roster, RosterSnapshot, StaticRoster};
 pub use rrl::{Rrl, RrlConfig, Verdict};
+pub use server::{Running, start};

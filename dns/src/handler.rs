@@ -1,0 +1,300 @@
+//! The hickory-server adapter: the only file that names hickory types. It checks the
+//! request (opcode, question count, EDNS version, ECS), applies response rate limiting,
+//! asks [`answer`](crate::answer::answer) and encodes the result.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_server::proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
+use hickory_server::proto::rr::rdata::{A, AAAA, NS, SOA};
+use hickory_server::proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+
+use crate::answer::{self, Answer, ClientInfo, QType, Question, Rcode, Rec, Settings};
+use crate::geo::Geo;
+use crate::roster::Roster;
+use crate::rrl::{Rrl, Verdict};
+
+/// Largest UDP response we send (the DNS Flag Day 2020 value); clients may ask for less.
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
+
+/// Counters for the status page and metrics.
+#[derive(Debug, Default)]
+pub struct DnsStats {
+    /// Queries answered (any response code).
+    pub answered: AtomicU64,
+    /// NXDOMAIN answers.
+    pub nxdomain: AtomicU64,
+    /// REFUSED answers (names outside the zone, other classes).
+    pub refused: AtomicU64,
+    /// FORMERR, NOTIMP and BADVERS answers.
+    pub malformed: AtomicU64,
+    /// UDP responses dropped by rate limiting.
+    pub rrl_dropped: AtomicU64,
+    /// UDP responses sent truncated by rate limiting.
+    pub rrl_slipped: AtomicU64,
+}
+
+/// Answers queries for the zone from a [`Roster`].
+#[derive(Debug)]
+pub struct Handler<R: Roster> {
+    roster: Arc<R>,
+    geo: Geo,
+    settings: Settings,
+    rrl: Rrl,
+    /// Varies the choice among equally good proxies from query to query.
+    turn: AtomicU64,
+    stats: Arc<DnsStats>,
+}
+
+impl<R: Roster> Handler<R> {
+    /// A handler answering for `settings.zone`.
+    pub fn new(roster: Arc<R>, geo: Geo, settings: Settings, rrl: Rrl) -> Self {
+        Handler {
+            roster,
+            geo,
+            settings,
+            rrl,
+            turn: AtomicU64::new(0),
+            stats: Arc::new(DnsStats::default()),
+        }
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> Arc<DnsStats> {
+        self.stats.clone()
+    }
+}
+
+fn failed(request: &Request) -> ResponseInfo {
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.response_code = ResponseCode::ServFail;
+    ResponseInfo::from(Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    })
+}
+
+fn qtype(t: RecordType) -> QType {
+    match t {
+        RecordType::A => QType::A,
+        RecordType::AAAA => QType::Aaaa,
+        RecordType::NS => QType::Ns,
+        RecordType::SOA => QType::Soa,
+        RecordType::ANY => QType::Any,
+        other => QType::Other(u16::from(other)),
+    }
+}
+
+fn fqdn(name: &str) -> Option<Name> {
+    if name.ends_with('.') {
+        Name::from_ascii(name).ok()
+    } else {
+        Name::from_ascii(format!("{name}.")).ok()
+    }
+}
+
+fn record(r: &Rec) -> Option<Record> {
+    let data = match &r.data {
+        answer::RData::A(ip) => RData::A(A(*ip)),
+        answer::RData::Aaaa(ip) => RData::AAAA(AAAA(*ip)),
+        answer::RData::Ns(n) => RData::NS(NS(fqdn(n)?)),
+        answer::RData::Soa {
+            mname,
+            rname,
+            timers,
+        } => RData::SOA(SOA::new(
+            fqdn(mname)?,
+            fqdn(rname)?,
+            timers.serial,
+            timers.refresh,
+            timers.retry,
+            timers.expire,
+            timers.minimum,
+        )),
+    };
+    Some(Record::from_rdata(fqdn(&r.name)?, r.ttl, data))
+}
+
+fn records(rs: &[Rec]) -> Option<Vec<Record>> {
+    rs.iter().map(record).collect()
+}
+
+/// The client subnet of a query, if well formed (RFC 7871 section 7.1.2: a non-zero scope
+/// or address bits beyond the source prefix are a FORMERR).
+fn client_subnet(edns: Option<&Edns>) -> Result<Option<ClientSubnet>, ()> {
+    let Some(EdnsOption::Subnet(cs)) = edns.and_then(|e| e.option(EdnsCode::Subnet)) else {
+        return Ok(None);
+    };
+    if cs.scope_prefix() != 0 {
+        return Err(());
+    }
+    let bits = cs.source_prefix();
+    let clean = match cs.addr() {
+        IpAddr::V4(v4) => {
+            let x = u32::from(v4);
+            bits <= 32 && (bits == 32 || x & (u32::MAX >> bits) == 0)
+        }
+        IpAddr::V6(v6) => {
+            let x = u128::from(v6);
+            bits <= 128 && (bits == 128 || x & (u128::MAX >> bits) == 0)
+        }
+    };
+    if clean { Ok(Some(*cs)) } else { Err(()) }
+}
+
+async fn reply_error<H: ResponseHandler>(
+    handle: &mut H,
+    request: &Request,
+    code: ResponseCode,
+    edns: Option<&Edns>,
+) -> ResponseInfo {
+    let resp =
+        MessageResponseBuilder::new(&request.queries, edns).error_msg(&request.metadata, code);
+    handle
+        .send_response(resp)
+        .await
+        .unwrap_or_else(|_| failed(request))
+}
+
+#[async_trait::async_trait]
+impl<R: Roster> RequestHandler for Handler<R> {
+    async fn handle_request<H: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: H,
+    ) -> ResponseInfo {
+        let udp = request.protocol() == Protocol::Udp;
+        // The response's OPT: its payload size is also the limit hickory truncates UDP to.
+        let mut edns = request.edns.as_ref().map(|req| {
+            let mut e = Edns::new();
+            e.set_max_payload(req.max_payload().min(MAX_UDP_PAYLOAD));
+            e
+        });
+        if request.edns.as_ref().is_some_and(|e| e.version() != 0) {
+            self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            return reply_error(
+                &mut response_handle,
+                request,
+                ResponseCode::BADVERS,
+                edns.as_ref(),
+            )
+            .await;
+        }
+        let subnet = client_subnet(request.edns.as_ref());
+        let bad_request = request.queries.len() != 1 || subnet.is_err();
+        if bad_request || request.metadata.op_code != OpCode::Query {
+            self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            let code = if bad_request {
+                ResponseCode::FormErr
+            } else {
+                ResponseCode::NotImp
+            };
+            return reply_error(&mut response_handle, request, code, edns.as_ref()).await;
+        }
+        if udp {
+            match self.rrl.check(request.src().ip(), Instant::now()) {
+                Verdict::Send => {}
+                Verdict::Drop => {
+                    self.stats.rrl_dropped.fetch_add(1, Ordering::Relaxed);
+                    return failed(request);
+                }
+                Verdict::Slip => {
+                    self.stats.rrl_slipped.fetch_add(1, Ordering::Relaxed);
+                    let mut metadata = Metadata::response_from_request(&request.metadata);
+                    metadata.truncation = true;
+                    let resp = MessageResponseBuilder::new(&request.queries, edns.as_ref())
+                        .build_no_records(metadata);
+                    return response_handle
+                        .send_response(resp)
+                        .await
+                        .unwrap_or_else(|_| failed(request));
+                }
+            }
+        }
+        let query = &request.queries.queries()[0];
+        if query.query_class() != DNSClass::IN {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            return reply_error(
+                &mut response_handle,
+                request,
+                ResponseCode::Refused,
+                edns.as_ref(),
+            )
+            .await;
+        }
+        let name = query.original().name().to_ascii();
+        let client = ClientInfo {
+            resolver: request.src().ip(),
+            subnet: subnet
+                .ok()
+                .flatten()
+                .map(|cs| (cs.addr(), cs.source_prefix())),
+        };
+        let snapshot = self.roster.snapshot();
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        let geo = |ip| self.geo.locate(ip);
+        let a: Answer = answer::answer(
+            &Question {
+                name: &name,
+                qtype: qtype(query.query_type()),
+            },
+            &client,
+            &snapshot,
+            &geo,
+            &self.settings,
+            turn,
+        );
+        if let (Some(e), Some(Ok(Some(cs))), Some(scope)) =
+            (edns.as_mut(), Some(subnet), a.ecs_scope)
+        {
+            let mut out = cs;
+            out.set_scope_prefix(scope);
+            e.options_mut().insert(EdnsOption::Subnet(out));
+        }
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.authoritative = a.authoritative;
+        metadata.response_code = match a.rcode {
+            Rcode::NoError => ResponseCode::NoError,
+            Rcode::NxDomain => {
+                self.stats.nxdomain.fetch_add(1, Ordering::Relaxed);
+                ResponseCode::NXDomain
+            }
+            Rcode::Refused => {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                ResponseCode::Refused
+            }
+        };
+        self.stats.answered.fetch_add(1, Ordering::Relaxed);
+        let (Some(answers), Some(authority), Some(additional)) = (
+            records(&a.answers),
+            records(&a.authority),
+            records(&a.additional),
+        ) else {
+            return reply_error(
+                &mut response_handle,
+                request,
+                ResponseCode::ServFail,
+                edns.as_ref(),
+            )
+            .await;
+        };
+        let resp = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
+            metadata,
+            answers.iter(),
+            authority.iter(),
+            std::iter::empty(),
+            additional.iter(),
+        );
+        response_handle
+            .send_response(resp)
+            .await
+            .unwrap_or_else(|_| failed(request))
+    }
+}

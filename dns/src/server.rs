@@ -1,0 +1,82 @@
+//! Serving the zone over UDP and TCP on one address: `run` as in mini-redis, with an
+//! explicit shutdown.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_server::Server;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+use crate::handler::{DnsStats, Handler};
+use crate::roster::Roster;
+
+/// How long a TCP connection may idle between queries.
+pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running nameserver.
+#[derive(Debug)]
+pub struct Running {
+    addr: SocketAddr,
+    stats: Arc<DnsStats>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Binds UDP and TCP on `addr` (port 0: the same free port for both) and serves.
+pub async fn start<R: Roster>(addr: SocketAddr, handler: Handler<R>) -> io::Result<Running> {
+    let (udp, tcp) = bind_both(addr).await?;
+    let local = udp.local_addr()?;
+    let stats = handler.stats();
+    let mut server = Server::new(handler);
+    server.register_socket(udp);
+    server.register_listener(tcp, TCP_IDLE_TIMEOUT, 32);
+    let token = server.shutdown_token().clone();
+    let task = tokio::spawn(async move {
+        if let Err(e) = server.block_until_done().await {
+            tracing::warn!(error = %e, "dns server stopped");
+        }
+    });
+    Ok(Running {
+        addr: local,
+        stats,
+        shutdown: token,
+        task,
+    })
+}
+
+async fn bind_both(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
+    if addr.port() != 0 {
+        return Ok((UdpSocket::bind(addr).await?, TcpListener::bind(addr).await?));
+    }
+    // An ephemeral UDP port whose TCP twin is free too (a few tries).
+    let mut last = io::Error::new(io::ErrorKind::AddrInUse, "no free port pair");
+    for _ in 0..16 {
+        let udp = UdpSocket::bind(addr).await?;
+        match TcpListener::bind(udp.local_addr()?).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+impl Running {
+    /// The address served (UDP and TCP).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The handler's counters.
+    pub fn stats(&self) -> Arc<DnsStats> {
+        self.stats.clone()
+    }
+
+    /// Stops accepting queries and waits for the server task.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
