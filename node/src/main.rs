@@ -1,11 +1,18 @@
 //! `reef`: run a node (and, later, make secrets, purge, and more).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dht::{Event, NodeId};
+use dns::answer::Settings;
+use dns::{
+    Geo, Handler, Location, Proxy, RosterSnapshot, Rrl, RrlConfig, StaticRoster, ZoneSuffix,
+};
 use node::udp::UdpDriver;
 
 #[derive(Parser, Debug)]
@@ -17,7 +24,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run a node on embedded defaults (at this stage: the DHT alone, on loopback).
+    /// Run a node on embedded defaults: the DHT (loopback) and the nameserver for the zone.
     Node(NodeArgs),
 }
 
@@ -29,7 +36,26 @@ struct NodeArgs {
     /// Another node's DHT address to join through (repeatable).
     #[arg(long = "bootstrap", value_name = "ADDR")]
     bootstrap: Vec<SocketAddr>,
-    /// Stop after this many seconds (for scripts and tests); runs until killed otherwise.
+    /// Address of the nameserver (UDP and TCP).
+    #[arg(long, default_value = "127.0.0.1:5353")]
+    dns: SocketAddr,
+    /// The network's DNS zone: `www.example.com.<zone>` names an origin.
+    #[arg(long, default_value = "cdn")]
+    zone: String,
+    /// The address clients reach this node's proxy at (A/AAAA answers); defaults to the DNS
+    /// address, or 127.0.0.1 if that is unspecified.
+    #[arg(long, value_name = "IP")]
+    advertise: Option<IpAddr>,
+    /// GeoIP database (MaxMind DB format, City or Country), reloaded when the file changes.
+    #[arg(long, value_name = "FILE")]
+    geoip: Option<PathBuf>,
+    /// This node's location, overriding the GeoIP lookup of its address.
+    #[arg(long, value_name = "LAT,LON", value_parser = parse_location)]
+    location: Option<Location>,
+    /// DNS responses per second per client prefix over UDP (response rate limiting); 0 = off.
+    #[arg(long, default_value_t = 50)]
+    dns_rate_limit: u32,
+    /// Stop after this many seconds (for scripts and tests); runs until Ctrl-C otherwise.
     #[arg(long, value_name = "SECONDS")]
     run_for: Option<u64>,
     /// Seed of the DHT's random choices (cluster IDs, refresh targets).
@@ -37,7 +63,12 @@ struct NodeArgs {
     seed: u64,
 }
 
-fn main() -> anyhow::Result<()> {
+fn parse_location(s: &str) -> Result<Location, String> {
+    Location::parse_point(s)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -45,7 +76,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Node(args) => run_node(args),
+        Command::Node(args) => run_node(args).await,
     }
 }
 
@@ -58,7 +89,43 @@ fn random_id() -> anyhow::Result<NodeId> {
     Ok(NodeId(id))
 }
 
-fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+/// The nameserver, answering with this node alone until the overlay supplies a roster.
+async fn start_dns(args: &NodeArgs) -> anyhow::Result<dns::Running> {
+    let zone = ZoneSuffix::parse(&args.zone)
+        .map_err(|e| anyhow::anyhow!("--zone {:?}: {e}", args.zone))?;
+    let advertise = args.advertise.unwrap_or(if args.dns.ip().is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        args.dns.ip()
+    });
+    let geo = match &args.geoip {
+        Some(path) => {
+            let geo = Geo::open(path)?;
+            geo.watch(path.clone(), Duration::from_secs(10));
+            geo
+        }
+        None => Geo::none(),
+    };
+    let me = Proxy {
+        addr: advertise,
+        location: args.location,
+        spare: 1.0,
+        overloaded: false,
+        last_seen: Instant::now(),
+        nameserver: true,
+    };
+    let roster = Arc::new(StaticRoster(RosterSnapshot::alone(me)));
+    let rrl = Rrl::new(RrlConfig {
+        responses_per_second: args.dns_rate_limit,
+        ..RrlConfig::default()
+    });
+    let handler = Handler::new(roster, geo, Settings::new(zone), rrl);
+    dns::start(args.dns, handler)
+        .await
+        .with_context(|| format!("starting the nameserver on {}", args.dns))
+}
+
+async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let config = dht::Config {
         rng_seed: args.seed,
         ..dht::Config::default()
@@ -67,9 +134,18 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("starting the DHT on {}", args.listen))?;
     let addr = driver.local_addr()?;
     let id = driver.dht().contact().id;
+    let dns = start_dns(&args).await?;
     println!("reef node {id}: DHT listening on udp {addr} (loopback only)");
     println!(
-        "reef node: this release runs the DHT alone; the proxy, DNS and secret-keyed overlay come later"
+        "reef node: DNS for zone {} on udp+tcp {} (try: dig @{} -p {} www.example.com.{} A)",
+        args.zone,
+        dns.local_addr(),
+        dns.local_addr().ip(),
+        dns.local_addr().port(),
+        args.zone
+    );
+    println!(
+        "reef node: this release runs the DHT and the nameserver; the proxy and the secret-keyed overlay come later"
     );
     if !args.bootstrap.is_empty() {
         driver.bootstrap(args.bootstrap.clone());
@@ -77,21 +153,35 @@ fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let until = args
         .run_for
         .map(|s| Instant::now() + Duration::from_secs(s));
-    driver.run(until, |dht, event| match event {
-        Event::BootstrapDone { known, .. } => {
-            println!("reef node: bootstrap done, {known} contacts known");
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_dht = stop.clone();
+    let mut dht = tokio::task::spawn_blocking(move || {
+        driver.run(until, &stop_dht, |dht, event| match event {
+            Event::BootstrapDone { known, .. } => {
+                println!("reef node: bootstrap done, {known} contacts known");
+            }
+            Event::ClusterChanged {
+                level,
+                cluster,
+                members,
+            } => {
+                println!(
+                    "reef node: joined cluster {:x} at level {} ({members} members known)",
+                    cluster.0, level.0
+                );
+            }
+            other => tracing::debug!(node = %dht.contact().id, ?other, "dht event"),
+        })
+    });
+    let result = tokio::select! {
+        r = &mut dht => r,
+        _ = tokio::signal::ctrl_c() => {
+            println!("reef node: stopping");
+            stop.store(true, Ordering::Relaxed);
+            dht.await
         }
-        Event::ClusterChanged {
-            level,
-            cluster,
-            members,
-        } => {
-            println!(
-                "reef node: joined cluster {:x} at level {} ({members} members known)",
-                cluster.0, level.0
-            );
-        }
-        other => tracing::debug!(node = %dht.contact().id, ?other, "dht event"),
-    })?;
+    };
+    dns.shutdown().await;
+    result.context("the DHT task panicked")??;
     Ok(())
 }

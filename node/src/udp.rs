@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use dht::wire::{decode_request, decode_response, encode_request, encode_response};
@@ -119,10 +120,12 @@ impl UdpDriver {
         &mut self.dht
     }
 
-    /// Runs until `until` (or forever), handing every DHT event to `on_event`.
+    /// Runs until `until`, or until `stop` is set (checked at least every second), handing
+    /// every DHT event to `on_event`.
     pub fn run(
         &mut self,
         until: Option<Instant>,
+        stop: &AtomicBool,
         mut on_event: impl FnMut(&Node, Event),
     ) -> Result<(), Error> {
         let mut buf = vec![0u8; self.max_message + HEADER_LEN];
@@ -130,14 +133,16 @@ impl UdpDriver {
             self.greet(Instant::now())?;
             self.flush(&mut on_event)?;
             let now = Instant::now();
-            if until.is_some_and(|u| now >= u) {
+            if until.is_some_and(|u| now >= u) || stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
             let wake = [self.dht.poll_timeout(), until, self.next_hello]
                 .into_iter()
                 .flatten()
                 .min();
-            let wait = wake.map_or(Duration::from_secs(1), |w| w.saturating_duration_since(now));
+            let wait = wake
+                .map_or(Duration::from_secs(1), |w| w.saturating_duration_since(now))
+                .min(Duration::from_secs(1));
             self.socket
                 .set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
             match self.socket.recv_from(&mut buf) {

@@ -15,7 +15,14 @@ impl Reef {
     fn start(args: &[&str]) -> Reef {
         let mut child = Command::new(env!("CARGO_BIN_EXE_reef"))
             .arg("node")
-            .args(["--listen", "127.0.0.1:0", "--run-for", "30"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--dns",
+                "127.0.0.1:0",
+                "--run-for",
+                "30",
+            ])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -72,10 +79,53 @@ fn second_node_joins_the_first_through_bootstrap() {
 #[test]
 fn refuses_to_bind_beyond_loopback() {
     let out = Command::new(env!("CARGO_BIN_EXE_reef"))
-        .args(["node", "--listen", "0.0.0.0:0", "--run-for", "1"])
+        .args([
+            "node",
+            "--listen",
+            "0.0.0.0:0",
+            "--dns",
+            "127.0.0.1:0",
+            "--run-for",
+            "1",
+        ])
         .output()
         .expect("run reef");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("loopback"), "{err}");
+}
+
+#[test]
+fn node_answers_dns_for_the_zone_with_itself() {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+    use hickory_proto::rr::{Name, RecordType};
+
+    let node = Reef::start(&["--zone", "cdn.test"]);
+    let line = node.wait_for("DNS for zone");
+    let addr: std::net::SocketAddr = line
+        .split("udp+tcp ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .expect("DNS address in the start-up line");
+    let mut msg = Message::new(7, MessageType::Query, OpCode::Query);
+    msg.add_query(Query::query(
+        Name::from_ascii("www.example.com.cdn.test.").expect("name"),
+        RecordType::A,
+    ));
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    sock.send_to(&msg.to_vec().expect("encode"), addr)
+        .expect("send");
+    let mut buf = [0u8; 2048];
+    let (n, _) = sock.recv_from(&mut buf).expect("an answer");
+    let resp = Message::from_vec(&buf[..n]).expect("decode");
+    assert_eq!(resp.metadata.response_code, ResponseCode::NoError);
+    let ips: Vec<_> = resp
+        .answers
+        .iter()
+        .filter_map(|r| r.data.ip_addr())
+        .collect();
+    assert_eq!(ips, vec![std::net::IpAddr::from([127, 0, 0, 1])]);
 }
