@@ -4,7 +4,7 @@
 //! NXDOMAIN and REFUSED are [`Answer`]s, not errors.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::geo::Location;
 use crate::name::{NameError, ZoneName, ZoneSuffix};
@@ -107,8 +107,9 @@ pub enum RData {
     A(Ipv4Addr),
     /// An IPv6 address.
     Aaaa(Ipv6Addr),
-    /// A nameserver's name.
-    Ns(String),
+    /// A nameserver, by address: its name is [`ZoneSuffix::nameserver_name`] (the adapter
+    /// caches the encoded names rather than building them per query).
+    Ns(IpAddr),
     /// The start of authority.
     Soa {
         /// Primary nameserver.
@@ -120,11 +121,22 @@ pub enum RData {
     },
 }
 
+/// Whose record it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// The name asked, in the case it was asked.
+    Query,
+    /// The zone apex, in the case of the name asked.
+    Apex,
+    /// The nameserver at this address.
+    Nameserver(IpAddr),
+}
+
 /// One resource record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rec {
     /// Owner name.
-    pub name: String,
+    pub name: Owner,
     /// TTL, s.
     pub ttl: u32,
     /// Data.
@@ -186,10 +198,12 @@ impl<F: Fn(IpAddr) -> Option<Location>> Locate for F {
 
 /// Answers `q` from `client`. `turn` varies the choice among equally good proxies (a
 /// counter kept by the caller), so unknown clients are spread over all live proxies.
+#[allow(clippy::too_many_arguments)]
 pub fn answer(
     q: &Question<'_>,
     client: &ClientInfo,
     roster: &RosterSnapshot,
+    now: Instant,
     geo: &dyn Locate,
     settings: &Settings,
     turn: u64,
@@ -203,7 +217,7 @@ pub fn answer(
     let located = locate_client(client, geo);
     let client_loc = located.map(|(loc, _)| loc);
     let ecs_scope = client.subnet.map(|_| located.map_or(0, |(_, scope)| scope));
-    let live = roster.live(settings.alive_within);
+    let live = roster.live(now, settings.alive_within);
     let mut out = Answer {
         rcode: Rcode::NoError,
         authoritative: true,
@@ -216,13 +230,13 @@ pub fn answer(
         ZoneName::Apex => match q.qtype {
             QType::Soa => out.answers.push(soa(settings, roster)),
             QType::Ns => {
-                let (ns, glue) = nameservers(q.name, &live, client_loc, geo, settings, turn);
+                let (ns, glue) = nameservers(&live, client_loc, geo, settings, turn);
                 out.answers = ns;
                 out.additional = glue;
             }
             QType::Any => {
                 out.answers.push(soa(settings, roster));
-                let (ns, glue) = nameservers(q.name, &live, client_loc, geo, settings, turn);
+                let (ns, glue) = nameservers(&live, client_loc, geo, settings, turn);
                 out.answers.extend(ns);
                 out.additional = glue;
             }
@@ -238,12 +252,12 @@ pub fn answer(
             }
             match (q.qtype, ip) {
                 (QType::A | QType::Any, IpAddr::V4(v4)) => out.answers.push(Rec {
-                    name: q.name.to_string(),
+                    name: Owner::Query,
                     ttl: settings.ns_ttl,
                     data: RData::A(v4),
                 }),
                 (QType::Aaaa | QType::Any, IpAddr::V6(v6)) => out.answers.push(Rec {
-                    name: q.name.to_string(),
+                    name: Owner::Query,
                     ttl: settings.ns_ttl,
                     data: RData::Aaaa(v6),
                 }),
@@ -263,7 +277,7 @@ pub fn answer(
                 .collect();
             for p in nearest(&family, client_loc, geo, settings.answer_count, turn) {
                 out.answers.push(Rec {
-                    name: q.name.to_string(),
+                    name: Owner::Query,
                     ttl: settings.a_ttl,
                     data: address(p.addr),
                 });
@@ -271,8 +285,7 @@ pub fn answer(
             if out.answers.is_empty() {
                 return nodata(out, settings, roster);
             }
-            let zone_name = apex_name(q.name, zone);
-            let (ns, glue) = nameservers(&zone_name, &live, client_loc, geo, settings, turn);
+            let (ns, glue) = nameservers(&live, client_loc, geo, settings, turn);
             out.authority = ns;
             out.additional = glue;
         }
@@ -299,14 +312,6 @@ fn address(ip: IpAddr) -> RData {
     }
 }
 
-/// The zone apex written with the query's case (owner names echo what was asked).
-fn apex_name(qname: &str, zone: &ZoneSuffix) -> String {
-    let trimmed = qname.strip_suffix('.').unwrap_or(qname);
-    let labels: Vec<&str> = trimmed.split('.').collect();
-    let z = zone.num_labels().min(labels.len());
-    labels[labels.len() - z..].join(".")
-}
-
 /// Up to `n` proxies: nearest first if the client is located, else a weighted random
 /// choice by spare capacity (Efraimidis-Spirakis keys from `turn`), which over many queries
 /// is a weighted round robin.
@@ -326,13 +331,19 @@ fn nearest<'a>(
                     c.distance_km(&here)
                 })
                 .unwrap_or(f64::INFINITY);
-            let u = unit(turn, p.addr);
-            let weight = p.spare.max(1e-6);
-            // Larger key = preferred; u^(1/w) in (0, 1).
-            (distance, u.powf(1.0 / weight), *p)
+            // Efraimidis-Spirakis: the largest u^(1/w) wins; ln(u)/w orders the same, cheaper.
+            let key = unit(turn, p.addr).ln() / p.spare.max(1e-6);
+            (distance, key, *p)
         })
         .collect();
-    scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
+    let order = |a: &(f64, f64, &Proxy), b: &(f64, f64, &Proxy)| {
+        a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1))
+    };
+    if scored.len() > n && n > 0 {
+        scored.select_nth_unstable_by(n - 1, order);
+        scored.truncate(n);
+    }
+    scored.sort_unstable_by(order);
     scored.into_iter().take(n).map(|(_, _, p)| p).collect()
 }
 
@@ -351,9 +362,8 @@ fn unit(turn: u64, ip: IpAddr) -> f64 {
     ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64
 }
 
-/// NS records for `owner` naming nameservers near the client, and their glue.
+/// NS records (owned by the apex) naming nameservers near the client, and their glue.
 fn nameservers(
-    owner: &str,
     live: &[&Proxy],
     client: Option<Location>,
     geo: &dyn Locate,
@@ -367,17 +377,16 @@ fn nameservers(
         servers
     };
     let chosen = nearest(&servers, client, geo, settings.ns_count, turn);
-    let mut ns = Vec::new();
-    let mut glue = Vec::new();
+    let mut ns = Vec::with_capacity(chosen.len());
+    let mut glue = Vec::with_capacity(chosen.len());
     for p in chosen {
-        let name = settings.zone.nameserver_name(p.addr);
         ns.push(Rec {
-            name: owner.to_string(),
+            name: Owner::Apex,
             ttl: settings.ns_ttl,
-            data: RData::Ns(name.clone()),
+            data: RData::Ns(p.addr),
         });
         glue.push(Rec {
-            name,
+            name: Owner::Nameserver(p.addr),
             ttl: settings.ns_ttl,
             data: address(p.addr),
         });
@@ -388,7 +397,7 @@ fn nameservers(
 fn soa(settings: &Settings, roster: &RosterSnapshot) -> Rec {
     let zone = settings.zone.as_text();
     Rec {
-        name: zone.clone(),
+        name: Owner::Apex,
         ttl: settings.soa.minimum,
         data: RData::Soa {
             mname: settings.zone.nameserver_name(roster.me.addr),
@@ -439,10 +448,13 @@ mod tests {
     }
 
     /// Me in Paris; peers in Berlin, Tokyo, Sydney (stale), New York (v6).
+    fn now() -> Instant {
+        Instant::now() + Duration::from_secs(3600)
+    }
+
     fn roster() -> RosterSnapshot {
-        let now = Instant::now() + Duration::from_secs(3600);
+        let now = now();
         RosterSnapshot {
-            now,
             me: proxy("192.0.2.1", Some((48.86, 2.35)), 0, now),
             others: vec![
                 proxy("192.0.2.2", Some((52.52, 13.40)), 5, now),
@@ -469,6 +481,7 @@ mod tests {
             &Question { name, qtype },
             &client,
             &roster(),
+            now(),
             &tokyo_resolver,
             &settings(),
             7,
@@ -507,7 +520,7 @@ mod tests {
         assert!(
             a.answers
                 .iter()
-                .all(|r| r.name == "WWW.Example.com.CDN." && r.ttl == 30)
+                .all(|r| r.name == Owner::Query && r.ttl == 30)
         );
         assert!(
             !addrs(&a).contains(&"203.0.113.1".to_string()),
@@ -515,7 +528,11 @@ mod tests {
         );
         // Authority: NS records under the zone, with glue.
         assert_eq!(a.authority.len(), 2);
-        assert!(a.authority.iter().all(|r| r.name == "CDN" && r.ttl == 3600));
+        assert!(
+            a.authority
+                .iter()
+                .all(|r| r.name == Owner::Apex && r.ttl == 3600)
+        );
         assert_eq!(a.additional.len(), 2);
         assert_eq!(a.ecs_scope, None);
     }
@@ -551,6 +568,7 @@ mod tests {
                 },
                 &from("10.0.0.1"),
                 &roster(),
+                now(),
                 &tokyo_resolver,
                 &settings(),
                 turn,
@@ -577,6 +595,7 @@ mod tests {
             },
             &from("198.51.100.77"),
             &r,
+            now(),
             &tokyo_resolver,
             &settings(),
             1,
@@ -590,6 +609,7 @@ mod tests {
             },
             &from("198.51.100.77"),
             &r,
+            now(),
             &tokyo_resolver,
             &settings(),
             1,

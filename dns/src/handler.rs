@@ -2,9 +2,10 @@
 //! request (opcode, question count, EDNS version, ECS), applies response rate limiting,
 //! asks [`answer`](crate::answer::answer) and encodes the result.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use hickory_server::net::runtime::Time;
@@ -16,8 +17,9 @@ use hickory_server::proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 
-use crate::answer::{self, Answer, ClientInfo, QType, Question, Rcode, Rec, Settings};
+use crate::answer::{self, Answer, ClientInfo, Owner, QType, Question, Rcode, Rec, Settings};
 use crate::geo::Geo;
+use crate::name::ZoneSuffix;
 use crate::roster::Roster;
 use crate::rrl::{Rrl, Verdict};
 
@@ -51,6 +53,7 @@ pub struct Handler<R: Roster> {
     /// Varies the choice among equally good proxies from query to query.
     turn: AtomicU64,
     stats: Arc<DnsStats>,
+    names: NameCache,
 }
 
 impl<R: Roster> Handler<R> {
@@ -63,6 +66,7 @@ impl<R: Roster> Handler<R> {
             rrl,
             turn: AtomicU64::new(0),
             stats: Arc::new(DnsStats::default()),
+            names: NameCache::default(),
         }
     }
 
@@ -100,30 +104,76 @@ fn fqdn(name: &str) -> Option<Name> {
     }
 }
 
-fn record(r: &Rec) -> Option<Record> {
-    let data = match &r.data {
-        answer::RData::A(ip) => RData::A(A(*ip)),
-        answer::RData::Aaaa(ip) => RData::AAAA(AAAA(*ip)),
-        answer::RData::Ns(n) => RData::NS(NS(fqdn(n)?)),
-        answer::RData::Soa {
-            mname,
-            rname,
-            timers,
-        } => RData::SOA(SOA::new(
-            fqdn(mname)?,
-            fqdn(rname)?,
-            timers.serial,
-            timers.refresh,
-            timers.retry,
-            timers.expire,
-            timers.minimum,
-        )),
-    };
-    Some(Record::from_rdata(fqdn(&r.name)?, r.ttl, data))
+/// Encoded names of nameservers, so the per-query path does not parse text into names.
+#[derive(Debug, Default)]
+struct NameCache {
+    names: Mutex<BTreeMap<IpAddr, Name>>,
 }
 
-fn records(rs: &[Rec]) -> Option<Vec<Record>> {
-    rs.iter().map(record).collect()
+/// Nameservers whose names are kept; beyond this the cache starts over.
+const NAME_CACHE_SIZE: usize = 4096;
+
+impl NameCache {
+    fn nameserver(&self, zone: &ZoneSuffix, ip: IpAddr) -> Option<Name> {
+        if let Ok(names) = self.names.lock()
+            && let Some(n) = names.get(&ip)
+        {
+            return Some(n.clone());
+        }
+        let name = fqdn(&zone.nameserver_name(ip))?;
+        if let Ok(mut names) = self.names.lock() {
+            if names.len() >= NAME_CACHE_SIZE {
+                names.clear();
+            }
+            names.insert(ip, name.clone());
+        }
+        Some(name)
+    }
+}
+
+/// Turns answer records into hickory records; `query` is the name asked (its case is kept)
+/// and `apex` the zone in the same case.
+struct Encoder<'a> {
+    query: &'a Name,
+    apex: Name,
+    zone: &'a ZoneSuffix,
+    cache: &'a NameCache,
+}
+
+impl Encoder<'_> {
+    fn owner(&self, owner: &Owner) -> Option<Name> {
+        match owner {
+            Owner::Query => Some(self.query.clone()),
+            Owner::Apex => Some(self.apex.clone()),
+            Owner::Nameserver(ip) => self.cache.nameserver(self.zone, *ip),
+        }
+    }
+
+    fn record(&self, r: &Rec) -> Option<Record> {
+        let data = match &r.data {
+            answer::RData::A(ip) => RData::A(A(*ip)),
+            answer::RData::Aaaa(ip) => RData::AAAA(AAAA(*ip)),
+            answer::RData::Ns(ip) => RData::NS(NS(self.cache.nameserver(self.zone, *ip)?)),
+            answer::RData::Soa {
+                mname,
+                rname,
+                timers,
+            } => RData::SOA(SOA::new(
+                fqdn(mname)?,
+                fqdn(rname)?,
+                timers.serial,
+                timers.refresh,
+                timers.retry,
+                timers.expire,
+                timers.minimum,
+            )),
+        };
+        Some(Record::from_rdata(self.owner(&r.name)?, r.ttl, data))
+    }
+
+    fn records(&self, rs: &[Rec]) -> Option<Vec<Record>> {
+        rs.iter().map(|r| self.record(r)).collect()
+    }
 }
 
 /// The client subnet of a query, if well formed (RFC 7871 section 7.1.2: a non-zero scope
@@ -229,7 +279,8 @@ impl<R: Roster> RequestHandler for Handler<R> {
             )
             .await;
         }
-        let name = query.original().name().to_ascii();
+        let qname = query.original().name();
+        let name = qname.to_ascii();
         let client = ClientInfo {
             resolver: request.src().ip(),
             subnet: subnet
@@ -247,6 +298,7 @@ impl<R: Roster> RequestHandler for Handler<R> {
             },
             &client,
             &snapshot,
+            Instant::now(),
             &geo,
             &self.settings,
             turn,
@@ -272,10 +324,18 @@ impl<R: Roster> RequestHandler for Handler<R> {
             }
         };
         self.stats.answered.fetch_add(1, Ordering::Relaxed);
+        let labels = usize::from(qname.num_labels());
+        let zone_labels = self.settings.zone.num_labels().min(labels);
+        let encoder = Encoder {
+            query: qname,
+            apex: qname.trim_to(zone_labels),
+            zone: &self.settings.zone,
+            cache: &self.names,
+        };
         let (Some(answers), Some(authority), Some(additional)) = (
-            records(&a.answers),
-            records(&a.authority),
-            records(&a.additional),
+            encoder.records(&a.answers),
+            encoder.records(&a.authority),
+            encoder.records(&a.additional),
         ) else {
             return reply_error(
                 &mut response_handle,

@@ -3,6 +3,7 @@
 //! in-memory fakes.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::geo::Location;
@@ -24,12 +25,10 @@ pub struct Proxy {
     pub nameserver: bool,
 }
 
-/// The roster at one instant.
+/// The roster as last updated: shared, never copied per query.
 #[derive(Debug, Clone)]
 pub struct RosterSnapshot {
-    /// When the snapshot was taken (ages are measured from here).
-    pub now: Instant,
-    /// This node: answered when no other proxy is known alive.
+    /// This node: alive by definition (it is answering), and answered when no other proxy is.
     pub me: Proxy,
     /// Other proxies known to the node.
     pub others: Vec<Proxy>,
@@ -39,21 +38,20 @@ impl RosterSnapshot {
     /// A roster of just this node.
     pub fn alone(me: Proxy) -> Self {
         RosterSnapshot {
-            now: me.last_seen,
             me,
             others: Vec::new(),
         }
     }
 
-    /// Proxies seen within `alive_within` and not overloaded, this node first; if none
-    /// qualifies, this node alone (a name must resolve to something).
-    pub fn live(&self, alive_within: Duration) -> Vec<&Proxy> {
-        let live: Vec<&Proxy> = std::iter::once(&self.me)
-            .chain(&self.others)
-            .filter(|p| {
-                !p.overloaded && self.now.saturating_duration_since(p.last_seen) <= alive_within
-            })
-            .collect();
+    /// Proxies not overloaded and (other than this node) seen within `alive_within` of
+    /// `now`, this node first; if none qualifies, this node alone (a name must resolve to
+    /// something).
+    pub fn live(&self, now: Instant, alive_within: Duration) -> Vec<&Proxy> {
+        let me = Some(&self.me).filter(|p| !p.overloaded);
+        let others = self.others.iter().filter(|p| {
+            !p.overloaded && now.saturating_duration_since(p.last_seen) <= alive_within
+        });
+        let live: Vec<&Proxy> = me.into_iter().chain(others).collect();
         if live.is_empty() {
             vec![&self.me]
         } else {
@@ -62,23 +60,26 @@ impl RosterSnapshot {
     }
 }
 
-/// Source of roster snapshots; cheap to call once per query.
+/// Source of roster snapshots; called once per query, so it hands out a shared snapshot
+/// rather than building one.
 pub trait Roster: Send + Sync + 'static {
     /// The current roster.
-    fn snapshot(&self) -> RosterSnapshot;
+    fn snapshot(&self) -> Arc<RosterSnapshot>;
 }
 
 /// A roster that never changes (a single node before the overlay, and tests).
 #[derive(Debug, Clone)]
-pub struct StaticRoster(pub RosterSnapshot);
+pub struct StaticRoster(pub Arc<RosterSnapshot>);
+
+impl StaticRoster {
+    /// A fixed roster.
+    pub fn new(snapshot: RosterSnapshot) -> Self {
+        StaticRoster(Arc::new(snapshot))
+    }
+}
 
 impl Roster for StaticRoster {
-    /// The fixed roster, read now: this node is alive, the others as last seen.
-    fn snapshot(&self) -> RosterSnapshot {
-        let now = Instant::now();
-        let mut s = self.0.clone();
-        s.now = now;
-        s.me.last_seen = now;
-        s
+    fn snapshot(&self) -> Arc<RosterSnapshot> {
+        self.0.clone()
     }
 }

@@ -68,8 +68,7 @@ fn roster(extra: usize) -> StaticRoster {
     for i in 0..extra {
         others.push(proxy(&format!("192.0.2.{}", 100 + i), 48.86, 2.35));
     }
-    StaticRoster(RosterSnapshot {
-        now: Instant::now(),
+    StaticRoster::new(RosterSnapshot {
         me: proxy("127.0.0.1", 52.52, 13.40),
         others,
     })

@@ -114,7 +114,7 @@ async fn start_dns(args: &NodeArgs) -> anyhow::Result<dns::Running> {
         last_seen: Instant::now(),
         nameserver: true,
     };
-    let roster = Arc::new(StaticRoster(RosterSnapshot::alone(me)));
+    let roster = Arc::new(StaticRoster::new(RosterSnapshot::alone(me)));
     let rrl = Rrl::new(RrlConfig {
         responses_per_second: args.dns_rate_limit,
         ..RrlConfig::default()
