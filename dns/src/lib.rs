@@ -27,18 +27,33 @@
 //! - `handler.rs`, `server.rs`: hickory-server adapter and `run`.
 #![forbid(unsafe_code)]
 
-pub mod answer;
-pub mod geo;
-pub mod handler;
+// With default features off, only `name` is built: the proxy shares the CDN name codec
+// without pulling in hickory.
 pub mod name;
+pub use name::{NameError, Origin, ZoneName, ZoneSuffix};
+
+#[cfg(feature = "server")]
+pub mod answer;
+#[cfg(feature = "server")]
+pub mod geo;
+#[cfg(feature = "server")]
+pub mod handler;
+#[cfg(feature = "server")]
 pub mod roster;
+#[cfg(feature = "server")]
 pub mod rrl;
+#[cfg(feature = "server")]
 pub mod server;
 
+#[cfg(feature = "server")]
 pub use answer::{Answer, ClientInfo, QType, Question, Settings, answer};
+#[cfg(feature = "server")]
 pub use geo::{Geo, Location};
+#[cfg(feature = "server")]
 pub use handler::{DnsStats, Handler};
-pub use name::{NameError, Origin, ZoneName, ZoneSuffix};
+#[cfg(feature = "server")]
 pub use roster::{Proxy, Roster, RosterSnapshot, StaticRoster};
+#[cfg(feature = "server")]
 pub use rrl::{Rrl, RrlConfig, Verdict};
+#[cfg(feature = "server")]
 pub use server::{Running, start};
