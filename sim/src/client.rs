@@ -98,19 +98,25 @@ impl Sim {
             .lookup_us
             .push(elapsed.min(u64::from(u32::MAX)) as u32);
         let found = result.ok().filter(|f| !f.values.is_empty());
-        if l.available {
-            self.metrics.gets_available += 1;
-            self.metrics.gets_available_found += u64::from(found.is_some());
-        }
-        if found.is_some()
-            && let Some(m) = self.metrics.minute(self.workload_time())
-        {
-            m.gets_found += 1;
-        }
         let o = l.object;
         if !self.hosts[p as usize].proxy.inflight.contains_key(&o) {
             return; // the proxy restarted meanwhile
         }
+        // A get succeeds when it leads to a holder that can serve the object; values naming
+        // dead, unreachable or emptied holders do not count.
+        let usable = self.use_holders(p, o, &l, found);
+        if l.available {
+            self.metrics.gets_available += 1;
+            self.metrics.gets_available_found += u64::from(usable);
+        }
+        if usable && let Some(m) = self.metrics.minute(self.workload_time()) {
+            m.gets_found += 1;
+        }
+    }
+
+    /// Tries the holders a get found, nearest first; else claims the object for the origin.
+    /// Returns whether a holder will serve it.
+    fn use_holders(&mut self, p: u32, o: u32, l: &Lookup, found: Option<Found>) -> bool {
         let mut delay = 0;
         let me = self.ids[p as usize];
         if let Some(found) = found {
@@ -137,11 +143,16 @@ impl Sim {
                 if holder.has(o) {
                     holder.touch(o);
                     self.transfer(h, p, o, Source::Peer(level), delay);
-                    return;
+                    return true;
                 }
-                if let Some(f) = holder.inflight.get_mut(&o) {
+                // Wait only for a holder fetching from the origin: one that is itself waiting
+                // for a peer could be waiting for us (an outdated value), and neither would
+                // ever fetch.
+                if let Some(f) = holder.inflight.get_mut(&o)
+                    && f.from_origin
+                {
                     f.forward.push((p, level));
-                    return;
+                    return true;
                 }
                 delay += rtt; // asked, and it no longer has the object
                 self.metrics.stale_values += 1;
@@ -152,30 +163,43 @@ impl Sim {
         } else {
             self.claim(p, o);
         }
+        false
     }
 
     /// Nobody has it: announce "pending" and, once stored, confirm (see the module doc).
     fn claim(&mut self, p: u32, o: u32) {
-        let Some(put) = self.announce_pending(p, o) else {
+        // Recorded before the DHT's output is processed: a put can finish at once (a node
+        // alone), and its PutDone must find the claim.
+        let Some(put) = self.announce_pending_quietly(p, o) else {
             self.fetch_from_origin(p, o, 0);
             return;
         };
         self.claims.insert((p, put), o);
+        self.drain(p);
     }
 
     /// Tells the DHT that `p` is fetching `o` now, so others wait for its copy; renewed while
     /// the fetch lasts. Returns the put, if the host has a DHT.
     fn announce_pending(&mut self, p: u32, o: u32) -> Option<QueryId> {
+        let put = self.announce_pending_quietly(p, o);
+        self.drain(p);
+        put
+    }
+
+    /// `announce_pending` without processing the DHT's output yet.
+    fn announce_pending_quietly(&mut self, p: u32, o: u32) -> Option<QueryId> {
         let ttl = Duration::from_secs_f64(self.sc.pending_ttl_secs);
-        let put = self.put(p, o, true, ttl);
+        let put = self.put_quietly(p, o, true, ttl);
         if let Some(f) = self.hosts[p as usize].proxy.inflight.get_mut(&o) {
             f.from_origin = true;
         }
         let renew = self.now + secs(self.sc.pending_ttl_secs / 2.0);
+        let incarnation = self.hosts[p as usize].incarnation;
         self.schedule(
             renew,
             Ev::Renew {
                 proxy: p,
+                incarnation,
                 object: o,
             },
         );
@@ -183,18 +207,22 @@ impl Sim {
     }
 
     fn put(&mut self, p: u32, o: u32, pending: bool, ttl: Duration) -> Option<QueryId> {
+        let put = self.put_quietly(p, o, pending, ttl);
+        self.drain(p);
+        put
+    }
+
+    fn put_quietly(&mut self, p: u32, o: u32, pending: bool, ttl: Duration) -> Option<QueryId> {
         let key = self.keys[o as usize];
         let value = Value {
             holder: self.contact(p),
             pending,
         };
         let now = self.instant(self.now);
-        let put = self.hosts[p as usize]
+        self.hosts[p as usize]
             .dht
             .as_mut()
-            .map(|dht| dht.put(now, key, value, ttl));
-        self.drain(p);
-        put
+            .map(|dht| dht.put(now, key, value, ttl))
     }
 
     pub(crate) fn on_renew(&mut self, p: u32, o: u32) {
@@ -210,7 +238,10 @@ impl Sim {
     }
 
     pub(crate) fn on_fallback(&mut self, p: u32, o: u32) {
-        if self.hosts[p as usize].up && self.hosts[p as usize].proxy.inflight.contains_key(&o) {
+        let h = &self.hosts[p as usize];
+        let waiting = h.proxy.inflight.get(&o).is_some_and(|f| !f.from_origin);
+        if h.up && waiting {
+            // Its renewal chain starts here; a fetch already going to the origin has one.
             let _ = self.announce_pending(p, o);
             self.fetch_from_origin(p, o, 0);
         }
@@ -218,6 +249,9 @@ impl Sim {
 
     fn fetch_from_origin(&mut self, p: u32, o: u32, delay: Micros) {
         self.metrics.origin_fetches += 1;
+        if let Some(n) = self.metrics.origin_fetches_per_object.get_mut(o as usize) {
+            *n += 1;
+        }
         if let Some(m) = self.metrics.minute(self.workload_time()) {
             m.origin_fetches += 1;
         }

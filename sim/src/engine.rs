@@ -101,8 +101,12 @@ pub(crate) enum Ev {
     },
     /// The origin may have finished transfers (only the latest generation acts).
     OriginTick { generation: u64 },
-    /// Renew a pending announcement while an origin fetch lasts.
-    Renew { proxy: u32, object: u32 },
+    /// Renew a pending announcement while an origin fetch lasts (of that incarnation).
+    Renew {
+        proxy: u32,
+        incarnation: u8,
+        object: u32,
+    },
     /// A proxy waited on a peer that died: fetch from the origin instead.
     Fallback { proxy: u32, object: u32 },
     /// Churn: a host fails, or comes back.
@@ -247,6 +251,7 @@ impl Sim {
             origin: Origin::new(sc.origin_uplink_bps, sc.origin_concurrency),
             metrics: Metrics {
                 hot_key_load: vec![0; n],
+                origin_fetches_per_object: vec![0; sc.objects],
                 ..Metrics::default()
             },
             holders: vec![0; sc.objects],
@@ -289,8 +294,11 @@ impl Sim {
         self.epoch + Duration::from_micros(t)
     }
 
+    /// Virtual time of `at`, rounded up: a wake-up never lands before its deadline, or the
+    /// node would be woken at the same instant forever.
     fn micros(&self, at: Instant) -> Micros {
-        at.saturating_duration_since(self.epoch).as_micros() as Micros
+        let d = at.saturating_duration_since(self.epoch);
+        (d.as_micros() + u128::from(d.subsec_nanos() % 1000 != 0)) as Micros
     }
 
     pub(crate) fn schedule(&mut self, at: Micros, ev: Ev) {
@@ -463,9 +471,15 @@ impl Sim {
                     self.on_origin_tick();
                 }
             }
-            Ev::Renew { proxy, object } => {
+            Ev::Renew {
+                proxy,
+                incarnation,
+                object,
+            } => {
                 self.trace_event(proxy, 8);
-                self.on_renew(proxy, object);
+                if self.hosts[proxy as usize].incarnation == incarnation {
+                    self.on_renew(proxy, object);
+                }
             }
             Ev::Fallback { proxy, object } => {
                 self.trace_event(proxy, 9);

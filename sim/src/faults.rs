@@ -92,6 +92,9 @@ impl Sim {
     pub(crate) fn rekey(&mut self, host: u32) {
         let h = &mut self.hosts[host as usize];
         h.secret = 1;
+        if !h.up {
+            return; // down: it comes back with the new release when it restarts
+        }
         h.dht = None;
         h.incarnation = h.incarnation.wrapping_add(1);
         // Fetches in flight die with the process; the cache (on disk) survives.

@@ -45,6 +45,7 @@ pub struct Metrics {
     /// Requests at a proxy that was down (its clients see an error).
     pub(crate) failed: u64,
     pub(crate) origin_fetches: u64,
+    pub(crate) origin_fetches_per_object: Vec<u32>,
     pub(crate) served: [u64; 5],
     pub(crate) lookup_us: Vec<u32>,
     pub(crate) hops: Vec<u32>,
@@ -159,6 +160,8 @@ pub struct VariantReport {
     pub failed_requests: u64,
     /// Fetches from the origin.
     pub origin_fetches: u64,
+    /// Fetches from the origin of the object fetched most often.
+    pub origin_fetches_max_per_object: u64,
     /// Where answers came from, as fractions of answered requests.
     pub served: Served,
     /// DHT get latency.
@@ -171,14 +174,15 @@ pub struct VariantReport {
     pub hot_key_requests: HotKeyRequests,
     /// The ten nodes most loaded by the hottest key: (log2 XOR distance to it, requests).
     pub hot_key_top: Vec<(u32, u32)>,
-    /// DHT messages delivered.
+    /// DHT messages sent (requests and responses, including those lost on the way).
     pub messages: u64,
     /// DHT requests sent by the nodes alive at the end, by kind: what maintenance costs
     /// next to the workload's gets and puts.
     pub dht_requests: DhtRequests,
     /// Time from a client's request to the whole object at its proxy.
     pub client_ms: Percentiles,
-    /// Gets that found a value, among gets for objects some live proxy cached.
+    /// Gets that led to a holder able to serve the object, among gets for objects some live
+    /// proxy cached when the get started.
     pub lookup_success: f64,
     /// Values that named a proxy no longer holding the object.
     pub stale_values: u64,
@@ -239,6 +243,12 @@ impl Metrics {
             requests: self.requests,
             failed_requests: self.failed,
             origin_fetches: self.origin_fetches,
+            origin_fetches_max_per_object: self
+                .origin_fetches_per_object
+                .iter()
+                .copied()
+                .max()
+                .map_or(0, u64::from),
             served: Served {
                 local_cache: frac(0),
                 level2: frac(1),
