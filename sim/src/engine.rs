@@ -298,7 +298,7 @@ impl Sim {
     /// node would be woken at the same instant forever.
     fn micros(&self, at: Instant) -> Micros {
         let d = at.saturating_duration_since(self.epoch);
-        (d.as_micros() + u128::from(d.subsec_nanos() % 1000 != 0)) as Micros
+        (d.as_micros() + u128::from(!d.subsec_nanos().is_multiple_of(1000))) as Micros
     }
 
     pub(crate) fn schedule(&mut self, at: Micros, ev: Ev) {
