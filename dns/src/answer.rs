@@ -212,6 +212,8 @@ pub fn answer(
     let kind = match zone.classify(q.name) {
         Ok(kind) => kind,
         Err(NameError::OutsideZone) => return Answer::refused(),
+        // Names exist below it: NODATA (RFC 8020).
+        Err(NameError::Partial) => return negative(q, settings, roster, Rcode::NoError),
         Err(_) => return negative(q, settings, roster, Rcode::NxDomain),
     };
     let located = locate_client(client, geo);
@@ -230,13 +232,13 @@ pub fn answer(
         ZoneName::Apex => match q.qtype {
             QType::Soa => out.answers.push(soa(settings, roster)),
             QType::Ns => {
-                let (ns, glue) = nameservers(&live, client_loc, geo, settings, turn);
+                let (ns, glue) = nameservers(roster, &live, client_loc, geo, settings, turn);
                 out.answers = ns;
                 out.additional = glue;
             }
             QType::Any => {
                 out.answers.push(soa(settings, roster));
-                let (ns, glue) = nameservers(&live, client_loc, geo, settings, turn);
+                let (ns, glue) = nameservers(roster, &live, client_loc, geo, settings, turn);
                 out.answers.extend(ns);
                 out.additional = glue;
             }
@@ -247,8 +249,9 @@ pub fn answer(
                 .chain(&roster.others)
                 .any(|p| p.addr == ip && (p.nameserver || p.addr == roster.me.addr));
             if !known {
-                // Not a nameserver of this network: names cannot point at arbitrary hosts.
-                return negative(q, settings, roster, Rcode::NxDomain);
+                // Not a nameserver of this network, so it has no address here; but origins
+                // may sit below the name (`x.ns-1-2-3-4.<zone>`): NODATA, not NXDOMAIN.
+                return negative(q, settings, roster, Rcode::NoError);
             }
             match (q.qtype, ip) {
                 (QType::A | QType::Any, IpAddr::V4(v4)) => out.answers.push(Rec {
@@ -285,7 +288,7 @@ pub fn answer(
             if out.answers.is_empty() {
                 return nodata(out, settings, roster);
             }
-            let (ns, glue) = nameservers(&live, client_loc, geo, settings, turn);
+            let (ns, glue) = nameservers(roster, &live, client_loc, geo, settings, turn);
             out.authority = ns;
             out.additional = glue;
         }
@@ -327,7 +330,13 @@ fn nearest<'a>(
         .map(|p| {
             let distance = client
                 .and_then(|c| {
-                    let here = p.location.or_else(|| geo.locate(p.addr))?;
+                    // Compare like with like: a configured point against a client known only
+                    // by country is looked up by address instead (its country).
+                    let here = match (c, p.location) {
+                        (Location::Point { .. }, Some(l @ Location::Point { .. }))
+                        | (Location::Country(_), Some(l @ Location::Country(_))) => l,
+                        (_, configured) => geo.locate(p.addr).or(configured)?,
+                    };
                     c.distance_km(&here)
                 })
                 .unwrap_or(f64::INFINITY);
@@ -364,18 +373,23 @@ fn unit(turn: u64, ip: IpAddr) -> f64 {
 
 /// NS records (owned by the apex) naming nameservers near the client, and their glue.
 fn nameservers(
+    roster: &RosterSnapshot,
     live: &[&Proxy],
     client: Option<Location>,
     geo: &dyn Locate,
     settings: &Settings,
     turn: u64,
 ) -> (Vec<Rec>, Vec<Rec>) {
-    let servers: Vec<&Proxy> = live.iter().copied().filter(|p| p.nameserver).collect();
-    let servers = if servers.is_empty() {
-        live.to_vec()
-    } else {
-        servers
-    };
+    // Nameservers only (a delegation to a host that serves no DNS is lame), and always this
+    // node, which is answering, overloaded or not: NS is about DNS, not proxy bandwidth.
+    let me = &roster.me;
+    let servers: Vec<&Proxy> = std::iter::once(me)
+        .chain(
+            live.iter()
+                .copied()
+                .filter(|p| p.nameserver && p.addr != me.addr),
+        )
+        .collect();
     let chosen = nearest(&servers, client, geo, settings.ns_count, turn);
     let mut ns = Vec::with_capacity(chosen.len());
     let mut glue = Vec::with_capacity(chosen.len());
@@ -632,7 +646,7 @@ mod tests {
             assert_eq!((a.rcode, a.answers.len()), (Rcode::NoError, 0));
             assert!(matches!(a.authority[0].data, RData::Soa { .. }));
         }
-        let a = ask("localhost.cdn", QType::A, from("10.0.0.1"));
+        let a = ask("bad_label.example.cdn", QType::A, from("10.0.0.1"));
         assert_eq!(a.rcode, Rcode::NxDomain);
         assert!(matches!(a.authority[0].data, RData::Soa { .. }));
         assert_eq!(
@@ -643,6 +657,9 @@ mod tests {
         let a = ask("ns-192-0-2-2.cdn", QType::A, from("10.0.0.1"));
         assert_eq!(addrs(&a), vec!["192.0.2.2"]);
         let a = ask("ns-8-8-8-8.cdn", QType::A, from("10.0.0.1"));
-        assert_eq!(a.rcode, Rcode::NxDomain);
+        assert_eq!((a.rcode, a.answers.len()), (Rcode::NoError, 0));
+        // An empty non-terminal above origin names: NODATA (RFC 8020).
+        let a = ask("com.cdn", QType::A, from("10.0.0.1"));
+        assert_eq!((a.rcode, a.answers.len()), (Rcode::NoError, 0));
     }
 }

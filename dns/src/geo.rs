@@ -197,19 +197,28 @@ impl Geo {
     pub fn watch(&self, path: PathBuf, every: Duration) -> tokio::task::JoinHandle<()> {
         let geo = self.clone();
         tokio::spawn(async move {
-            let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-            let mut seen: Option<SystemTime> = mtime(&path);
+            // Modification time and length: a rewrite within the clock's resolution still
+            // changes one of them.
+            let stamp = |p: &Path| {
+                std::fs::metadata(p)
+                    .ok()
+                    .and_then(|m| Some((m.modified().ok()?, m.len())))
+            };
+            let mut seen: Option<(SystemTime, u64)> = stamp(&path);
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                let now = mtime(&path);
+                let now = stamp(&path);
                 if now.is_some() && now != seen {
-                    seen = now;
                     let (geo, path) = (geo.clone(), path.clone());
                     // Parsing a large database is blocking work.
                     let loaded = tokio::task::spawn_blocking(move || geo.load(&path)).await;
                     match loaded {
-                        Ok(Ok(())) => tracing::info!("geoip database reloaded"),
+                        Ok(Ok(())) => {
+                            // Only now: a half-written file that failed is retried next tick.
+                            seen = now;
+                            tracing::info!("geoip database reloaded");
+                        }
                         Ok(Err(e)) => {
                             tracing::warn!(error = %e, "geoip reload failed; keeping the previous database")
                         }

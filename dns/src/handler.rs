@@ -21,7 +21,7 @@ use crate::answer::{self, Answer, ClientInfo, Owner, QType, Question, Rcode, Rec
 use crate::geo::Geo;
 use crate::name::ZoneSuffix;
 use crate::roster::Roster;
-use crate::rrl::{Rrl, Verdict};
+use crate::rrl::{self, Rrl, Verdict};
 
 /// Largest UDP response we send (the DNS Flag Day 2020 value); clients may ask for less.
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
@@ -54,11 +54,14 @@ pub struct Handler<R: Roster> {
     turn: AtomicU64,
     stats: Arc<DnsStats>,
     names: NameCache,
+    /// The zone as a hickory name, for the in-zone check on wire labels.
+    zone_name: Name,
 }
 
 impl<R: Roster> Handler<R> {
     /// A handler answering for `settings.zone`.
     pub fn new(roster: Arc<R>, geo: Geo, settings: Settings, rrl: Rrl) -> Self {
+        let zone_name = fqdn(&settings.zone.as_text()).unwrap_or_else(Name::root);
         Handler {
             roster,
             geo,
@@ -67,6 +70,7 @@ impl<R: Roster> Handler<R> {
             turn: AtomicU64::new(0),
             stats: Arc::new(DnsStats::default()),
             names: NameCache::default(),
+            zone_name,
         }
     }
 
@@ -227,29 +231,19 @@ impl<R: Roster> RequestHandler for Handler<R> {
             e.set_max_payload(req.max_payload().min(MAX_UDP_PAYLOAD));
             e
         });
-        if request.edns.as_ref().is_some_and(|e| e.version() != 0) {
-            self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-            return reply_error(
-                &mut response_handle,
-                request,
-                ResponseCode::BADVERS,
-                edns.as_ref(),
-            )
-            .await;
-        }
         let subnet = client_subnet(request.edns.as_ref());
+        let bad_version = request.edns.as_ref().is_some_and(|e| e.version() != 0);
         let bad_request = request.queries.len() != 1 || subnet.is_err();
-        if bad_request || request.metadata.op_code != OpCode::Query {
-            self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-            let code = if bad_request {
-                ResponseCode::FormErr
-            } else {
-                ResponseCode::NotImp
-            };
-            return reply_error(&mut response_handle, request, code, edns.as_ref()).await;
-        }
+        let not_query = request.metadata.op_code != OpCode::Query;
+        // Rate limiting comes first, so error answers cannot be reflected without limit either.
         if udp {
-            match self.rrl.check(request.src().ip(), Instant::now()) {
+            let name = match request.queries.queries() {
+                [q] if !(bad_version || bad_request || not_query) => {
+                    rrl::name_key(&q.name().to_ascii())
+                }
+                _ => rrl::ERROR_NAME,
+            };
+            match self.rrl.check(request.src().ip(), name, Instant::now()) {
                 Verdict::Send => {}
                 Verdict::Drop => {
                     self.stats.rrl_dropped.fetch_add(1, Ordering::Relaxed);
@@ -268,6 +262,17 @@ impl<R: Roster> RequestHandler for Handler<R> {
                 }
             }
         }
+        if bad_version || bad_request || not_query {
+            self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            let code = if bad_version {
+                ResponseCode::BADVERS
+            } else if bad_request {
+                ResponseCode::FormErr
+            } else {
+                ResponseCode::NotImp
+            };
+            return reply_error(&mut response_handle, request, code, edns.as_ref()).await;
+        }
         let query = &request.queries.queries()[0];
         if query.query_class() != DNSClass::IN {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -280,6 +285,18 @@ impl<R: Roster> RequestHandler for Handler<R> {
             .await;
         }
         let qname = query.original().name();
+        if !self.zone_name.zone_of(qname) {
+            // Decided on the wire labels: a label holding a dot (`x\.cdn`) is not in the zone,
+            // whatever its text form looks like.
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            return reply_error(
+                &mut response_handle,
+                request,
+                ResponseCode::Refused,
+                edns.as_ref(),
+            )
+            .await;
+        }
         let name = qname.to_ascii();
         let client = ClientInfo {
             resolver: request.src().ip(),

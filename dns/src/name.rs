@@ -32,6 +32,11 @@ pub enum NameError {
     /// The labels do not form a valid host name (RFC 1123) with a dot in it.
     #[error("invalid origin host: {0}")]
     InvalidHost(&'static str),
+    /// Names no origin itself, but names below it may (`com.<zone>` is above
+    /// `www.example.com.<zone>`): an "empty non-terminal", answered NODATA, not NXDOMAIN
+    /// (RFC 8020), so resolvers minimising query names still get through.
+    #[error("names no origin, but names below it may")]
+    Partial,
     /// A port label out of range.
     #[error("invalid port label")]
     InvalidPort,
@@ -210,11 +215,11 @@ fn decode_origin(labels: &[String]) -> Result<Origin, NameError> {
         many => many.join("."),
     };
     let parts: Vec<&str> = host.split('.').collect();
-    if parts.len() < 2 {
-        return Err(NameError::InvalidHost("an origin host needs a dot"));
-    }
     for p in &parts {
         check_host_label(p)?;
+    }
+    if parts.len() < 2 {
+        return Err(NameError::Partial);
     }
     if parts
         .last()
@@ -340,10 +345,9 @@ mod tests {
         let z = zone();
         assert_eq!(z.classify("www.example.com"), Err(NameError::OutsideZone));
         assert_eq!(z.classify("example.cdnx"), Err(NameError::OutsideZone));
-        assert!(matches!(
-            z.classify("localhost.cdn"),
-            Err(NameError::InvalidHost(_))
-        ));
+        assert_eq!(z.classify("localhost.cdn"), Err(NameError::Partial));
+        assert_eq!(z.classify("com.cdn"), Err(NameError::Partial));
+        assert_eq!(z.classify("8080.cdn"), Err(NameError::Partial));
         assert!(matches!(
             z.classify("10.0.0.1.cdn"),
             Err(NameError::InvalidHost(_))

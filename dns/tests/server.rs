@@ -180,7 +180,7 @@ async fn answers_origins_with_live_proxies_and_nameservers() {
 async fn negative_answers_refusals_and_edns() {
     let server = serve(settings(), Geo::none(), no_rrl(), 0).await;
     let addr = server.local_addr();
-    let nx = udp(addr, &query("localhost.cdn.", RecordType::A, None))
+    let nx = udp(addr, &query("bad_label.example.cdn.", RecordType::A, None))
         .await
         .unwrap();
     assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
@@ -189,6 +189,19 @@ async fn negative_answers_refusals_and_edns() {
         .await
         .unwrap();
     assert_eq!(refused.metadata.response_code, ResponseCode::Refused);
+    // One label holding a dot ("x.cdn" as a single label at the root) is not in the zone,
+    // whatever its text form looks like.
+    let mut msg = Message::new(9, MessageType::Query, OpCode::Query);
+    let odd = Name::from_labels(vec![b"x.cdn".to_vec()]).unwrap();
+    msg.add_query(Query::query(odd, RecordType::A));
+    let m = udp(addr, &msg.to_vec().unwrap()).await.unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    // Above origin names but not one itself: NODATA, not NXDOMAIN (RFC 8020).
+    let ent = udp(addr, &query("com.cdn.", RecordType::A, None))
+        .await
+        .unwrap();
+    assert_eq!(ent.metadata.response_code, ResponseCode::NoError);
+    assert!(ent.answers.is_empty());
     let nodata = udp(addr, &query("www.example.com.cdn.", RecordType::MX, None))
         .await
         .unwrap();
