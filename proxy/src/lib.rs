@@ -15,5 +15,12 @@
 //! - [`cache::freshness`]: storable, freshness lifetime, age, stale use (RFC 9111, RFC 5861).
 #![forbid(unsafe_code)]
 
+pub mod body;
 pub mod cache;
+pub mod headers;
 pub mod route;
+pub mod server;
+pub mod service;
+pub mod store;
+
+pub use service::{Config, Proxy};

@@ -1,0 +1,197 @@
+//! A response body shared by everyone who wants it: the fetch appends chunks as they arrive,
+//! and each reader follows at its own pace. A slow client never slows the fetch or the other
+//! clients: it only falls behind in a list of chunks that are already stored.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+/// Why a body ended early.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// The upstream connection failed or the body was cut off.
+    #[error("upstream body failed: {0}")]
+    Upstream(String),
+    /// The body exceeded the size cap.
+    #[error("body exceeds the size cap of {0} bytes")]
+    TooLarge(u64),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    chunks: Vec<Bytes>,
+    len: u64,
+    /// `Some` once the body is complete (Ok) or has failed.
+    end: Option<Result<(), BodyError>>,
+}
+
+/// A growing body. Cloning the `Arc` is how readers share it.
+#[derive(Debug, Default)]
+pub struct SharedBody {
+    state: Mutex<State>,
+    grew: Notify,
+}
+
+/// What a reader finds at its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// The next chunk.
+    Chunk(Bytes),
+    /// The body is complete and the reader has all of it.
+    End,
+    /// The body failed; the reader must not treat what it has as complete.
+    Failed(BodyError),
+    /// Nothing yet: wait for [`SharedBody::wait`].
+    Pending,
+}
+
+impl SharedBody {
+    /// An empty, growing body.
+    pub fn new() -> Arc<Self> {
+        Arc::new(SharedBody::default())
+    }
+
+    /// A complete body.
+    pub fn complete(data: Bytes) -> Arc<Self> {
+        let body = SharedBody::new();
+        body.push(data);
+        body.finish(Ok(()));
+        body
+    }
+
+    /// Appends a chunk (the fetch side).
+    pub fn push(&self, chunk: Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
+        if let Ok(mut s) = self.state.lock() {
+            if s.end.is_some() {
+                return;
+            }
+            s.len += chunk.len() as u64;
+            s.chunks.push(chunk);
+        }
+        self.grew.notify_waiters();
+    }
+
+    /// Ends the body: complete, or failed (the fetch side).
+    pub fn finish(&self, end: Result<(), BodyError>) {
+        if let Ok(mut s) = self.state.lock()
+            && s.end.is_none()
+        {
+            s.end = Some(end);
+        }
+        self.grew.notify_waiters();
+    }
+
+    /// Bytes received so far.
+    pub fn len(&self) -> u64 {
+        self.state.lock().map_or(0, |s| s.len)
+    }
+
+    /// Whether nothing was received yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `Some(Ok)` when complete, `Some(Err)` when failed, `None` while growing.
+    pub fn end(&self) -> Option<Result<(), BodyError>> {
+        self.state.lock().ok().and_then(|s| s.end.clone())
+    }
+
+    /// The chunk at `index`, or what to do instead.
+    pub fn next(&self, index: usize) -> Next {
+        let Ok(s) = self.state.lock() else {
+            return Next::Failed(BodyError::Upstream("poisoned".into()));
+        };
+        if let Some(c) = s.chunks.get(index) {
+            return Next::Chunk(c.clone());
+        }
+        match &s.end {
+            Some(Ok(())) => Next::End,
+            Some(Err(e)) => Next::Failed(e.clone()),
+            None => Next::Pending,
+        }
+    }
+
+    /// Waits until the body grows or ends after a reader saw [`Next::Pending`] at `index`.
+    pub async fn wait(&self, index: usize) {
+        let notified = self.grew.notified();
+        tokio::pin!(notified);
+        // Register first, then re-check: a push between the caller's check and here is not lost.
+        notified.as_mut().enable();
+        if !matches!(self.next(index), Next::Pending) {
+            return;
+        }
+        notified.await;
+    }
+
+    /// The whole body, if complete (for revalidation merges and tests).
+    pub fn collect(&self) -> Option<Bytes> {
+        let s = self.state.lock().ok()?;
+        if !matches!(s.end, Some(Ok(()))) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(s.len as usize);
+        for c in &s.chunks {
+            out.extend_from_slice(c);
+        }
+        Some(Bytes::from(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn readers_follow_at_their_own_pace() {
+        let body = SharedBody::new();
+        assert_eq!(body.next(0), Next::Pending);
+        let reader = {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut i = 0;
+                loop {
+                    match body.next(i) {
+                        Next::Chunk(c) => {
+                            got.extend_from_slice(&c);
+                            i += 1;
+                        }
+                        Next::Pending => body.wait(i).await,
+                        Next::End => return Ok(got),
+                        Next::Failed(e) => return Err(e),
+                    }
+                }
+            })
+        };
+        for part in [&b"hello "[..], b"shared ", b"world"] {
+            body.push(Bytes::from_static(part));
+            tokio::task::yield_now().await;
+        }
+        body.finish(Ok(()));
+        assert_eq!(reader.await.unwrap().unwrap(), b"hello shared world");
+        // A late reader gets everything from the start.
+        assert_eq!(
+            body.collect().unwrap(),
+            Bytes::from_static(b"hello shared world")
+        );
+        assert_eq!(body.len(), 18);
+    }
+
+    #[test]
+    fn a_failed_body_is_never_complete() {
+        let body = SharedBody::new();
+        body.push(Bytes::from_static(b"partial"));
+        body.finish(Err(BodyError::Upstream("reset".into())));
+        assert_eq!(body.next(0), Next::Chunk(Bytes::from_static(b"partial")));
+        assert!(matches!(body.next(1), Next::Failed(_)));
+        assert_eq!(body.collect(), None);
+        // Nothing more is accepted after the end.
+        body.push(Bytes::from_static(b"more"));
+        body.finish(Ok(()));
+        assert!(matches!(body.end(), Some(Err(_))));
+    }
+}

@@ -1,0 +1,652 @@
+//! Serving one request: route, cache lookup, collapsed fetch, response. The phases of
+//! pingora's `ProxyHttp` as plain functions (`request_filter` is `check`, `cache_lookup` is
+//! the store, `fetch_origin` is `Fetcher`), with no trait until a second implementation exists.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{AGE, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, USER_AGENT};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::watch;
+
+use crate::body::{BodyError, Next, SharedBody};
+use crate::cache::freshness::{self, Policy, Received, Use};
+use crate::headers;
+use crate::route::{Route, Router, Upstream};
+use crate::store::{Store, Stored};
+
+/// The response body type of the proxy.
+pub type ProxyBody = BoxBody<Bytes, BodyError>;
+
+/// How the proxy behaves.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Names under the zone are CDN names.
+    pub zone: dns::ZoneSuffix,
+    /// Reverse-proxy origin for hosts outside the zone (`--origin`).
+    pub reverse_origin: Option<Upstream>,
+    /// Memory tier budget, bytes.
+    pub cache_bytes: u64,
+    /// Largest object fetched and cached; longer bodies are cut off and never cached.
+    pub max_object_bytes: u64,
+    /// RFC 9111 policy.
+    pub policy: Policy,
+    /// Name of this node in `Cache-Status`.
+    pub node_name: String,
+    /// Fetch from origins on private, loopback and link-local addresses (tests, demos).
+    pub allow_private_origins: bool,
+    /// Fixed addresses for origin names, consulted before DNS (like curl's `--resolve`).
+    pub resolve: BTreeMap<String, IpAddr>,
+    /// Time the origin has to send response headers.
+    pub first_byte_timeout: Duration,
+}
+
+impl Config {
+    /// Defaults for `zone`.
+    pub fn new(zone: dns::ZoneSuffix) -> Config {
+        Config {
+            zone,
+            reverse_origin: None,
+            cache_bytes: 256 << 20,
+            max_object_bytes: 50 << 20,
+            policy: Policy::default(),
+            node_name: "reef".into(),
+            allow_private_origins: false,
+            resolve: BTreeMap::new(),
+            first_byte_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// What the origin answered, cleaned and judged; shared by every request collapsed on it.
+#[derive(Debug)]
+struct Head {
+    status: StatusCode,
+    headers: HeaderMap,
+    storable: bool,
+    received: Received,
+    lifetime: Duration,
+    vary: Vec<(http::HeaderName, Option<HeaderValue>)>,
+}
+
+/// Why the origin could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// The origin's name did not resolve, or to an address not allowed.
+    #[error("origin address refused: {0}")]
+    Forbidden(String),
+    /// Connection failed, timed out or broke before the headers.
+    #[error("origin unreachable: {0}")]
+    Unreachable(String),
+}
+
+/// A fetch in progress: the head once known, and the growing body.
+#[derive(Debug)]
+struct Fetch {
+    head: watch::Receiver<Option<Result<Arc<Head>, FetchError>>>,
+    body: Arc<SharedBody>,
+}
+
+/// The proxy: router, store, fetches in flight, origin client.
+#[derive(Debug)]
+pub struct Proxy {
+    config: Config,
+    router: Router,
+    store: Store,
+    inflight: Mutex<HashMap<String, Arc<Fetch>>>,
+    client: Client<HttpConnector, Empty<Bytes>>,
+}
+
+fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never: Infallible| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn stream(body: Arc<SharedBody>) -> ProxyBody {
+    let s = futures_util::stream::unfold((body, 0usize), |(body, i)| async move {
+        loop {
+            match body.next(i) {
+                Next::Chunk(c) => return Some((Ok(Frame::data(c)), (body, i + 1))),
+                Next::End => return None,
+                Next::Failed(e) => return Some((Err(e), (body, usize::MAX))),
+                Next::Pending => body.wait(i).await,
+            }
+        }
+    });
+    StreamBody::new(s).boxed()
+}
+
+impl Proxy {
+    /// A proxy with an empty cache.
+    pub fn new(config: Config) -> Arc<Proxy> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Arc::new(Proxy {
+            router: Router::new(config.zone.clone(), config.reverse_origin.clone()),
+            store: Store::new(config.cache_bytes),
+            inflight: Mutex::new(HashMap::new()),
+            client,
+            config,
+        })
+    }
+
+    /// The store (for status pages and tests).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn cache_status(&self, detail: &str) -> HeaderValue {
+        HeaderValue::from_str(&format!("{}; {detail}", self.config.node_name))
+            .unwrap_or_else(|_| HeaderValue::from_static("reef"))
+    }
+
+    /// Answers one request from `client`.
+    pub async fn handle(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let (parts, _body) = req.into_parts();
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            let mut r = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "405 Method Not Allowed: a CDN serves GET and HEAD\n".into(),
+            );
+            r.headers_mut()
+                .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return r;
+        }
+        let host = parts
+            .headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+        let upstream = match self.router.route(host) {
+            Ok(Route::Cdn(up) | Route::Reverse(up)) => up,
+            Err(e) => return text(StatusCode::BAD_REQUEST, self.router.help_page(&e)),
+        };
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let key = format!("{upstream}{path}");
+        let head_only = parts.method == Method::HEAD;
+        let now = SystemTime::now();
+        let stale = match self.store.get(&key, &parts.headers) {
+            Some(stored) => {
+                let age = stored.age(now);
+                match freshness::usable(
+                    &parts.headers,
+                    &stored.headers,
+                    stored.lifetime,
+                    age,
+                    &self.config.policy,
+                ) {
+                    Use::Fresh => return self.serve_stored(&stored, age, head_only, "hit"),
+                    Use::StaleWhileRevalidate => {
+                        self.background_fetch(
+                            key.clone(),
+                            upstream.clone(),
+                            path.clone(),
+                            parts.headers.clone(),
+                            client,
+                        );
+                        return self.serve_stored(
+                            &stored,
+                            age,
+                            head_only,
+                            "hit; stale-while-revalidate",
+                        );
+                    }
+                    Use::Revalidate { if_error } => if_error.then_some(stored),
+                }
+            }
+            None => None,
+        };
+        let (fetch, collapsed) = self.join_or_start(&key, &upstream, &path, &parts.headers, client);
+        let mut head_rx = fetch.head.clone();
+        let head = loop {
+            if let Some(h) = head_rx.borrow().clone() {
+                break h;
+            }
+            if head_rx.changed().await.is_err() {
+                break Err(FetchError::Unreachable("fetch task ended".into()));
+            }
+        };
+        match (head, stale) {
+            // The origin fails: a stale copy beats an error (stale-if-error, RFC 5861).
+            (Ok(head), Some(stored)) if head.status.is_server_error() => {
+                self.serve_stored(&stored, stored.age(now), head_only, "hit; stale; fwd=stale")
+            }
+            (Ok(head), _) => {
+                // A response that varies on request headers this request does not share was
+                // fetched for someone else: fetch for this request instead.
+                if collapsed
+                    && !head
+                        .vary
+                        .iter()
+                        .all(|(n, v)| parts.headers.get(n) == v.as_ref())
+                {
+                    let (own, _) = self.start(
+                        &key,
+                        &format!("{key}#{client}"),
+                        &upstream,
+                        &path,
+                        &parts.headers,
+                        client,
+                    );
+                    return Box::pin(self.respond_to(own, head_only, false)).await;
+                }
+                self.respond(&head, fetch.body.clone(), head_only, collapsed)
+            }
+            (Err(e), stale) => match stale {
+                Some(stored) => {
+                    self.serve_stored(&stored, stored.age(now), head_only, "hit; stale; fwd=stale")
+                }
+                None => {
+                    let status = match e {
+                        FetchError::Forbidden(_) => StatusCode::FORBIDDEN,
+                        FetchError::Unreachable(_) => StatusCode::BAD_GATEWAY,
+                    };
+                    let mut r = text(status, format!("{status}: {e}\n"));
+                    r.headers_mut().insert(
+                        "cache-status",
+                        self.cache_status("fwd=miss; detail=origin-error"),
+                    );
+                    r
+                }
+            },
+        }
+    }
+
+    async fn respond_to(
+        self: &Arc<Self>,
+        fetch: Arc<Fetch>,
+        head_only: bool,
+        collapsed: bool,
+    ) -> Response<ProxyBody> {
+        let mut rx = fetch.head.clone();
+        loop {
+            if let Some(h) = rx.borrow().clone() {
+                return match h {
+                    Ok(head) => self.respond(&head, fetch.body.clone(), head_only, collapsed),
+                    Err(e) => text(StatusCode::BAD_GATEWAY, format!("502 Bad Gateway: {e}\n")),
+                };
+            }
+            if rx.changed().await.is_err() {
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    "502 Bad Gateway: fetch ended\n".into(),
+                );
+            }
+        }
+    }
+
+    fn respond(
+        &self,
+        head: &Head,
+        body: Arc<SharedBody>,
+        head_only: bool,
+        collapsed: bool,
+    ) -> Response<ProxyBody> {
+        let mut r = Response::new(if head_only {
+            Empty::new().map_err(|never| match never {}).boxed()
+        } else {
+            stream(body)
+        });
+        *r.status_mut() = head.status;
+        *r.headers_mut() = head.headers.clone();
+        headers::add_via(r.headers_mut());
+        let detail = if collapsed {
+            "fwd=miss; collapsed"
+        } else {
+            "fwd=miss"
+        };
+        let detail = if head.storable {
+            format!("{detail}; stored")
+        } else {
+            detail.to_string()
+        };
+        r.headers_mut()
+            .insert("cache-status", self.cache_status(&detail));
+        r
+    }
+
+    fn serve_stored(
+        &self,
+        stored: &Stored,
+        age: Duration,
+        head_only: bool,
+        detail: &str,
+    ) -> Response<ProxyBody> {
+        let mut r = Response::new(if head_only {
+            Empty::new().map_err(|never| match never {}).boxed()
+        } else {
+            stream(stored.body.clone())
+        });
+        *r.status_mut() = stored.status;
+        *r.headers_mut() = stored.headers.clone();
+        r.headers_mut()
+            .insert(AGE, HeaderValue::from(age.as_secs()));
+        headers::add_via(r.headers_mut());
+        r.headers_mut()
+            .insert("cache-status", self.cache_status(detail));
+        r
+    }
+
+    /// Joins the fetch of `key` in flight, or starts one. Returns it and whether it was joined.
+    fn join_or_start(
+        self: &Arc<Self>,
+        key: &str,
+        up: &Upstream,
+        path: &str,
+        req: &HeaderMap,
+        client: SocketAddr,
+    ) -> (Arc<Fetch>, bool) {
+        if let Ok(inflight) = self.inflight.lock()
+            && let Some(f) = inflight.get(key)
+        {
+            return (f.clone(), true);
+        }
+        self.start(key, key, up, path, req, client)
+    }
+
+    /// Starts a fetch to be stored under `key`, joinable in flight under `flight`.
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        self: &Arc<Self>,
+        key: &str,
+        flight: &str,
+        up: &Upstream,
+        path: &str,
+        req: &HeaderMap,
+        client: SocketAddr,
+    ) -> (Arc<Fetch>, bool) {
+        let (tx, rx) = watch::channel(None);
+        let fetch = Arc::new(Fetch {
+            head: rx,
+            body: SharedBody::new(),
+        });
+        if let Ok(mut inflight) = self.inflight.lock() {
+            if let Some(f) = inflight.get(flight) {
+                return (f.clone(), true); // raced: someone started it meanwhile
+            }
+            inflight.insert(flight.to_string(), fetch.clone());
+        }
+        let this = self.clone();
+        let (key, flight) = (key.to_string(), flight.to_string());
+        let (up, path, req) = (up.clone(), path.to_string(), req.clone());
+        let body = fetch.body.clone();
+        tokio::spawn(async move {
+            this.fetch(&key, &up, &path, &req, client, tx, body).await;
+            if let Ok(mut inflight) = this.inflight.lock() {
+                inflight.remove(&flight);
+            }
+        });
+        (fetch, false)
+    }
+
+    fn background_fetch(
+        self: &Arc<Self>,
+        key: String,
+        up: Upstream,
+        path: String,
+        req: HeaderMap,
+        client: SocketAddr,
+    ) {
+        let _ = self.join_or_start(&key, &up, &path, &req, client);
+    }
+
+    /// The address to connect to for `up`, if allowed.
+    async fn resolve(&self, up: &Upstream) -> Result<SocketAddr, FetchError> {
+        let ip = match self.config.resolve.get(&up.host) {
+            Some(ip) => *ip,
+            None => tokio::net::lookup_host((up.host.as_str(), up.port))
+                .await
+                .map_err(|e| FetchError::Unreachable(format!("resolving {}: {e}", up.host)))?
+                .next()
+                .map(|a| a.ip())
+                .ok_or_else(|| FetchError::Unreachable(format!("{} has no address", up.host)))?,
+        };
+        if !self.config.allow_private_origins && !is_public(ip) {
+            return Err(FetchError::Forbidden(format!(
+                "{} resolves to {ip}, a private address",
+                up.host
+            )));
+        }
+        Ok(SocketAddr::new(ip, up.port))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch(
+        &self,
+        key: &str,
+        up: &Upstream,
+        path: &str,
+        client_headers: &HeaderMap,
+        client: SocketAddr,
+        head_tx: watch::Sender<Option<Result<Arc<Head>, FetchError>>>,
+        body: Arc<SharedBody>,
+    ) {
+        let fail = |e: FetchError| {
+            let _ = head_tx.send(Some(Err(e)));
+        };
+        if up.tls {
+            return fail(FetchError::Unreachable(
+                "HTTPS origins are not supported yet".into(),
+            ));
+        }
+        let addr = match self.resolve(up).await {
+            Ok(a) => a,
+            Err(e) => return fail(e),
+        };
+        let uri = match format!("http://{addr}{path}").parse::<http::Uri>() {
+            Ok(u) => u,
+            Err(e) => return fail(FetchError::Unreachable(format!("bad URI: {e}"))),
+        };
+        let mut req = Request::new(Empty::new());
+        *req.uri_mut() = uri;
+        let h = req.headers_mut();
+        for (name, value) in client_headers {
+            h.append(name.clone(), value.clone());
+        }
+        headers::remove_hop_by_hop(h);
+        if self.config.policy.strip_cookies {
+            headers::strip_cookies(h);
+        }
+        // The whole object, whatever the client asked: it is what gets cached.
+        for n in [
+            "if-none-match",
+            "if-modified-since",
+            "if-match",
+            "if-unmodified-since",
+            "if-range",
+            "range",
+        ] {
+            h.remove(n);
+        }
+        let host = match up.port {
+            80 => up.host.clone(),
+            p => format!("{}:{p}", up.host),
+        };
+        if let Ok(v) = HeaderValue::from_str(&host) {
+            h.insert(HOST, v);
+        }
+        headers::add_via(h);
+        let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prev) => format!("{prev}, {}", client.ip()),
+            None => client.ip().to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            h.insert("x-forwarded-for", v);
+        }
+        let ua = match h.get(USER_AGENT).and_then(|v| v.to_str().ok()) {
+            Some(ua) => format!("{ua} reef/{}", env!("CARGO_PKG_VERSION")),
+            None => format!("reef/{}", env!("CARGO_PKG_VERSION")),
+        };
+        if let Ok(v) = HeaderValue::from_str(&ua) {
+            h.insert(USER_AGENT, v);
+        }
+        let request_time = SystemTime::now();
+        let resp =
+            match tokio::time::timeout(self.config.first_byte_timeout, self.client.request(req))
+                .await
+            {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => return fail(FetchError::Unreachable(e.to_string())),
+                Err(_) => return fail(FetchError::Unreachable("no response in time".into())),
+            };
+        let response_time = SystemTime::now();
+        let (parts, mut incoming) = resp.into_parts();
+        let mut headers = parts.headers;
+        headers::remove_hop_by_hop(&mut headers);
+        if self.config.policy.strip_cookies {
+            headers::strip_cookies(&mut headers);
+        }
+        if let Some(loc) = headers.get(LOCATION).and_then(|v| v.to_str().ok())
+            && let Some(rewritten) = self.router.rewrite_location(loc, up)
+            && let Ok(v) = HeaderValue::from_str(&rewritten)
+        {
+            headers.insert(LOCATION, v);
+        }
+        let too_large = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse::<u64>().ok())
+            .is_some_and(|n| n > self.config.max_object_bytes);
+        let storable = !too_large
+            && freshness::storable(
+                &Method::GET,
+                client_headers,
+                parts.status,
+                &headers,
+                &self.config.policy,
+            )
+            .is_ok();
+        let head = Arc::new(Head {
+            status: parts.status,
+            received: Received::new(request_time, response_time, &headers),
+            lifetime: freshness::freshness_lifetime(
+                parts.status,
+                &headers,
+                response_time,
+                &self.config.policy,
+            ),
+            vary: Stored::vary_of(client_headers, &headers),
+            storable,
+            headers,
+        });
+        let _ = head_tx.send(Some(Ok(head.clone())));
+        let cap = self.config.max_object_bytes;
+        loop {
+            match incoming.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        if body.len() + data.len() as u64 > cap {
+                            body.finish(Err(BodyError::TooLarge(cap)));
+                            return;
+                        }
+                        body.push(data);
+                    }
+                }
+                Some(Err(e)) => {
+                    body.finish(Err(BodyError::Upstream(e.to_string())));
+                    return;
+                }
+                None => break,
+            }
+        }
+        body.finish(Ok(()));
+        if head.storable {
+            self.store.put(
+                key,
+                Arc::new(Stored {
+                    status: head.status,
+                    headers: head.headers.clone(),
+                    received: head.received,
+                    lifetime: head.lifetime,
+                    vary: head.vary.clone(),
+                    body,
+                }),
+            );
+        }
+    }
+}
+
+/// Whether an origin address is on the public internet (not loopback, private, link-local,
+/// multicast, unspecified, documentation or shared address space).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || (o[0] == 100 && (64..128).contains(&o[1])) // 100.64/10 shared (CGNAT)
+                || o[0] == 0)
+        }
+        IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00 // unique local
+                || (seg[0] & 0xffc0) == 0xfe80 // link local
+                || v6.to_ipv4_mapped().is_some_and(|v4| !is_public(IpAddr::V4(v4))))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_and_special_addresses_are_not_public() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.1.1",
+            "172.16.0.1",
+            "169.254.1.1",
+            "0.0.0.0",
+            "100.64.0.1",
+            "224.0.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["8.8.8.8", "1.1.1.1", "2001:4860:4860::8888"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The memory tier: complete responses under a byte budget, with their `Vary` variants.
+//!
+//! quick_cache's policy (CLOCK-Pro-like, with ghost entries for recently evicted keys) admits
+//! a new key cold and promotes it only when requested again, which suits CDN traffic where
+//! most URLs are requested once: a scan of one-hit wonders cannot flush the popular objects.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::header::VARY;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use quick_cache::Weighter;
+use quick_cache::sync::Cache;
+
+use crate::body::SharedBody;
+use crate::cache::freshness::Received;
+
+/// A stored response.
+#[derive(Debug)]
+pub struct Stored {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers as stored (hop-by-hop and, by default, cookies removed).
+    pub headers: HeaderMap,
+    /// Timing, for the age.
+    pub received: Received,
+    /// Freshness lifetime.
+    pub lifetime: Duration,
+    /// The request header values this response was chosen by (its `Vary` fields).
+    pub vary: Vec<(HeaderName, Option<HeaderValue>)>,
+    /// The body (complete, in the store).
+    pub body: Arc<SharedBody>,
+}
+
+impl Stored {
+    /// Whether this variant answers a request with `request` headers (RFC 9111 section 4.1).
+    pub fn matches(&self, request: &HeaderMap) -> bool {
+        self.vary
+            .iter()
+            .all(|(name, value)| request.get(name) == value.as_ref())
+    }
+
+    /// The `Vary` field names of `response`, with the values `request` has for them.
+    pub fn vary_of(
+        request: &HeaderMap,
+        response: &HeaderMap,
+    ) -> Vec<(HeaderName, Option<HeaderValue>)> {
+        let mut out: Vec<(HeaderName, Option<HeaderValue>)> = response
+            .get_all(VARY)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|s| s.split(','))
+            .filter_map(|f| HeaderName::from_bytes(f.trim().as_bytes()).ok())
+            .map(|name| {
+                let value = request.get(&name).cloned();
+                (name, value)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        out.dedup_by(|a, b| a.0 == b.0);
+        out
+    }
+
+    /// Its current age at `now`.
+    pub fn age(&self, now: SystemTime) -> Duration {
+        self.received.current_age(now)
+    }
+
+    fn weight(&self) -> u64 {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 32)
+            .sum();
+        self.body.len() + headers as u64 + 256
+    }
+}
+
+/// Variants of one URL.
+type Variants = Arc<Vec<Arc<Stored>>>;
+
+#[derive(Debug, Clone)]
+struct ByBytes;
+
+impl Weighter<String, Variants> for ByBytes {
+    fn weight(&self, _key: &String, val: &Variants) -> u64 {
+        val.iter().map(|s| s.weight()).sum::<u64>().max(1)
+    }
+}
+
+/// Complete responses by URL, under a byte budget.
+#[derive(Debug)]
+pub struct Store {
+    cache: Cache<String, Variants, ByBytes>,
+    /// Variants kept per URL at most (a header with endless values cannot grow one entry).
+    max_variants: usize,
+}
+
+impl Store {
+    /// A store of about `budget` bytes.
+    pub fn new(budget: u64) -> Store {
+        // quick_cache needs an estimate of the item count; assume 16 KiB objects.
+        let items = (budget / (16 * 1024)).clamp(16, 1 << 24) as usize;
+        Store {
+            cache: Cache::with_weighter(items, budget.max(1), ByBytes),
+            max_variants: 16,
+        }
+    }
+
+    /// The stored variant of `key` that matches `request`, if any.
+    pub fn get(&self, key: &str, request: &HeaderMap) -> Option<Arc<Stored>> {
+        let variants = self.cache.get(key)?;
+        variants.iter().find(|s| s.matches(request)).cloned()
+    }
+
+    /// Stores a complete response, replacing the variant with the same `Vary` values.
+    pub fn put(&self, key: &str, stored: Arc<Stored>) {
+        let mut variants: Vec<Arc<Stored>> = self
+            .cache
+            .get(key)
+            .map(|v| {
+                v.iter()
+                    .filter(|s| s.vary != stored.vary)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        variants.insert(0, stored);
+        variants.truncate(self.max_variants);
+        self.cache.insert(key.to_string(), Arc::new(variants));
+    }
+
+    /// Drops every variant of `key` (invalidation after an unsafe method, a purge).
+    pub fn remove(&self, key: &str) {
+        self.cache.remove(key);
+    }
+
+    /// Bytes held.
+    pub fn weight(&self) -> u64 {
+        self.cache.weight()
+    }
+
+    /// URLs held.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http::header::ACCEPT_ENCODING;
+
+    fn stored(request: &HeaderMap, response: HeaderMap, body: &'static [u8]) -> Arc<Stored> {
+        let now = SystemTime::now();
+        Arc::new(Stored {
+            status: StatusCode::OK,
+            vary: Stored::vary_of(request, &response),
+            received: Received::new(now, now, &response),
+            headers: response,
+            lifetime: Duration::from_secs(60),
+            body: SharedBody::complete(Bytes::from_static(body)),
+        })
+    }
+
+    #[test]
+    fn variants_are_chosen_by_the_vary_headers() {
+        let store = Store::new(1 << 20);
+        let mut vary = HeaderMap::new();
+        vary.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+        let mut gzip = HeaderMap::new();
+        gzip.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        let plain = HeaderMap::new();
+        store.put("k", stored(&gzip, vary.clone(), b"zipped"));
+        store.put("k", stored(&plain, vary.clone(), b"plain"));
+        let body = |s: Arc<Stored>| s.body.collect().unwrap();
+        assert_eq!(
+            body(store.get("k", &gzip).unwrap()),
+            Bytes::from_static(b"zipped")
+        );
+        assert_eq!(
+            body(store.get("k", &plain).unwrap()),
+            Bytes::from_static(b"plain")
+        );
+        let mut br = HeaderMap::new();
+        br.insert(ACCEPT_ENCODING, HeaderValue::from_static("br"));
+        assert!(store.get("k", &br).is_none());
+        // Replacing a variant keeps the others.
+        store.put("k", stored(&gzip, vary, b"zipped2"));
+        assert_eq!(
+            body(store.get("k", &gzip).unwrap()),
+            Bytes::from_static(b"zipped2")
+        );
+        assert!(store.get("k", &plain).is_some());
+        store.remove("k");
+        assert!(store.get("k", &plain).is_none());
+    }
+
+    #[test]
+    fn budget_bounds_the_bytes_held() {
+        static BIG: [u8; 10_000] = [7; 10_000];
+        let store = Store::new(100_000);
+        for i in 0..100 {
+            store.put(
+                &format!("k{i}"),
+                stored(&HeaderMap::new(), HeaderMap::new(), &BIG),
+            );
+        }
+        assert!(store.weight() <= 100_000, "{} bytes held", store.weight());
+        assert!(store.len() >= 5);
+    }
+}

@@ -1,0 +1,330 @@
+//! The proxy against a real origin (a hyper server on loopback), through real sockets.
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use proxy::{Config, Proxy};
+use tokio::net::TcpListener;
+
+/// Requests the origin saw, per path.
+#[derive(Default)]
+struct Seen {
+    counts: std::sync::Mutex<BTreeMap<String, usize>>,
+    flaky: AtomicUsize,
+}
+
+impl Seen {
+    fn count(&self, path: &str) -> usize {
+        self.counts.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+}
+
+async fn origin(seen: Arc<Seen>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let seen = seen.clone();
+                    async move { Ok::<_, Infallible>(serve(&seen, req, addr).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn serve(
+    seen: &Seen,
+    req: Request<hyper::body::Incoming>,
+    me: SocketAddr,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    *seen.counts.lock().unwrap().entry(path.clone()).or_default() += 1;
+    let reply = |status: u16, cc: &str, body: String| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = StatusCode::from_u16(status).unwrap();
+        if !cc.is_empty() {
+            r.headers_mut().insert("cache-control", cc.parse().unwrap());
+        }
+        r
+    };
+    match path.as_str() {
+        "/cache" => reply(200, "max-age=60", "cacheable body".into()),
+        "/nostore" => reply(200, "no-store", "fresh every time".into()),
+        "/slow" => {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            reply(200, "max-age=60", "x".repeat(100_000))
+        }
+        "/echo" => {
+            let mut lines: Vec<String> = req
+                .headers()
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap_or("?")))
+                .collect();
+            lines.sort();
+            reply(200, "no-store", lines.join("\n"))
+        }
+        "/redirect" => {
+            let mut r = reply(302, "", String::new());
+            let to = format!("http://origin.test:{}/target?x=1", me.port());
+            r.headers_mut().insert("location", to.parse().unwrap());
+            r
+        }
+        "/flaky" => {
+            if seen.flaky.fetch_add(1, Ordering::SeqCst) == 0 {
+                reply(200, "max-age=0", "good copy".into())
+            } else {
+                reply(503, "", "down".into())
+            }
+        }
+        "/cookie" => {
+            let mut r = reply(200, "max-age=60", "with cookie".into());
+            r.headers_mut()
+                .insert("set-cookie", "session=secret".parse().unwrap());
+            r
+        }
+        _ => reply(404, "", "not here".into()),
+    }
+}
+
+struct Setup {
+    proxy: SocketAddr,
+    host: String,
+    seen: Arc<Seen>,
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+}
+
+async fn setup(allow_private: bool) -> Setup {
+    let seen = Arc::new(Seen::default());
+    let origin = origin(seen.clone()).await;
+    let mut config = Config::new(dns::ZoneSuffix::parse("cdn").unwrap());
+    config.allow_private_origins = allow_private;
+    config.resolve.insert("origin.test".into(), origin.ip());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let _keep = _tx;
+        proxy::server::run(listener, Proxy::new(config), rx).await
+    });
+    Setup {
+        proxy: addr,
+        host: format!("origin.test.{}.cdn", origin.port()),
+        seen,
+        client: Client::builder(TokioExecutor::new()).build_http(),
+    }
+}
+
+impl Setup {
+    async fn get(
+        &self,
+        method: &str,
+        path: &str,
+        host: &str,
+        extra: &[(&str, &str)],
+    ) -> (Response<()>, Bytes) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.proxy))
+            .header("host", host);
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let resp = self
+            .client
+            .request(req.body(Empty::new()).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        (Response::from_parts(parts, ()), bytes)
+    }
+
+    async fn cdn(&self, path: &str) -> (Response<()>, Bytes) {
+        self.get("GET", path, &self.host.clone(), &[]).await
+    }
+}
+
+fn header(r: &Response<()>, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn serves_the_second_request_from_cache() {
+    let s = setup(true).await;
+    let (r1, b1) = s.cdn("/cache").await;
+    assert_eq!(r1.status(), 200);
+    assert_eq!(b1, "cacheable body");
+    assert!(
+        header(&r1, "cache-status").contains("fwd=miss"),
+        "{:?}",
+        r1.headers()
+    );
+    let (r2, b2) = s.cdn("/cache").await;
+    assert_eq!(b2, "cacheable body");
+    assert!(
+        header(&r2, "cache-status").contains("hit"),
+        "{:?}",
+        r2.headers()
+    );
+    assert!(r2.headers().contains_key("age"));
+    assert_eq!(header(&r2, "via"), "1.1 reef");
+    assert_eq!(s.seen.count("/cache"), 1);
+}
+
+#[tokio::test]
+async fn concurrent_misses_share_one_origin_fetch() {
+    let s = Arc::new(setup(true).await);
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move { s.cdn("/slow").await }));
+    }
+    for t in tasks {
+        let (r, body) = t.await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(body.len(), 100_000);
+    }
+    assert_eq!(s.seen.count("/slow"), 1, "one fetch for twenty clients");
+}
+
+#[tokio::test]
+async fn no_store_is_fetched_every_time() {
+    let s = setup(true).await;
+    s.cdn("/nostore").await;
+    s.cdn("/nostore").await;
+    assert_eq!(s.seen.count("/nostore"), 2);
+}
+
+#[tokio::test]
+async fn head_fills_the_cache_and_carries_no_body() {
+    let s = setup(true).await;
+    let host = s.host.clone();
+    let (r, body) = s.get("HEAD", "/cache", &host, &[]).await;
+    assert_eq!(r.status(), 200);
+    assert!(body.is_empty());
+    let (r, body) = s.cdn("/cache").await;
+    assert!(header(&r, "cache-status").contains("hit"));
+    assert_eq!(body, "cacheable body");
+    assert_eq!(s.seen.count("/cache"), 1);
+}
+
+#[tokio::test]
+async fn bad_names_get_a_help_page_and_other_methods_405() {
+    let s = setup(true).await;
+    let (r, body) = s.get("GET", "/", "www.example.com", &[]).await;
+    assert_eq!(r.status(), 400);
+    let page = String::from_utf8_lossy(&body);
+    assert!(page.contains("www.example.com.cdn"), "{page}");
+    let (r, _) = s.get("GET", "/", "localhost.cdn", &[]).await;
+    assert_eq!(r.status(), 400);
+    let host = s.host.clone();
+    let (r, _) = s.get("POST", "/cache", &host, &[]).await;
+    assert_eq!(r.status(), 405);
+    assert_eq!(header(&r, "allow"), "GET, HEAD");
+    assert_eq!(s.seen.count("/cache"), 0);
+}
+
+#[tokio::test]
+async fn origin_sees_via_forwarded_for_and_no_cookies() {
+    let s = setup(true).await;
+    let host = s.host.clone();
+    let (_, body) = s
+        .get(
+            "GET",
+            "/echo",
+            &host,
+            &[
+                ("cookie", "id=1"),
+                ("user-agent", "curl/8"),
+                ("connection", "x-private"),
+                ("x-private", "1"),
+            ],
+        )
+        .await;
+    let seen = String::from_utf8_lossy(&body);
+    assert!(seen.contains("via: 1.1 reef"), "{seen}");
+    assert!(seen.contains("x-forwarded-for: 127.0.0.1"), "{seen}");
+    assert!(seen.contains("user-agent: curl/8 reef/"), "{seen}");
+    assert!(
+        seen.contains(&format!(
+            "host: origin.test:{}",
+            s.host.split('.').nth(2).unwrap()
+        )),
+        "{seen}"
+    );
+    assert!(!seen.contains("cookie"), "cookies stripped: {seen}");
+    assert!(
+        !seen.contains("x-private"),
+        "hop-by-hop named in Connection removed: {seen}"
+    );
+}
+
+#[tokio::test]
+async fn set_cookie_is_stripped_by_default() {
+    let s = setup(true).await;
+    let (r, _) = s.cdn("/cookie").await;
+    assert!(!r.headers().contains_key("set-cookie"));
+}
+
+#[tokio::test]
+async fn redirects_to_the_origin_stay_on_the_cdn() {
+    let s = setup(true).await;
+    let (r, _) = s.cdn("/redirect").await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        header(&r, "location"),
+        format!("http://{}/target?x=1", s.host)
+    );
+}
+
+#[tokio::test]
+async fn a_stale_copy_beats_an_origin_error() {
+    let s = setup(true).await;
+    let (r, body) = s.cdn("/flaky").await;
+    assert_eq!(
+        (r.status().as_u16(), body.as_ref()),
+        (200, &b"good copy"[..])
+    );
+    // Stale at once (max-age=0); the origin now answers 503: the good copy is served.
+    let (r, body) = s.cdn("/flaky").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(body, "good copy");
+    assert!(
+        header(&r, "cache-status").contains("stale"),
+        "{:?}",
+        r.headers()
+    );
+    assert_eq!(s.seen.count("/flaky"), 2);
+}
+
+#[tokio::test]
+async fn private_origins_are_refused_by_default() {
+    let s = setup(false).await;
+    let (r, _) = s.cdn("/cache").await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(s.seen.count("/cache"), 0);
+}
