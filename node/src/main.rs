@@ -52,9 +52,25 @@ struct NodeArgs {
     /// This node's location, overriding the GeoIP lookup of its address.
     #[arg(long, value_name = "LAT,LON", value_parser = parse_location)]
     location: Option<Location>,
-    /// DNS responses per second per client prefix over UDP (response rate limiting); 0 = off.
-    #[arg(long, default_value_t = 50)]
+    /// DNS responses per second per (client prefix, name) over UDP (response rate limiting);
+    /// 0 = off.
+    #[arg(long, default_value_t = 20)]
     dns_rate_limit: u32,
+    /// Address of the caching HTTP proxy.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// Memory cache budget in bytes.
+    #[arg(long, default_value_t = 256 << 20)]
+    cache_mem: u64,
+    /// Serve hosts outside the zone from this origin (reverse-proxy mode for one's own site).
+    #[arg(long, value_name = "URL")]
+    origin: Option<String>,
+    /// Fetch from origins on loopback, private or link-local addresses (tests, local demos).
+    #[arg(long)]
+    allow_private_origins: bool,
+    /// Fixed address for an origin name, like curl's --resolve (repeatable): NAME=IP.
+    #[arg(long = "resolve", value_name = "NAME=IP", value_parser = parse_resolve)]
+    resolve: Vec<(String, IpAddr)>,
     /// Stop after this many seconds (for scripts and tests); runs until Ctrl-C otherwise.
     #[arg(long, value_name = "SECONDS")]
     run_for: Option<u64>,
@@ -65,6 +81,45 @@ struct NodeArgs {
 
 fn parse_location(s: &str) -> Result<Location, String> {
     Location::parse_point(s)
+}
+
+fn parse_resolve(s: &str) -> Result<(String, IpAddr), String> {
+    let (name, ip) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=IP"))?;
+    let ip = ip
+        .parse()
+        .map_err(|_| format!("{ip:?}: not an IP address"))?;
+    Ok((name.to_ascii_lowercase(), ip))
+}
+
+/// The caching proxy on `--http`.
+async fn start_proxy(
+    args: &NodeArgs,
+) -> anyhow::Result<(SocketAddr, tokio::sync::watch::Sender<bool>)> {
+    let zone = ZoneSuffix::parse(&args.zone)
+        .map_err(|e| anyhow::anyhow!("--zone {:?}: {e}", args.zone))?;
+    let mut config = proxy::Config::new(zone);
+    config.cache_bytes = args.cache_mem;
+    config.allow_private_origins = args.allow_private_origins;
+    config.resolve = args.resolve.iter().cloned().collect();
+    config.reverse_origin = match &args.origin {
+        Some(url) => {
+            Some(proxy::route::parse_origin(url).map_err(|e| anyhow::anyhow!("--origin: {e}"))?)
+        }
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("starting the HTTP proxy on {}", args.http))?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(proxy::server::run(
+        listener,
+        proxy::Proxy::new(config),
+        stopped,
+    ));
+    Ok((addr, stop))
 }
 
 #[tokio::main]
@@ -135,6 +190,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let addr = driver.local_addr()?;
     let id = driver.dht().contact().id;
     let dns = start_dns(&args).await?;
+    let (http, stop_http) = start_proxy(&args).await?;
     println!("reef node {id}: DHT listening on udp {addr} (loopback only)");
     println!(
         "reef node: DNS for zone {} on udp+tcp {} (try: dig @{} -p {} www.example.com.{} A)",
@@ -145,7 +201,11 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         args.zone
     );
     println!(
-        "reef node: this release runs the DHT and the nameserver; the proxy and the secret-keyed overlay come later"
+        "reef node: caching proxy on http://{http} (try: curl -H 'Host: www.example.com.{}' http://{http}/)",
+        args.zone
+    );
+    println!(
+        "reef node: this release runs the DHT, the nameserver and the proxy; the secret-keyed overlay comes later"
     );
     if !args.bootstrap.is_empty() {
         driver.bootstrap(args.bootstrap.clone());
@@ -181,6 +241,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
             dht.await
         }
     };
+    let _ = stop_http.send(true);
     dns.shutdown().await;
     result.context("the DHT task panicked")??;
     Ok(())

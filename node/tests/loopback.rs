@@ -20,6 +20,8 @@ impl Reef {
                 "127.0.0.1:0",
                 "--dns",
                 "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
                 "--run-for",
                 "30",
             ])
@@ -85,6 +87,8 @@ fn refuses_to_bind_beyond_loopback() {
             "0.0.0.0:0",
             "--dns",
             "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
             "--run-for",
             "1",
         ])
@@ -128,4 +132,70 @@ fn node_answers_dns_for_the_zone_with_itself() {
         .filter_map(|r| r.data.ip_addr())
         .collect();
     assert_eq!(ips, vec![std::net::IpAddr::from([127, 0, 0, 1])]);
+}
+
+#[test]
+fn node_proxies_and_caches_an_origin() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    // A tiny origin: answers every request with a cacheable page and counts them.
+    let origin = std::net::TcpListener::bind("127.0.0.1:0").expect("bind origin");
+    let port = origin.local_addr().expect("addr").port();
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in origin.incoming().take(10) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            counter.fetch_add(1, Ordering::SeqCst);
+            let body = "hello from the origin";
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let node = Reef::start(&[
+        "--allow-private-origins",
+        "--resolve",
+        "origin.test=127.0.0.1",
+    ]);
+    let line = node.wait_for("caching proxy on http://");
+    let http = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("HTTP address in the start-up line")
+        .to_string();
+    let get = || {
+        let mut s = std::net::TcpStream::connect(&http).expect("connect to the proxy");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        write!(
+            s,
+            "GET /page HTTP/1.1\r\nHost: origin.test.{port}.cdn\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let first = get();
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(first.ends_with("hello from the origin"), "{first}");
+    let second = get();
+    assert!(
+        second
+            .to_ascii_lowercase()
+            .contains("cache-status: reef; hit"),
+        "{second}"
+    );
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "the second request came from the cache"
+    );
 }
