@@ -18,6 +18,7 @@
 pub mod body;
 pub mod cache;
 pub mod headers;
+mod render;
 pub mod route;
 pub mod server;
 pub mod service;

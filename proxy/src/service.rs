@@ -3,25 +3,26 @@
 //! the store, `fetch_origin` is `Fetcher`), with no trait until a second implementation exists.
 
 use std::collections::{BTreeMap, HashMap};
-use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::header::{AGE, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, USER_AGENT};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, USER_AGENT};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 
-use crate::body::{BodyError, Next, SharedBody};
+use crate::body::{BodyError, SharedBody};
+use crate::cache::conditional;
 use crate::cache::freshness::{self, Policy, Received, Use};
 use crate::headers;
+use crate::render::{Rendition, full, render};
 use crate::route::{Route, Router, Upstream};
 use crate::store::{Store, Stored};
 
@@ -77,6 +78,10 @@ struct Head {
     received: Received,
     lifetime: Duration,
     vary: Vec<(http::HeaderName, Option<HeaderValue>)>,
+    /// The body to serve instead of the fetch's own: the stored one, after a 304.
+    body: Option<Arc<SharedBody>>,
+    /// The origin confirmed a stored copy (304).
+    revalidated: bool,
 }
 
 /// Why the origin could not be used.
@@ -108,31 +113,13 @@ pub struct Proxy {
 }
 
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
-    let mut r = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never: Infallible| match never {})
-            .boxed(),
-    );
+    let mut r = Response::new(full(body));
     *r.status_mut() = status;
     r.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
-}
-
-fn stream(body: Arc<SharedBody>) -> ProxyBody {
-    let s = futures_util::stream::unfold((body, 0usize), |(body, i)| async move {
-        loop {
-            match body.next(i) {
-                Next::Chunk(c) => return Some((Ok(Frame::data(c)), (body, i + 1))),
-                Next::End => return None,
-                Next::Failed(e) => return Some((Err(e), (body, usize::MAX))),
-                Next::Pending => body.wait(i).await,
-            }
-        }
-    });
-    StreamBody::new(s).boxed()
 }
 
 impl Proxy {
@@ -194,6 +181,7 @@ impl Proxy {
         let key = format!("{upstream}{path}");
         let head_only = parts.method == Method::HEAD;
         let now = SystemTime::now();
+        let mut validate = None;
         let stale = match self.store.get(&key, &parts.headers) {
             Some(stored) => {
                 let age = stored.age(now);
@@ -204,7 +192,9 @@ impl Proxy {
                     age,
                     &self.config.policy,
                 ) {
-                    Use::Fresh => return self.serve_stored(&stored, age, head_only, "hit"),
+                    Use::Fresh => {
+                        return self.serve_stored(&parts.headers, &stored, age, head_only, "hit");
+                    }
                     Use::StaleWhileRevalidate => {
                         self.background_fetch(
                             key.clone(),
@@ -214,18 +204,26 @@ impl Proxy {
                             client,
                         );
                         return self.serve_stored(
+                            &parts.headers,
                             &stored,
                             age,
                             head_only,
                             "hit; stale-while-revalidate",
                         );
                     }
-                    Use::Revalidate { if_error } => if_error.then_some(stored),
+                    Use::Revalidate { if_error } => {
+                        // Ask the origin whether the stored copy still holds (304).
+                        if !conditional::validators(&stored.headers).is_empty() {
+                            validate = Some(stored.clone());
+                        }
+                        if_error.then_some(stored)
+                    }
                 }
             }
             None => None,
         };
-        let (fetch, collapsed) = self.join_or_start(&key, &upstream, &path, &parts.headers, client);
+        let (fetch, collapsed) =
+            self.join_or_start(&key, &upstream, &path, &parts.headers, client, validate);
         let mut head_rx = fetch.head.clone();
         let head = loop {
             if let Some(h) = head_rx.borrow().clone() {
@@ -237,9 +235,13 @@ impl Proxy {
         };
         match (head, stale) {
             // The origin fails: a stale copy beats an error (stale-if-error, RFC 5861).
-            (Ok(head), Some(stored)) if head.status.is_server_error() => {
-                self.serve_stored(&stored, stored.age(now), head_only, "hit; stale; fwd=stale")
-            }
+            (Ok(head), Some(stored)) if head.status.is_server_error() => self.serve_stored(
+                &parts.headers,
+                &stored,
+                stored.age(now),
+                head_only,
+                "hit; stale; fwd=stale",
+            ),
             (Ok(head), _) => {
                 // A response that varies on request headers this request does not share was
                 // fetched for someone else: fetch for this request instead.
@@ -256,15 +258,20 @@ impl Proxy {
                         &path,
                         &parts.headers,
                         client,
+                        None,
                     );
-                    return Box::pin(self.respond_to(own, head_only, false)).await;
+                    return Box::pin(self.respond_to(&parts.headers, own, head_only)).await;
                 }
-                self.respond(&head, fetch.body.clone(), head_only, collapsed)
+                self.respond(&parts.headers, &head, &fetch, head_only, collapsed)
             }
             (Err(e), stale) => match stale {
-                Some(stored) => {
-                    self.serve_stored(&stored, stored.age(now), head_only, "hit; stale; fwd=stale")
-                }
+                Some(stored) => self.serve_stored(
+                    &parts.headers,
+                    &stored,
+                    stored.age(now),
+                    head_only,
+                    "hit; stale; fwd=stale",
+                ),
                 None => {
                     let status = match e {
                         FetchError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -283,15 +290,15 @@ impl Proxy {
 
     async fn respond_to(
         self: &Arc<Self>,
+        request: &HeaderMap,
         fetch: Arc<Fetch>,
         head_only: bool,
-        collapsed: bool,
     ) -> Response<ProxyBody> {
         let mut rx = fetch.head.clone();
         loop {
             if let Some(h) = rx.borrow().clone() {
                 return match h {
-                    Ok(head) => self.respond(&head, fetch.body.clone(), head_only, collapsed),
+                    Ok(head) => self.respond(request, &head, &fetch, head_only, false),
                     Err(e) => text(StatusCode::BAD_GATEWAY, format!("502 Bad Gateway: {e}\n")),
                 };
             }
@@ -304,56 +311,65 @@ impl Proxy {
         }
     }
 
+    /// A response from a fetch (its own body, or the stored one a 304 confirmed).
     fn respond(
         &self,
+        request: &HeaderMap,
         head: &Head,
-        body: Arc<SharedBody>,
+        fetch: &Fetch,
         head_only: bool,
         collapsed: bool,
     ) -> Response<ProxyBody> {
-        let mut r = Response::new(if head_only {
-            Empty::new().map_err(|never| match never {}).boxed()
-        } else {
-            stream(body)
-        });
-        *r.status_mut() = head.status;
-        *r.headers_mut() = head.headers.clone();
-        headers::add_via(r.headers_mut());
-        let detail = if collapsed {
-            "fwd=miss; collapsed"
+        let body = head.body.clone().unwrap_or_else(|| fetch.body.clone());
+        let len = match body.end() {
+            Some(Ok(())) => Some(body.len()),
+            _ => head
+                .headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.parse().ok()),
+        };
+        let mut detail = String::from(if head.revalidated {
+            "hit; fwd=stale; fwd-status=304"
         } else {
             "fwd=miss"
-        };
-        let detail = if head.storable {
-            format!("{detail}; stored")
-        } else {
-            detail.to_string()
-        };
-        r.headers_mut()
-            .insert("cache-status", self.cache_status(&detail));
-        r
+        });
+        if collapsed {
+            detail.push_str("; collapsed");
+        }
+        if head.storable && !head.revalidated {
+            detail.push_str("; stored");
+        }
+        render(Rendition {
+            request,
+            status: head.status,
+            headers: &head.headers,
+            body,
+            len,
+            head_only,
+            age: head.revalidated.then_some(Duration::ZERO),
+            cache_status: self.cache_status(&detail),
+        })
     }
 
     fn serve_stored(
         &self,
+        request: &HeaderMap,
         stored: &Stored,
         age: Duration,
         head_only: bool,
         detail: &str,
     ) -> Response<ProxyBody> {
-        let mut r = Response::new(if head_only {
-            Empty::new().map_err(|never| match never {}).boxed()
-        } else {
-            stream(stored.body.clone())
-        });
-        *r.status_mut() = stored.status;
-        *r.headers_mut() = stored.headers.clone();
-        r.headers_mut()
-            .insert(AGE, HeaderValue::from(age.as_secs()));
-        headers::add_via(r.headers_mut());
-        r.headers_mut()
-            .insert("cache-status", self.cache_status(detail));
-        r
+        render(Rendition {
+            request,
+            status: stored.status,
+            headers: &stored.headers,
+            body: stored.body.clone(),
+            len: Some(stored.body.len()),
+            head_only,
+            age: Some(age),
+            cache_status: self.cache_status(detail),
+        })
     }
 
     /// Joins the fetch of `key` in flight, or starts one. Returns it and whether it was joined.
@@ -364,13 +380,14 @@ impl Proxy {
         path: &str,
         req: &HeaderMap,
         client: SocketAddr,
+        validate: Option<Arc<Stored>>,
     ) -> (Arc<Fetch>, bool) {
         if let Ok(inflight) = self.inflight.lock()
             && let Some(f) = inflight.get(key)
         {
             return (f.clone(), true);
         }
-        self.start(key, key, up, path, req, client)
+        self.start(key, key, up, path, req, client, validate)
     }
 
     /// Starts a fetch to be stored under `key`, joinable in flight under `flight`.
@@ -383,6 +400,7 @@ impl Proxy {
         path: &str,
         req: &HeaderMap,
         client: SocketAddr,
+        validate: Option<Arc<Stored>>,
     ) -> (Arc<Fetch>, bool) {
         let (tx, rx) = watch::channel(None);
         let fetch = Arc::new(Fetch {
@@ -400,7 +418,8 @@ impl Proxy {
         let (up, path, req) = (up.clone(), path.to_string(), req.clone());
         let body = fetch.body.clone();
         tokio::spawn(async move {
-            this.fetch(&key, &up, &path, &req, client, tx, body).await;
+            this.fetch(&key, &up, &path, &req, client, tx, body, validate)
+                .await;
             if let Ok(mut inflight) = this.inflight.lock() {
                 inflight.remove(&flight);
             }
@@ -416,7 +435,8 @@ impl Proxy {
         req: HeaderMap,
         client: SocketAddr,
     ) {
-        let _ = self.join_or_start(&key, &up, &path, &req, client);
+        let validate = self.store.get(&key, &req);
+        let _ = self.join_or_start(&key, &up, &path, &req, client, validate);
     }
 
     /// The address to connect to for `up`, if allowed.
@@ -439,6 +459,63 @@ impl Proxy {
         Ok(SocketAddr::new(ip, up.port))
     }
 
+    /// The origin answered 304 to a revalidation: the stored copy holds. Its headers are
+    /// updated from the 304 (RFC 9111 section 4.3.4), its age restarts, and it is stored and
+    /// served again without fetching the body.
+    fn revalidated(
+        &self,
+        key: &str,
+        stored: &Stored,
+        mut fresh: HeaderMap,
+        request_time: SystemTime,
+        response_time: SystemTime,
+        head_tx: &watch::Sender<Option<Result<Arc<Head>, FetchError>>>,
+    ) {
+        headers::remove_hop_by_hop(&mut fresh);
+        if self.config.policy.strip_cookies {
+            headers::strip_cookies(&mut fresh);
+        }
+        let mut merged = stored.headers.clone();
+        for name in fresh.keys() {
+            if name == CONTENT_LENGTH {
+                continue; // describes the 304, not the stored body
+            }
+            merged.remove(name);
+        }
+        for (name, value) in &fresh {
+            if name != CONTENT_LENGTH {
+                merged.append(name.clone(), value.clone());
+            }
+        }
+        let received = Received::new(request_time, response_time, &merged);
+        let lifetime = freshness::freshness_lifetime(
+            stored.status,
+            &merged,
+            response_time,
+            &self.config.policy,
+        );
+        let updated = Arc::new(Stored {
+            status: stored.status,
+            headers: merged.clone(),
+            received,
+            lifetime,
+            vary: stored.vary.clone(),
+            body: stored.body.clone(),
+        });
+        self.store.put(key, updated);
+        let head = Head {
+            status: stored.status,
+            headers: merged,
+            storable: true,
+            received,
+            lifetime,
+            vary: stored.vary.clone(),
+            body: Some(stored.body.clone()),
+            revalidated: true,
+        };
+        let _ = head_tx.send(Some(Ok(Arc::new(head))));
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn fetch(
         &self,
@@ -449,6 +526,7 @@ impl Proxy {
         client: SocketAddr,
         head_tx: watch::Sender<Option<Result<Arc<Head>, FetchError>>>,
         body: Arc<SharedBody>,
+        validate: Option<Arc<Stored>>,
     ) {
         let fail = |e: FetchError| {
             let _ = head_tx.send(Some(Err(e)));
@@ -487,6 +565,12 @@ impl Proxy {
         ] {
             h.remove(n);
         }
+        // Revalidating a stored copy: ask with its validators (RFC 9111 section 4.3.1).
+        if let Some(stored) = &validate {
+            for (name, value) in conditional::validators(&stored.headers) {
+                h.insert(name, value);
+            }
+        }
         let host = match up.port {
             80 => up.host.clone(),
             p => format!("{}:{p}", up.host),
@@ -520,6 +604,19 @@ impl Proxy {
             };
         let response_time = SystemTime::now();
         let (parts, mut incoming) = resp.into_parts();
+        if parts.status == StatusCode::NOT_MODIFIED
+            && let Some(stored) = validate
+        {
+            self.revalidated(
+                key,
+                &stored,
+                parts.headers,
+                request_time,
+                response_time,
+                &head_tx,
+            );
+            return;
+        }
         let mut headers = parts.headers;
         headers::remove_hop_by_hop(&mut headers);
         if self.config.policy.strip_cookies {
@@ -557,6 +654,8 @@ impl Proxy {
             vary: Stored::vary_of(client_headers, &headers),
             storable,
             headers,
+            body: None,
+            revalidated: false,
         });
         let _ = head_tx.send(Some(Ok(head.clone())));
         let cap = self.config.max_object_bytes;

@@ -97,6 +97,29 @@ async fn serve(
                 reply(503, "", "down".into())
             }
         }
+        "/etag" => {
+            let inm = req
+                .headers()
+                .get("if-none-match")
+                .map(|v| v.to_str().unwrap().to_string());
+            if inm.as_deref() == Some("\"v1\"") {
+                *seen
+                    .counts
+                    .lock()
+                    .unwrap()
+                    .entry("/etag 304".into())
+                    .or_default() += 1;
+                let mut r = reply(304, "max-age=0", String::new());
+                r.headers_mut().insert("etag", "\"v1\"".parse().unwrap());
+                r.headers_mut()
+                    .insert("x-refreshed", "yes".parse().unwrap());
+                return r;
+            }
+            let mut r = reply(200, "max-age=0", "etag body".into());
+            r.headers_mut().insert("etag", "\"v1\"".parse().unwrap());
+            r
+        }
+        "/range" => reply(200, "max-age=60", "0123456789".repeat(10)),
         "/cookie" => {
             let mut r = reply(200, "max-age=60", "with cookie".into());
             r.headers_mut()
@@ -327,4 +350,82 @@ async fn private_origins_are_refused_by_default() {
     let (r, _) = s.cdn("/cache").await;
     assert_eq!(r.status(), 403);
     assert_eq!(s.seen.count("/cache"), 0);
+}
+
+#[tokio::test]
+async fn stale_copies_are_revalidated_with_their_validators() {
+    let s = setup(true).await;
+    let (r, body) = s.cdn("/etag").await;
+    assert_eq!(
+        (r.status().as_u16(), body.as_ref()),
+        (200, &b"etag body"[..])
+    );
+    // Stale at once (max-age=0): the origin is asked If-None-Match and answers 304.
+    let (r, body) = s.cdn("/etag").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(body, "etag body");
+    assert!(
+        header(&r, "cache-status").contains("fwd-status=304"),
+        "{:?}",
+        r.headers()
+    );
+    assert_eq!(
+        header(&r, "x-refreshed"),
+        "yes",
+        "headers merged from the 304"
+    );
+    assert_eq!(s.seen.count("/etag 304"), 1);
+}
+
+#[tokio::test]
+async fn client_conditionals_are_answered_from_cache() {
+    let s = setup(true).await;
+    s.cdn("/etag").await;
+    let host = s.host.clone();
+    // The stored copy is revalidated with the origin (304), and the client's own condition
+    // is answered from it: 304, no body.
+    let (r, _) = s
+        .get("GET", "/etag", &host, &[("if-none-match", "\"v1\"")])
+        .await;
+    assert_eq!(r.status(), 304);
+    assert_eq!(header(&r, "etag"), "\"v1\"");
+}
+
+#[tokio::test]
+async fn ranges_come_from_the_cache_and_a_range_miss_fetches_the_whole_object_once() {
+    let s = setup(true).await;
+    let host = s.host.clone();
+    let (r, body) = s
+        .get("GET", "/range", &host, &[("range", "bytes=10-19")])
+        .await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(header(&r, "content-range"), "bytes 10-19/100");
+    assert_eq!(body, "0123456789");
+    let (r, body) = s
+        .get("GET", "/range", &host, &[("range", "bytes=-5")])
+        .await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(body, "56789");
+    assert!(header(&r, "cache-status").contains("hit"));
+    let (r, body) = s
+        .get("GET", "/range", &host, &[("range", "bytes=0-1,98-99")])
+        .await;
+    assert_eq!(r.status(), 206);
+    assert!(header(&r, "content-type").starts_with("multipart/byteranges"));
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("bytes 0-1/100\r\n\r\n01") && text.contains("bytes 98-99/100\r\n\r\n89"),
+        "{text}"
+    );
+    let (r, _) = s
+        .get("GET", "/range", &host, &[("range", "bytes=500-")])
+        .await;
+    assert_eq!(r.status(), 416);
+    let (r, body) = s.cdn("/range").await;
+    assert_eq!((r.status().as_u16(), body.len()), (200, 100));
+    assert_eq!(
+        s.seen.count("/range"),
+        1,
+        "one whole fetch served every range"
+    );
 }
