@@ -12,6 +12,9 @@ use tokio::sync::watch;
 
 use crate::service::Proxy;
 
+/// Largest request head (request line and headers) read; a longer one is refused (431).
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 /// Time a client has to send a request's headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -22,7 +25,7 @@ pub async fn run(listener: TcpListener, proxy: Arc<Proxy>, mut shutdown: watch::
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(64 * 1024);
+        .max_buf_size(MAX_HEADER_BYTES);
     let builder = Arc::new(builder);
     loop {
         let (stream, client) = tokio::select! {

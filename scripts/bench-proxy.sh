@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# reef's caching proxy against nginx (proxy_cache, one worker) on the same machine: each
+# proxy pinned to core 0, wrk on core 1, the same origin (nginx serving static files).
+# Prints, for reef and nginx side by side (median of 3 runs of 10 s after a warm-up):
+#   requests/s for cache hits of 1 KiB and 100 KiB at 50 connections, MB/s for a 10 MiB
+#   object, RSS per idle keep-alive connection (10,000 open), and a crowd of 500
+#   concurrent requests for one uncached URL whose origin takes 1 s (origin fetches, p99).
+# Installs nginx and wrk from Debian if missing (needs root). Binds 127.0.0.1 only and stops
+# everything it started. Environment: RUNS (default 3), SECS (default 10), IDLE (10000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${RUNS:-3} secs=${SECS:-10} idle=${IDLE:-10000}
+need=()
+command -v nginx >/dev/null || need+=(nginx)
+command -v wrk >/dev/null || need+=(wrk)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cargo build --release --bin reef >/dev/null 2>&1
+s=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.5; rm -rf "$s"; }
+trap cleanup EXIT
+mkdir -p "$s"/{www,run,log,ram,tmp/origin,tmp/proxy}
+head -c 1024 /dev/urandom >"$s/www/1k.bin"
+head -c 102400 /dev/urandom >"$s/www/100k.bin"
+head -c 10485760 /dev/urandom >"$s/www/10m.bin"
+p_origin=18081 p_slow=18082 p_nginx=18083 p_reef=18084 p_slow2=18085
+render() { sed -e "s|@SCRATCH@|$s|g" -e "s|@PORT_ORIGIN@|$p_origin|g" -e "s|@PORT_SLOW@|$p_slow|g" -e "s|@PORT_NGINX@|$p_nginx|g" "$1"; }
+render scripts/bench/origin-nginx.conf >"$s/origin.conf"
+render scripts/bench/proxy-nginx.conf >"$s/proxy.conf"
+taskset -c 1 nginx -c "$s/origin.conf" -p "$s" >/dev/null 2>&1 &
+pids+=($!)
+taskset -c 0 nginx -c "$s/proxy.conf" -p "$s" >/dev/null 2>&1 &
+pid_nginx=$!
+pids+=($pid_nginx)
+TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/reef node --listen 127.0.0.1:0 --dns 127.0.0.1:0 \
+  --http "127.0.0.1:$p_reef" --allow-private-origins --resolve origin.test=127.0.0.1 \
+  --cache-mem $((1 << 30)) >"$s/reef.log" 2>&1 &
+pid_reef=$!
+pids+=($pid_reef)
+sleep 1.5
+host_reef="origin.test.$p_origin.cdn"
+# The nginx master forks its worker: measure the worker (the child).
+pid_nginx_worker=$(pgrep -P "$pid_nginx" | head -1)
+url() { [ "$1" = reef ] && echo "http://127.0.0.1:$p_reef/$2" || echo "http://127.0.0.1:$p_nginx/$2"; }
+hdr() { [ "$1" = reef ] && echo "Host: $host_reef" || echo "Host: origin"; }
+for who in reef nginx; do for f in 1k.bin 100k.bin 10m.bin; do
+  curl -s -o /dev/null -H "$(hdr $who)" "$(url $who $f)"; curl -s -o /dev/null -H "$(hdr $who)" "$(url $who $f)"
+done; done
+median() { sort -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
+measure() { # who file conns -> "req/s MB/s"
+  taskset -c 1 wrk -t1 -c"$3" -d"${secs}s" -H "$(hdr "$1")" "$(url "$1" "$2")" 2>/dev/null |
+    awk '/Requests\/sec/ {r=$2} /Transfer\/sec/ {t=$2; if (t ~ /GB/) t*=1024; else if (t ~ /KB/) t/=1024; else t+=0} END {printf "%.0f %.1f\n", r, t}'
+}
+printf '%-28s %14s %14s\n' "case (median of $runs)" reef nginx
+for case in "1k.bin 50 req" "100k.bin 50 req" "10m.bin 4 mb"; do
+  set -- $case
+  line=$(printf '%-28s' "$1 hits, $2 conns ($3)")
+  for who in reef nginx; do
+    measure "$who" "$1" "$2" >/dev/null # warm-up
+    vals=$(for _ in $(seq "$runs"); do measure "$who" "$1" "$2"; done)
+    if [ "$3" = req ]; then v=$(echo "$vals" | awk '{print $1}' | median); else v=$(echo "$vals" | awk '{print $2}' | median); fi
+    line="$line $(printf '%14s' "$v")"
+  done
+  echo "$line"
+done
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+line=$(printf '%-28s' "RSS/idle conn ($idle), bytes")
+for who in reef nginx; do
+  pid=$pid_reef port=$p_reef
+  [ "$who" = nginx ] && pid=$pid_nginx_worker port=$p_nginx
+  before=$(rss "$pid")
+  python3 scripts/bench/idle.py 127.0.0.1 "$port" "$idle" 6 "$(hdr "$who" | cut -d' ' -f2)" >"$s/idle.out" &
+  ipid=$!
+  sleep 4
+  during=$(rss "$pid")
+  wait "$ipid" || true
+  line="$line $(printf '%14s' $(( (during - before) * 1024 / idle )))"
+done
+echo "$line"
+# The crowd: 500 concurrent requests for one URL whose origin takes 1 s.
+line=$(printf '%-28s' "500 misses, origin 1 s")
+for who in reef nginx; do
+  if [ "$who" = reef ]; then
+    out=$(taskset -c 1 python3 scripts/bench/crowd.py 127.0.0.1 "$p_reef" "origin.test.$p_slow2.cdn" "$p_slow2" 500 1.0)
+  else
+    out=$(taskset -c 1 python3 scripts/bench/crowd.py 127.0.0.1 "$p_nginx" "origin" "$p_slow" 500 1.0)
+  fi
+  set -- $out
+  line="$line $(printf '%14s' "$1 fetch, p99 ${4}s")"
+done
+echo "$line"
+echo "nginx: $(nginx -v 2>&1 | cut -d/ -f2); reef: $(target/release/reef --version)"
