@@ -59,6 +59,10 @@ struct NodeArgs {
     /// Address of the caching HTTP proxy.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
+    /// Store responses with neither freshness information nor a validator for this many
+    /// seconds (off by default: such responses are not stored).
+    #[arg(long, value_name = "SECS")]
+    min_ttl: Option<u64>,
     /// Memory cache budget in bytes.
     #[arg(long, default_value_t = 256 << 20)]
     cache_mem: u64,
@@ -101,6 +105,7 @@ async fn start_proxy(
         .map_err(|e| anyhow::anyhow!("--zone {:?}: {e}", args.zone))?;
     let mut config = proxy::Config::new(zone);
     config.cache_bytes = args.cache_mem;
+    config.policy.min_ttl = args.min_ttl.map(Duration::from_secs);
     config.allow_private_origins = args.allow_private_origins;
     config.resolve = args.resolve.iter().cloned().collect();
     config.reverse_origin = match &args.origin {

@@ -120,6 +120,18 @@ async fn serve(
             r
         }
         "/range" => reply(200, "max-age=60", "0123456789".repeat(10)),
+        "/vary" => {
+            let enc = req
+                .headers()
+                .get("accept-encoding")
+                .map_or("none", |v| v.to_str().unwrap())
+                .to_string();
+            let mut r = reply(200, "max-age=60", format!("encoded as {enc}"));
+            r.headers_mut()
+                .insert("vary", "Accept-Encoding".parse().unwrap());
+            r
+        }
+        "/plain" => reply(200, "", "no freshness, no validator".into()),
         "/cookie" => {
             let mut r = reply(200, "max-age=60", "with cookie".into());
             r.headers_mut()
@@ -428,4 +440,47 @@ async fn ranges_come_from_the_cache_and_a_range_miss_fetches_the_whole_object_on
         1,
         "one whole fetch served every range"
     );
+}
+
+#[tokio::test]
+async fn not_found_is_cached_briefly() {
+    let s = setup(true).await;
+    let (r, _) = s.cdn("/missing").await;
+    assert_eq!(r.status(), 404);
+    let (r, _) = s.cdn("/missing").await;
+    assert_eq!(r.status(), 404);
+    assert!(
+        header(&r, "cache-status").contains("hit"),
+        "{:?}",
+        r.headers()
+    );
+    assert_eq!(s.seen.count("/missing"), 1);
+}
+
+#[tokio::test]
+async fn variants_are_kept_apart_by_vary() {
+    let s = setup(true).await;
+    let host = s.host.clone();
+    let (_, gzip) = s
+        .get("GET", "/vary", &host, &[("accept-encoding", "gzip")])
+        .await;
+    let (_, br) = s
+        .get("GET", "/vary", &host, &[("accept-encoding", "br")])
+        .await;
+    assert_eq!(gzip, "encoded as gzip");
+    assert_eq!(br, "encoded as br");
+    let (r, again) = s
+        .get("GET", "/vary", &host, &[("accept-encoding", "gzip")])
+        .await;
+    assert_eq!(again, "encoded as gzip");
+    assert!(header(&r, "cache-status").contains("hit"));
+    assert_eq!(s.seen.count("/vary"), 2, "one fetch per variant");
+}
+
+#[tokio::test]
+async fn responses_without_freshness_or_validator_are_not_stored() {
+    let s = setup(true).await;
+    s.cdn("/plain").await;
+    s.cdn("/plain").await;
+    assert_eq!(s.seen.count("/plain"), 2);
 }
