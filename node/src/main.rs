@@ -119,11 +119,8 @@ async fn start_proxy(
         .with_context(|| format!("starting the HTTP proxy on {}", args.http))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(proxy::server::run(
-        listener,
-        proxy::Proxy::new(config),
-        stopped,
-    ));
+    let proxy = proxy::Proxy::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    tokio::spawn(proxy::server::run(listener, proxy, stopped));
     Ok((addr, stop))
 }
 

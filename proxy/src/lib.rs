@@ -17,6 +17,7 @@
 
 pub mod body;
 pub mod cache;
+pub mod connect;
 pub mod headers;
 mod render;
 pub mod route;

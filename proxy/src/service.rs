@@ -13,14 +13,12 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 
 use crate::body::{BodyError, SharedBody};
 use crate::cache::conditional;
 use crate::cache::freshness::{self, Policy, Received, Use};
+use crate::connect::{self, OriginClient, OriginResolver, TlsError};
 use crate::headers;
 use crate::render::{Rendition, full, render};
 use crate::route::{Route, Router, Upstream};
@@ -50,6 +48,8 @@ pub struct Config {
     pub resolve: BTreeMap<String, IpAddr>,
     /// Time the origin has to send response headers.
     pub first_byte_timeout: Duration,
+    /// Certificates trusted for HTTPS origins besides the webpki roots (a private CA; tests).
+    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl Config {
@@ -65,6 +65,7 @@ impl Config {
             allow_private_origins: false,
             resolve: BTreeMap::new(),
             first_byte_timeout: Duration::from_secs(15),
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -109,7 +110,7 @@ pub struct Proxy {
     router: Router,
     store: Store,
     inflight: Mutex<HashMap<String, Arc<Fetch>>>,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: OriginClient,
 }
 
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
@@ -124,18 +125,16 @@ fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
 
 impl Proxy {
     /// A proxy with an empty cache.
-    pub fn new(config: Config) -> Arc<Proxy> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client = Client::builder(TokioExecutor::new()).build(connector);
-        Arc::new(Proxy {
+    pub fn new(config: Config) -> Result<Arc<Proxy>, TlsError> {
+        let resolver = OriginResolver::new(config.resolve.clone(), config.allow_private_origins);
+        let client = connect::client(resolver, &config.extra_roots)?;
+        Ok(Arc::new(Proxy {
             router: Router::new(config.zone.clone(), config.reverse_origin.clone()),
             store: Store::new(config.cache_bytes),
             inflight: Mutex::new(HashMap::new()),
             client,
             config,
-        })
+        }))
     }
 
     /// The store (for status pages and tests).
@@ -439,24 +438,25 @@ impl Proxy {
         let _ = self.join_or_start(&key, &up, &path, &req, client, validate);
     }
 
-    /// The address to connect to for `up`, if allowed.
-    async fn resolve(&self, up: &Upstream) -> Result<SocketAddr, FetchError> {
-        let ip = match self.config.resolve.get(&up.host) {
-            Some(ip) => *ip,
-            None => tokio::net::lookup_host((up.host.as_str(), up.port))
-                .await
-                .map_err(|e| FetchError::Unreachable(format!("resolving {}: {e}", up.host)))?
-                .next()
-                .map(|a| a.ip())
-                .ok_or_else(|| FetchError::Unreachable(format!("{} has no address", up.host)))?,
-        };
-        if !self.config.allow_private_origins && !is_public(ip) {
-            return Err(FetchError::Forbidden(format!(
-                "{} resolves to {ip}, a private address",
+    /// Whether `up` resolves to an allowed address, as a typed error if not.
+    async fn resolve(&self, up: &Upstream) -> Result<(), FetchError> {
+        let resolver = OriginResolver::new(
+            self.config.resolve.clone(),
+            self.config.allow_private_origins,
+        );
+        match resolver.lookup(&up.host).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                Err(FetchError::Forbidden(format!(
+                    "{} resolves only to private addresses (--allow-private-origins to permit)",
+                    up.host
+                )))
+            }
+            Err(e) => Err(FetchError::Unreachable(format!(
+                "resolving {}: {e}",
                 up.host
-            )));
+            ))),
         }
-        Ok(SocketAddr::new(ip, up.port))
     }
 
     /// The origin answered 304 to a revalidation: the stored copy holds. Its headers are
@@ -531,16 +531,12 @@ impl Proxy {
         let fail = |e: FetchError| {
             let _ = head_tx.send(Some(Err(e)));
         };
-        if up.tls {
-            return fail(FetchError::Unreachable(
-                "HTTPS origins are not supported yet".into(),
-            ));
+        // Checked here for a clear error; the connector checks the address it connects to.
+        if let Err(e) = self.resolve(up).await {
+            return fail(e);
         }
-        let addr = match self.resolve(up).await {
-            Ok(a) => a,
-            Err(e) => return fail(e),
-        };
-        let uri = match format!("http://{addr}{path}").parse::<http::Uri>() {
+        let scheme = if up.tls { "https" } else { "http" };
+        let uri = match format!("{scheme}://{}:{}{path}", up.host, up.port).parse::<http::Uri>() {
             Ok(u) => u,
             Err(e) => return fail(FetchError::Unreachable(format!("bad URI: {e}"))),
         };

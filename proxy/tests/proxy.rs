@@ -150,17 +150,22 @@ struct Setup {
 }
 
 async fn setup(allow_private: bool) -> Setup {
+    setup_with(allow_private, |_| {}).await
+}
+
+async fn setup_with(allow_private: bool, tweak: impl FnOnce(&mut Config)) -> Setup {
     let seen = Arc::new(Seen::default());
     let origin = origin(seen.clone()).await;
     let mut config = Config::new(dns::ZoneSuffix::parse("cdn").unwrap());
     config.allow_private_origins = allow_private;
     config.resolve.insert("origin.test".into(), origin.ip());
+    tweak(&mut config);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (_tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let _keep = _tx;
-        proxy::server::run(listener, Proxy::new(config), rx).await
+        proxy::server::run(listener, Proxy::new(config).unwrap(), rx).await
     });
     Setup {
         proxy: addr,
@@ -483,4 +488,67 @@ async fn responses_without_freshness_or_validator_are_not_stored() {
     s.cdn("/plain").await;
     s.cdn("/plain").await;
     assert_eq!(s.seen.count("/plain"), 2);
+}
+
+/// An HTTPS origin on loopback with a self-signed certificate for `origin.test`.
+async fn tls_origin() -> (SocketAddr, rustls::pki_types::CertificateDer<'static>) {
+    let cert = rcgen::generate_simple_self_signed(vec!["origin.test".to_string()]).unwrap();
+    let der = cert.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![der.clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = service_fn(|_req: Request<hyper::body::Incoming>| async {
+                    let mut r = Response::new(Full::new(Bytes::from_static(b"over tls")));
+                    r.headers_mut()
+                        .insert("cache-control", "max-age=60".parse().unwrap());
+                    Ok::<_, Infallible>(r)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, der)
+}
+
+#[tokio::test]
+async fn https_origins_are_fetched_with_verified_certificates() {
+    let (tls, cert) = tls_origin().await;
+    // Reverse-proxy mode names an https origin on any port (CDN names use the 443 label).
+    let origin = format!("https://origin.test:{}", tls.port());
+    let trusted = setup_with(true, |c| {
+        c.reverse_origin = Some(proxy::route::parse_origin(&origin).unwrap());
+        c.extra_roots.push(cert.clone());
+    })
+    .await;
+    let (r, body) = trusted.get("GET", "/", "my.site.example", &[]).await;
+    assert_eq!(r.status(), 200, "{:?}", r.headers());
+    assert_eq!(body, "over tls");
+    // Without trusting the certificate, the fetch fails: never serve an unverified origin.
+    let untrusted = setup_with(true, |c| {
+        c.reverse_origin = Some(proxy::route::parse_origin(&origin).unwrap());
+    })
+    .await;
+    let (r, _) = untrusted.get("GET", "/", "my.site.example", &[]).await;
+    assert_eq!(r.status(), 502);
 }

@@ -1,0 +1,118 @@
+//! How the proxy reaches origins: a resolver that applies fixed addresses and refuses private
+//! ones at connection time (so the address checked is the address connected to, whatever a
+//! name resolves to the next time: no DNS rebinding), under hyper's HTTP connector, under
+//! rustls for `https` origins (webpki roots, ring as the crypto provider).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::CertificateDer;
+
+use crate::service::is_public;
+
+/// The origin client type.
+pub type OriginClient = Client<HttpsConnector<HttpConnector<OriginResolver>>, Empty<Bytes>>;
+
+/// Resolves origin names for the connector.
+#[derive(Debug, Clone)]
+pub struct OriginResolver {
+    fixed: Arc<BTreeMap<String, IpAddr>>,
+    allow_private: bool,
+}
+
+impl OriginResolver {
+    /// A resolver with fixed addresses for some names.
+    pub fn new(fixed: BTreeMap<String, IpAddr>, allow_private: bool) -> Self {
+        OriginResolver {
+            fixed: Arc::new(fixed),
+            allow_private,
+        }
+    }
+
+    /// The allowed addresses of `host` (port 0: the connector sets it).
+    pub async fn lookup(&self, host: &str) -> io::Result<Vec<SocketAddr>> {
+        let all: Vec<SocketAddr> = match self.fixed.get(&host.to_ascii_lowercase()) {
+            Some(ip) => vec![SocketAddr::new(*ip, 0)],
+            None => tokio::net::lookup_host((host, 0)).await?.collect(),
+        };
+        let allowed: Vec<SocketAddr> = all
+            .iter()
+            .copied()
+            .filter(|a| self.allow_private || is_public(a.ip()))
+            .collect();
+        if allowed.is_empty() {
+            let kind = if all.is_empty() {
+                io::ErrorKind::NotFound
+            } else {
+                io::ErrorKind::PermissionDenied
+            };
+            return Err(io::Error::new(kind, format!("{host}: no public address")));
+        }
+        Ok(allowed)
+    }
+}
+
+impl tower_service::Service<Name> for OriginResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.lookup(name.as_str()).await?.into_iter()) })
+    }
+}
+
+/// Why the TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("tls configuration: {0}")]
+pub struct TlsError(String);
+
+/// The client: plain HTTP and HTTPS, certificates checked against the webpki roots plus
+/// `extra_roots` (a private CA, or a test's self-signed origin).
+pub fn client(
+    resolver: OriginResolver,
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<OriginClient, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in extra_roots {
+        roots
+            .add(cert.clone())
+            .map_err(|e| TlsError(e.to_string()))?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| TlsError(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut http = HttpConnector::new_with_resolver(resolver);
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new()).build(https))
+}
