@@ -103,6 +103,21 @@ struct Fetch {
     body: Arc<SharedBody>,
 }
 
+impl Fetch {
+    /// Waits for the head; a fetch task that ended without one is an upstream failure.
+    async fn head(&self) -> Result<Arc<Head>, FetchError> {
+        let mut rx = self.head.clone();
+        loop {
+            if let Some(h) = rx.borrow().clone() {
+                return h;
+            }
+            if rx.changed().await.is_err() {
+                return Err(FetchError::Unreachable("fetch task ended".into()));
+            }
+        }
+    }
+}
+
 /// The proxy: router, store, fetches in flight, origin client.
 #[derive(Debug)]
 pub struct Proxy {
@@ -223,15 +238,7 @@ impl Proxy {
         };
         let (fetch, collapsed) =
             self.join_or_start(&key, &upstream, &path, &parts.headers, client, validate);
-        let mut head_rx = fetch.head.clone();
-        let head = loop {
-            if let Some(h) = head_rx.borrow().clone() {
-                break h;
-            }
-            if head_rx.changed().await.is_err() {
-                break Err(FetchError::Unreachable("fetch task ended".into()));
-            }
-        };
+        let head = fetch.head().await;
         match (head, stale) {
             // The origin fails: a stale copy beats an error (stale-if-error, RFC 5861).
             (Ok(head), Some(stored)) if head.status.is_server_error() => self.serve_stored(
@@ -293,20 +300,9 @@ impl Proxy {
         fetch: Arc<Fetch>,
         head_only: bool,
     ) -> Response<ProxyBody> {
-        let mut rx = fetch.head.clone();
-        loop {
-            if let Some(h) = rx.borrow().clone() {
-                return match h {
-                    Ok(head) => self.respond(request, &head, &fetch, head_only, false),
-                    Err(e) => text(StatusCode::BAD_GATEWAY, format!("502 Bad Gateway: {e}\n")),
-                };
-            }
-            if rx.changed().await.is_err() {
-                return text(
-                    StatusCode::BAD_GATEWAY,
-                    "502 Bad Gateway: fetch ended\n".into(),
-                );
-            }
+        match fetch.head().await {
+            Ok(head) => self.respond(request, &head, &fetch, head_only, false),
+            Err(e) => text(StatusCode::BAD_GATEWAY, format!("502 Bad Gateway: {e}\n")),
         }
     }
 

@@ -1,8 +1,11 @@
 //! Faults: churn (crash and restart), a partition between two halves, a secret rollout.
 
+use std::collections::BTreeMap;
+
 use rand::RngExt;
 
 use crate::engine::{Ev, Sim, secs};
+use crate::proxy::Fetch;
 
 impl Sim {
     pub(crate) fn schedule_faults(&mut self) {
@@ -37,6 +40,25 @@ impl Sim {
         secs(-u.ln() * mean_secs)
     }
 
+    /// The fetches of a host whose process ended: its clients see errors, proxies waiting
+    /// for its copy go to the origin, its lookups and claims are forgotten.
+    fn abandon(&mut self, host: u32, inflight: BTreeMap<u32, Fetch>) {
+        for (o, fetch) in inflight {
+            self.metrics.failed += fetch.waiters.len() as u64;
+            for (q, _) in fetch.forward {
+                self.schedule(
+                    self.now,
+                    Ev::Fallback {
+                        proxy: q,
+                        object: o,
+                    },
+                );
+            }
+        }
+        self.lookups.retain(|(p, _), _| *p != host);
+        self.claims.retain(|(p, _), _| *p != host);
+    }
+
     /// The host's process dies: DHT state, cache and fetches are gone.
     pub(crate) fn crash(&mut self, host: u32) {
         let h = &mut self.hosts[host as usize];
@@ -51,21 +73,7 @@ impl Sim {
         for o in cached {
             self.holders[o as usize] = self.holders[o as usize].saturating_sub(1);
         }
-        for (o, fetch) in inflight {
-            // Its clients see errors; proxies waiting for its copy go to the origin.
-            self.metrics.failed += fetch.waiters.len() as u64;
-            for (q, _) in fetch.forward {
-                self.schedule(
-                    self.now,
-                    Ev::Fallback {
-                        proxy: q,
-                        object: o,
-                    },
-                );
-            }
-        }
-        self.lookups.retain(|(p, _), _| *p != host);
-        self.claims.retain(|(p, _), _| *p != host);
+        self.abandon(host, inflight);
         let down = self.sc.churn.mean_downtime_secs;
         if self.sc.churn.mean_session_secs > 0.0 {
             let at = self.now + self.exponential(down);
@@ -99,20 +107,7 @@ impl Sim {
         h.incarnation = h.incarnation.wrapping_add(1);
         // Fetches in flight die with the process; the cache (on disk) survives.
         let inflight = std::mem::take(&mut h.proxy.inflight);
-        for (o, fetch) in inflight {
-            self.metrics.failed += fetch.waiters.len() as u64;
-            for (q, _) in fetch.forward {
-                self.schedule(
-                    self.now,
-                    Ev::Fallback {
-                        proxy: q,
-                        object: o,
-                    },
-                );
-            }
-        }
-        self.lookups.retain(|(p, _), _| *p != host);
-        self.claims.retain(|(p, _), _| *p != host);
+        self.abandon(host, inflight);
         self.hosts[host as usize].up = false;
         self.start_node(host);
     }
