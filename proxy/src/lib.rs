@@ -5,14 +5,26 @@
 //! else from the origin behind a per-origin concurrency limit, collapsing concurrent misses
 //! into one fetch, and announces what it caches. It knows nothing of the DHT or libp2p.
 //!
-//! Built so far: routing (Host header to origin, the 400 page, `Location` rewriting) and the
-//! caching decisions (Cache-Control, storability, freshness, age, stale use). The hyper
-//! server, the store and the fetch path come next.
+//! Built so far: routing (Host header to origin, the 400 page, `Location` rewriting), RFC 9111
+//! decisions, a memory tier with `Vary` variants, collapsed fetches on a shared growing body,
+//! revalidation with 304 merges, conditionals and byte ranges, stale copies on origin
+//! failure, HTTP and HTTPS origins with the private-address check at connection time. The
+//! disk tier, the `Directory` seam for peers, and the limits (rates, fair share) come next.
+//!
+//! ```text
+//!  client ─▶ server.rs ─▶ service.rs: route ─▶ store (fresh? render) ─▶ in flight? join
+//!                                               │                         │
+//!                                               └─ stale / miss ─▶ fetch ─┴─▶ connect.rs ─▶ origin
+//!                              render.rs: 304 / 206 / 416 / 200 with Age, Via, Cache-Status
+//! ```
 //!
 //! # Layout
 //! - [`route`]: Host header -> [`Route`](route::Route); redirects kept on the CDN.
-//! - [`cache::control`]: Cache-Control parsing.
-//! - [`cache::freshness`]: storable, freshness lifetime, age, stale use (RFC 9111, RFC 5861).
+//! - [`cache::control`], [`cache::freshness`], [`cache::conditional`]: RFC 9111/9110 decisions.
+//! - [`store`]: the memory tier; [`body`]: the shared growing body.
+//! - [`service`]: one request, end to end; `render.rs`: one response for one client.
+//! - [`connect`]: resolver, TLS and the origin client; [`headers`]: header rules.
+//! - [`server`]: `run(listener, proxy, shutdown)`.
 #![forbid(unsafe_code)]
 
 pub mod body;

@@ -6,7 +6,7 @@
 //! ```
 //! Directive names are case-insensitive. A directive that should carry delta-seconds but
 //! does not (`max-age=abc`) makes the response stale (RFC 9111 section 4.2.1: "a cache
-//! SHOULD consider [it] to be stale"), as do conflicting duplicates; values beyond 2^31
+//! SHOULD consider it to be stale"), as do conflicting duplicates; values beyond 2^31
 //! saturate there (section 1.2.2). Unknown directives are ignored.
 
 use http::HeaderMap;
