@@ -10,6 +10,17 @@ use http::{HeaderMap, HeaderValue};
 /// The `Via` value this proxy adds (RFC 9110 section 7.6.3).
 pub const VIA_VALUE: &str = "1.1 reef";
 
+/// Request fields forwarded to origins (plus `Cookie` when cookies are not stripped).
+pub const FORWARDED_REQUEST_HEADERS: [&str; 7] = [
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "authorization",
+    "cache-control",
+    "referer",
+    "user-agent",
+];
+
 /// Fields that describe one connection, never forwarded or stored.
 const HOP_BY_HOP: [&str; 3] = ["keep-alive", "proxy-connection", "x-forwarded-host"];
 

@@ -48,6 +48,8 @@ pub struct Config {
     pub resolve: BTreeMap<String, IpAddr>,
     /// Time the origin has to send response headers.
     pub first_byte_timeout: Duration,
+    /// Longest silence within a response body before the fetch is abandoned.
+    pub body_idle_timeout: Duration,
     /// Certificates trusted for HTTPS origins besides the webpki roots (a private CA; tests).
     pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
@@ -65,6 +67,7 @@ impl Config {
             allow_private_origins: false,
             resolve: BTreeMap::new(),
             first_byte_timeout: Duration::from_secs(15),
+            body_idle_timeout: Duration::from_secs(30),
             extra_roots: Vec::new(),
         }
     }
@@ -94,6 +97,9 @@ pub enum FetchError {
     /// Connection failed, timed out or broke before the headers.
     #[error("origin unreachable: {0}")]
     Unreachable(String),
+    /// The object is larger than this node fetches.
+    #[error("the object exceeds this node's size cap of {0} bytes")]
+    TooLarge(u64),
 }
 
 /// A fetch in progress: the head once known, and the growing body.
@@ -101,6 +107,20 @@ pub enum FetchError {
 struct Fetch {
     head: watch::Receiver<Option<Result<Arc<Head>, FetchError>>>,
     body: Arc<SharedBody>,
+}
+
+/// Removes a fetch from the flights when its task ends.
+struct FlightGuard {
+    proxy: Arc<Proxy>,
+    flight: String,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        if let Ok(mut inflight) = self.proxy.inflight.lock() {
+            inflight.remove(&self.flight);
+        }
+    }
 }
 
 impl Fetch {
@@ -145,7 +165,7 @@ impl Proxy {
         let client = connect::client(resolver, &config.extra_roots)?;
         Ok(Arc::new(Proxy {
             router: Router::new(config.zone.clone(), config.reverse_origin.clone()),
-            store: Store::new(config.cache_bytes),
+            store: Store::new(config.cache_bytes, config.max_object_bytes),
             inflight: Mutex::new(HashMap::new()),
             client,
             config,
@@ -236,8 +256,25 @@ impl Proxy {
             }
             None => None,
         };
-        let (fetch, collapsed) =
-            self.join_or_start(&key, &upstream, &path, &parts.headers, client, validate);
+        // A request with credentials gets its own fetch: the answer may be personal, and must
+        // reach neither another client nor, through a collapsed flight, anyone else.
+        let private = parts.headers.contains_key(http::header::AUTHORIZATION)
+            || (!self.config.policy.strip_cookies
+                && parts.headers.contains_key(http::header::COOKIE));
+        let (fetch, collapsed) = if private {
+            let flight = format!("{key}#private#{client}");
+            self.start(
+                &key,
+                &flight,
+                &upstream,
+                &path,
+                &parts.headers,
+                client,
+                validate,
+            )
+        } else {
+            self.join_or_start(&key, &upstream, &path, &parts.headers, client, validate)
+        };
         let head = fetch.head().await;
         match (head, stale) {
             // The origin fails: a stale copy beats an error (stale-if-error, RFC 5861).
@@ -249,14 +286,14 @@ impl Proxy {
                 "hit; stale; fwd=stale",
             ),
             (Ok(head), _) => {
-                // A response that varies on request headers this request does not share was
-                // fetched for someone else: fetch for this request instead.
-                if collapsed
-                    && !head
-                        .vary
-                        .iter()
-                        .all(|(n, v)| parts.headers.get(n) == v.as_ref())
-                {
+                // A response that varies on request headers this request does not share, or that
+                // may not be shared at all, was fetched for someone else: fetch for this
+                // request instead.
+                let same_variant = head
+                    .vary
+                    .iter()
+                    .all(|(n, v)| parts.headers.get(n) == v.as_ref());
+                if collapsed && (!head.storable || !same_variant) {
                     let (own, _) = self.start(
                         &key,
                         &format!("{key}#{client}"),
@@ -280,7 +317,7 @@ impl Proxy {
                 ),
                 None => {
                     let status = match e {
-                        FetchError::Forbidden(_) => StatusCode::FORBIDDEN,
+                        FetchError::Forbidden(_) | FetchError::TooLarge(_) => StatusCode::FORBIDDEN,
                         FetchError::Unreachable(_) => StatusCode::BAD_GATEWAY,
                     };
                     let mut r = text(status, format!("{status}: {e}\n"));
@@ -413,11 +450,13 @@ impl Proxy {
         let (up, path, req) = (up.clone(), path.to_string(), req.clone());
         let body = fetch.body.clone();
         tokio::spawn(async move {
+            // Removed from the flights however the fetch ends (even by a panic).
+            let _flight = FlightGuard {
+                proxy: this.clone(),
+                flight,
+            };
             this.fetch(&key, &up, &path, &req, client, tx, body, validate)
                 .await;
-            if let Ok(mut inflight) = this.inflight.lock() {
-                inflight.remove(&flight);
-            }
         });
         (fetch, false)
     }
@@ -483,6 +522,16 @@ impl Proxy {
                 merged.append(name.clone(), value.clone());
             }
         }
+        // The copy is as old as this answer: its stored Age no longer applies, and without a
+        // Date in the 304 the time of the answer stands in.
+        if !fresh.contains_key(http::header::AGE) {
+            merged.remove(http::header::AGE);
+        }
+        if !fresh.contains_key(http::header::DATE)
+            && let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(response_time))
+        {
+            merged.insert(http::header::DATE, v);
+        }
         let received = Received::new(request_time, response_time, &merged);
         let lifetime = freshness::freshness_lifetime(
             stored.status,
@@ -490,6 +539,15 @@ impl Proxy {
             response_time,
             &self.config.policy,
         );
+        // The 304 may have made it unstorable (no-store, private now).
+        let still_storable = freshness::storable(
+            &Method::GET,
+            &HeaderMap::new(),
+            stored.status,
+            &merged,
+            &self.config.policy,
+        )
+        .is_ok();
         let updated = Arc::new(Stored {
             status: stored.status,
             headers: merged.clone(),
@@ -498,11 +556,15 @@ impl Proxy {
             vary: stored.vary.clone(),
             body: stored.body.clone(),
         });
-        self.store.put(key, updated);
+        if still_storable {
+            self.store.put(key, updated);
+        } else {
+            self.store.remove(key);
+        }
         let head = Head {
             status: stored.status,
             headers: merged,
-            storable: true,
+            storable: still_storable,
             received,
             lifetime,
             vary: stored.vary.clone(),
@@ -539,23 +601,16 @@ impl Proxy {
         let mut req = Request::new(Empty::new());
         *req.uri_mut() = uri;
         let h = req.headers_mut();
+        // Only headers that select a representation (and are keyed through Vary) or identify
+        // the client go upstream: anything else (X-Forwarded-Host, X-Original-URL, ...) could
+        // change the origin's answer without being part of the cache key, and poison it for
+        // everyone. Conditionals and Range are dropped: the whole object is what gets cached.
         for (name, value) in client_headers {
-            h.append(name.clone(), value.clone());
-        }
-        headers::remove_hop_by_hop(h);
-        if self.config.policy.strip_cookies {
-            headers::strip_cookies(h);
-        }
-        // The whole object, whatever the client asked: it is what gets cached.
-        for n in [
-            "if-none-match",
-            "if-modified-since",
-            "if-match",
-            "if-unmodified-since",
-            "if-range",
-            "range",
-        ] {
-            h.remove(n);
+            if headers::FORWARDED_REQUEST_HEADERS.contains(&name.as_str())
+                || (name == http::header::COOKIE && !self.config.policy.strip_cookies)
+            {
+                h.append(name.clone(), value.clone());
+            }
         }
         // Revalidating a stored copy: ask with its validators (RFC 9111 section 4.3.1).
         if let Some(stored) = &validate {
@@ -571,11 +626,8 @@ impl Proxy {
             h.insert(HOST, v);
         }
         headers::add_via(h);
-        let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prev) => format!("{prev}, {}", client.ip()),
-            None => client.ip().to_string(),
-        };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
+        // The address that connected, only: a client's own X-Forwarded-For is not trusted.
+        if let Ok(v) = HeaderValue::from_str(&client.ip().to_string()) {
             h.insert("x-forwarded-for", v);
         }
         let ua = match h.get(USER_AGENT).and_then(|v| v.to_str().ok()) {
@@ -625,7 +677,13 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .and_then(|s| s.parse::<u64>().ok())
             .is_some_and(|n| n > self.config.max_object_bytes);
-        let storable = !too_large
+        if too_large {
+            return fail(FetchError::TooLarge(self.config.max_object_bytes));
+        }
+        // Errors and partial answers are never stored: a stored good copy must not be
+        // replaced by them (and the whole object was asked for).
+        let storable = !parts.status.is_server_error()
+            && parts.status != StatusCode::PARTIAL_CONTENT
             && freshness::storable(
                 &Method::GET,
                 client_headers,
@@ -652,7 +710,13 @@ impl Proxy {
         let _ = head_tx.send(Some(Ok(head.clone())));
         let cap = self.config.max_object_bytes;
         loop {
-            match incoming.frame().await {
+            let next = tokio::time::timeout(self.config.body_idle_timeout, incoming.frame());
+            let Ok(frame) = next.await else {
+                // A stalled origin must not hold the fetch (and everyone collapsed on it).
+                body.finish(Err(BodyError::Upstream("origin stalled mid-body".into())));
+                return;
+            };
+            match frame {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         if body.len() + data.len() as u64 > cap {

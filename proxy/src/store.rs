@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use http::header::VARY;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use quick_cache::Weighter;
-use quick_cache::sync::Cache;
+use quick_cache::sync::{Cache, DefaultLifecycle};
+use quick_cache::{OptionsBuilder, Weighter};
 
 use crate::body::SharedBody;
 use crate::cache::freshness::Received;
@@ -91,18 +91,45 @@ impl Weighter<String, Variants> for ByBytes {
 /// Complete responses by URL, under a byte budget.
 #[derive(Debug)]
 pub struct Store {
-    cache: Cache<String, Variants, ByBytes>,
+    cache: Cache<
+        String,
+        Variants,
+        ByBytes,
+        quick_cache::DefaultHashBuilder,
+        DefaultLifecycle<String, Variants>,
+    >,
     /// Variants kept per URL at most (a header with endless values cannot grow one entry).
     max_variants: usize,
 }
 
 impl Store {
-    /// A store of about `budget` bytes.
-    pub fn new(budget: u64) -> Store {
+    /// A store of about `budget` bytes that can hold objects of up to `largest` bytes.
+    ///
+    /// quick_cache splits its budget over shards and refuses an item heavier than one shard's
+    /// share, so the shard count is chosen to leave each shard room for the largest object.
+    pub fn new(budget: u64, largest: u64) -> Store {
         // quick_cache needs an estimate of the item count; assume 16 KiB objects.
         let items = (budget / (16 * 1024)).clamp(16, 1 << 24) as usize;
+        let fit = (budget / largest.max(1)).max(1);
+        // A power of two, at most 64, never more than `fit` (quick_cache rounds up).
+        let shards = (1u64 << (63 - fit.leading_zeros())).min(64) as usize;
+        let options = OptionsBuilder::new()
+            .estimated_items_capacity(items)
+            .weight_capacity(budget.max(1))
+            .shards(shards)
+            .build();
+        let cache = match options {
+            Ok(o) => Cache::with_options(o, ByBytes, Default::default(), Default::default()),
+            Err(_) => Cache::with(
+                items,
+                budget.max(1),
+                ByBytes,
+                Default::default(),
+                Default::default(),
+            ),
+        };
         Store {
-            cache: Cache::with_weighter(items, budget.max(1), ByBytes),
+            cache,
             max_variants: 16,
         }
     }
@@ -171,7 +198,7 @@ mod tests {
 
     #[test]
     fn variants_are_chosen_by_the_vary_headers() {
-        let store = Store::new(1 << 20);
+        let store = Store::new(1 << 20, 1 << 16);
         let mut vary = HeaderMap::new();
         vary.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
         let mut gzip = HeaderMap::new();
@@ -205,7 +232,7 @@ mod tests {
     #[test]
     fn budget_bounds_the_bytes_held() {
         static BIG: [u8; 10_000] = [7; 10_000];
-        let store = Store::new(100_000);
+        let store = Store::new(100_000, 20_000);
         for i in 0..100 {
             store.put(
                 &format!("k{i}"),
@@ -214,5 +241,9 @@ mod tests {
         }
         assert!(store.weight() <= 100_000, "{} bytes held", store.weight());
         assert!(store.len() >= 5);
+        // An object of nearly the largest size is kept, not silently refused by a shard.
+        static LARGE: [u8; 19_000] = [1; 19_000];
+        store.put("large", stored(&HeaderMap::new(), HeaderMap::new(), &LARGE));
+        assert!(store.get("large", &HeaderMap::new()).is_some());
     }
 }

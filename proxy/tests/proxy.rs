@@ -132,6 +132,19 @@ async fn serve(
             r
         }
         "/plain" => reply(200, "", "no freshness, no validator".into()),
+        "/flaky-cached" => {
+            let n = *seen
+                .counts
+                .lock()
+                .unwrap()
+                .get("/flaky-cached")
+                .unwrap_or(&0);
+            if n == 1 {
+                reply(200, "max-age=0", "good copy".into())
+            } else {
+                reply(503, "max-age=60", "down, and says to cache it".into())
+            }
+        }
         "/cookie" => {
             let mut r = reply(200, "max-age=60", "with cookie".into());
             r.headers_mut()
@@ -551,4 +564,43 @@ async fn https_origins_are_fetched_with_verified_certificates() {
     .await;
     let (r, _) = untrusted.get("GET", "/", "my.site.example", &[]).await;
     assert_eq!(r.status(), 502);
+}
+
+#[tokio::test]
+async fn an_error_never_replaces_a_good_copy() {
+    let s = setup(true).await;
+    assert_eq!(s.cdn("/flaky-cached").await.1, "good copy");
+    for _ in 0..2 {
+        let (r, body) = s.cdn("/flaky-cached").await;
+        assert_eq!(
+            (r.status().as_u16(), body.as_ref()),
+            (200, &b"good copy"[..])
+        );
+    }
+}
+
+#[tokio::test]
+async fn unkeyed_and_spoofed_headers_never_reach_the_origin() {
+    let s = setup(true).await;
+    let host = s.host.clone();
+    let (_, body) = s
+        .get(
+            "GET",
+            "/echo",
+            &host,
+            &[
+                ("x-forwarded-host", "evil.example"),
+                ("x-original-url", "/admin"),
+                ("x-forwarded-for", "6.6.6.6"),
+                ("forwarded", "for=6.6.6.6"),
+            ],
+        )
+        .await;
+    let seen = String::from_utf8_lossy(&body);
+    assert!(
+        !seen.contains("evil.example") && !seen.contains("/admin"),
+        "{seen}"
+    );
+    assert!(!seen.contains("6.6.6.6"), "{seen}");
+    assert!(seen.contains("x-forwarded-for: 127.0.0.1"), "{seen}");
 }
