@@ -753,6 +753,11 @@ impl Proxy {
     }
 }
 
+/// The IPv4 address carried in two 16-bit groups of an IPv6 address.
+fn embedded(hi: u16, lo: u16) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo))
+}
+
 /// Whether an origin address is on the public internet (not loopback, private, link-local,
 /// multicast, unspecified, documentation or shared address space).
 pub fn is_public(ip: IpAddr) -> bool {
@@ -767,6 +772,9 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || v4.is_broadcast()
                 || v4.is_documentation()
                 || (o[0] == 100 && (64..128).contains(&o[1])) // 100.64/10 shared (CGNAT)
+                || (o[0] == 198 && (o[1] == 18 || o[1] == 19)) // 198.18/15 benchmarking
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0/24 protocol assignments
+                || o[0] >= 240 // 240/4 reserved
                 || o[0] == 0)
         }
         IpAddr::V6(v6) => {
@@ -776,7 +784,13 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || v6.is_multicast()
                 || (seg[0] & 0xfe00) == 0xfc00 // unique local
                 || (seg[0] & 0xffc0) == 0xfe80 // link local
-                || v6.to_ipv4_mapped().is_some_and(|v4| !is_public(IpAddr::V4(v4))))
+                || (seg[0] & 0xffc0) == 0xfec0 // site local (deprecated)
+                || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
+                || v6.to_ipv4_mapped().is_some_and(|v4| !is_public(IpAddr::V4(v4)))
+                // IPv4 embedded by NAT64 (64:ff9b::/96) or 6to4 (2002::/16) must be public too.
+                || (seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+                    && !is_public(IpAddr::V4(embedded(seg[6], seg[7]))))
+                || (seg[0] == 0x2002 && !is_public(IpAddr::V4(embedded(seg[1], seg[2])))))
         }
     }
 }
@@ -788,6 +802,10 @@ mod tests {
     #[test]
     fn private_and_special_addresses_are_not_public() {
         for ip in [
+            "64:ff9b::a00:1",
+            "2002:c0a8:101::1",
+            "198.18.0.1",
+            "240.0.0.1",
             "127.0.0.1",
             "10.1.2.3",
             "192.168.1.1",

@@ -132,10 +132,22 @@ pub fn ranges(request: &HeaderMap, headers: &HeaderMap, len: u64) -> Ranges {
         }
     }
     if parts.is_empty() {
-        Ranges::Unsatisfiable
-    } else {
-        Ranges::Parts(parts)
+        return Ranges::Unsatisfiable;
     }
+    // Overlapping or adjacent ranges are coalesced (RFC 9110 section 14.1.1 allows it), so a
+    // request cannot make the answer many times the object's size.
+    if parts.len() > 1 {
+        parts.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(parts.len());
+        for (a, b) in parts {
+            match merged.last_mut() {
+                Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        parts = merged;
+    }
+    Ranges::Parts(parts)
 }
 
 /// The validators of a stored response, for a conditional request upstream.
@@ -213,6 +225,14 @@ mod tests {
         assert_eq!(r("bytes=95-200", 100), Ranges::Parts(vec![(95, 99)]));
         assert_eq!(
             r("bytes=0-1, 5-6", 100),
+            Ranges::Parts(vec![(0, 1), (5, 6)])
+        );
+        assert_eq!(
+            r("bytes=0-50, 10-20, 51-60", 100),
+            Ranges::Parts(vec![(0, 60)])
+        );
+        assert_eq!(
+            r("bytes=5-6, 0-1", 100),
             Ranges::Parts(vec![(0, 1), (5, 6)])
         );
         assert_eq!(r("bytes=100-", 100), Ranges::Unsatisfiable);
