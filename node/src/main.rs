@@ -235,10 +235,17 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
             other => tracing::debug!(node = %dht.contact().id, ?other, "dht event"),
         })
     });
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
     let result = tokio::select! {
         r = &mut dht => r,
         _ = tokio::signal::ctrl_c() => {
-            println!("reef node: stopping");
+            println!("reef node: stopping (SIGINT)");
+            stop.store(true, Ordering::Relaxed);
+            dht.await
+        }
+        _ = terminate.recv() => {
+            println!("reef node: stopping (SIGTERM)");
             stop.store(true, Ordering::Relaxed);
             dht.await
         }

@@ -199,3 +199,18 @@ fn node_proxies_and_caches_an_origin() {
         "the second request came from the cache"
     );
 }
+
+#[test]
+fn node_stops_cleanly_on_sigterm() {
+    let mut node = Reef::start(&[]);
+    node.wait_for("caching proxy on http://");
+    let pid = node.child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    node.wait_for("stopping (SIGTERM)");
+    let exit = node.child.wait().expect("wait");
+    assert!(exit.success(), "{exit:?}");
+}

@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::body::{BodyError, SharedBody};
 use crate::cache::conditional;
@@ -50,6 +50,8 @@ pub struct Config {
     pub first_byte_timeout: Duration,
     /// Longest silence within a response body before the fetch is abandoned.
     pub body_idle_timeout: Duration,
+    /// Fetches from one origin at once, at most.
+    pub origin_concurrency: usize,
     /// Certificates trusted for HTTPS origins besides the webpki roots (a private CA; tests).
     pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
@@ -68,6 +70,7 @@ impl Config {
             resolve: BTreeMap::new(),
             first_byte_timeout: Duration::from_secs(15),
             body_idle_timeout: Duration::from_secs(30),
+            origin_concurrency: 16,
             extra_roots: Vec::new(),
         }
     }
@@ -97,6 +100,9 @@ pub enum FetchError {
     /// Connection failed, timed out or broke before the headers.
     #[error("origin unreachable: {0}")]
     Unreachable(String),
+    /// Every fetch slot for this origin stayed taken for too long.
+    #[error("too many fetches from this origin at once")]
+    Busy,
     /// The object is larger than this node fetches.
     #[error("the object exceeds this node's size cap of {0} bytes")]
     TooLarge(u64),
@@ -146,6 +152,8 @@ pub struct Proxy {
     store: Store,
     inflight: Mutex<HashMap<String, Arc<Fetch>>>,
     client: OriginClient,
+    /// Fetch slots per origin (`host:port`); idle origins are dropped as the map grows.
+    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
@@ -168,6 +176,7 @@ impl Proxy {
             store: Store::new(config.cache_bytes, config.max_object_bytes),
             inflight: Mutex::new(HashMap::new()),
             client,
+            slots: Mutex::new(HashMap::new()),
             config,
         }))
     }
@@ -319,6 +328,7 @@ impl Proxy {
                     let status = match e {
                         FetchError::Forbidden(_) | FetchError::TooLarge(_) => StatusCode::FORBIDDEN,
                         FetchError::Unreachable(_) => StatusCode::BAD_GATEWAY,
+                        FetchError::Busy => StatusCode::SERVICE_UNAVAILABLE,
                     };
                     let mut r = text(status, format!("{status}: {e}\n"));
                     r.headers_mut().insert(
@@ -471,6 +481,22 @@ impl Proxy {
     ) {
         let validate = self.store.get(&key, &req);
         let _ = self.join_or_start(&key, &up, &path, &req, client, validate);
+    }
+
+    /// The fetch slots of an origin.
+    fn origin_slots(&self, up: &Upstream) -> Arc<Semaphore> {
+        let n = self.config.origin_concurrency.max(1);
+        let Ok(mut slots) = self.slots.lock() else {
+            return Arc::new(Semaphore::new(n));
+        };
+        if slots.len() >= 4096 {
+            // Forget origins with no fetch under way.
+            slots.retain(|_, s| s.available_permits() < n);
+        }
+        slots
+            .entry(format!("{}:{}", up.host, up.port))
+            .or_insert_with(|| Arc::new(Semaphore::new(n)))
+            .clone()
     }
 
     /// Whether `up` resolves to an allowed address, as a typed error if not.
@@ -637,6 +663,14 @@ impl Proxy {
         if let Ok(v) = HeaderValue::from_str(&ua) {
             h.insert(USER_AGENT, v);
         }
+        // At most `origin_concurrency` fetches per origin at once: a dying origin gets a
+        // trickle, not a stampede of distinct URLs. The permit is held until the body is read.
+        let slots = self.origin_slots(up);
+        let Ok(Ok(_permit)) =
+            tokio::time::timeout(self.config.first_byte_timeout, slots.acquire_owned()).await
+        else {
+            return fail(FetchError::Busy);
+        };
         let request_time = SystemTime::now();
         let resp =
             match tokio::time::timeout(self.config.first_byte_timeout, self.client.request(req))

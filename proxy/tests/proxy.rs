@@ -22,6 +22,8 @@ use tokio::net::TcpListener;
 struct Seen {
     counts: std::sync::Mutex<BTreeMap<String, usize>>,
     flaky: AtomicUsize,
+    busy_now: AtomicUsize,
+    busy_max: AtomicUsize,
 }
 
 impl Seen {
@@ -144,6 +146,13 @@ async fn serve(
             } else {
                 reply(503, "max-age=60", "down, and says to cache it".into())
             }
+        }
+        p if p.starts_with("/busy/") => {
+            let now = seen.busy_now.fetch_add(1, Ordering::SeqCst) + 1;
+            seen.busy_max.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            seen.busy_now.fetch_sub(1, Ordering::SeqCst);
+            reply(200, "max-age=60", "one of many".into())
         }
         "/cookie" => {
             let mut r = reply(200, "max-age=60", "with cookie".into());
@@ -603,4 +612,24 @@ async fn unkeyed_and_spoofed_headers_never_reach_the_origin() {
     );
     assert!(!seen.contains("6.6.6.6"), "{seen}");
     assert!(seen.contains("x-forwarded-for: 127.0.0.1"), "{seen}");
+}
+
+#[tokio::test]
+async fn an_origin_gets_at_most_its_concurrency_of_fetches() {
+    let s = Arc::new(setup_with(true, |c| c.origin_concurrency = 2).await);
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(
+            async move { s.cdn(&format!("/busy/{i}")).await },
+        ));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().0.status(), 200);
+    }
+    assert_eq!(
+        s.seen.busy_max.load(Ordering::SeqCst),
+        2,
+        "eight URLs, two at a time"
+    );
 }
