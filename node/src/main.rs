@@ -24,62 +24,69 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run a node on embedded defaults: the DHT (loopback) and the nameserver for the zone.
+    /// Run a node on embedded defaults: the DHT (loopback), the nameserver for the zone and
+    /// the caching proxy. Every option can also be set as an environment variable
+    /// `REEF_<OPTION>` (e.g. `REEF_HTTP=127.0.0.1:8081`).
     Node(NodeArgs),
 }
 
 #[derive(clap::Args, Debug)]
 struct NodeArgs {
     /// UDP address of the DHT (loopback only until the secret-keyed overlay lands).
-    #[arg(long, default_value = "127.0.0.1:7946")]
+    #[arg(long, env = "REEF_LISTEN", default_value = "127.0.0.1:7946")]
     listen: SocketAddr,
     /// Another node's DHT address to join through (repeatable).
-    #[arg(long = "bootstrap", value_name = "ADDR")]
+    #[arg(
+        long = "bootstrap",
+        env = "REEF_BOOTSTRAP",
+        value_delimiter = ',',
+        value_name = "ADDR"
+    )]
     bootstrap: Vec<SocketAddr>,
     /// Address of the nameserver (UDP and TCP).
-    #[arg(long, default_value = "127.0.0.1:5353")]
+    #[arg(long, env = "REEF_DNS", default_value = "127.0.0.1:5353")]
     dns: SocketAddr,
     /// The network's DNS zone: `www.example.com.<zone>` names an origin.
-    #[arg(long, default_value = "cdn")]
+    #[arg(long, env = "REEF_ZONE", default_value = "cdn")]
     zone: String,
     /// The address clients reach this node's proxy at (A/AAAA answers); defaults to the DNS
     /// address, or 127.0.0.1 if that is unspecified.
-    #[arg(long, value_name = "IP")]
+    #[arg(long, env = "REEF_ADVERTISE", value_name = "IP")]
     advertise: Option<IpAddr>,
     /// GeoIP database (MaxMind DB format, City or Country), reloaded when the file changes.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "REEF_GEOIP", value_name = "FILE")]
     geoip: Option<PathBuf>,
     /// This node's location, overriding the GeoIP lookup of its address.
-    #[arg(long, value_name = "LAT,LON", value_parser = parse_location)]
+    #[arg(long, env = "REEF_LOCATION", value_name = "LAT,LON", value_parser = parse_location)]
     location: Option<Location>,
     /// DNS responses per second per (client prefix, name) over UDP (response rate limiting);
     /// 0 = off.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, env = "REEF_DNS_RATE_LIMIT", default_value_t = 20)]
     dns_rate_limit: u32,
     /// Address of the caching HTTP proxy.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "REEF_HTTP", default_value = "127.0.0.1:8080")]
     http: SocketAddr,
     /// Store responses with neither freshness information nor a validator for this many
     /// seconds (off by default: such responses are not stored).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, env = "REEF_MIN_TTL", value_name = "SECS")]
     min_ttl: Option<u64>,
     /// Memory cache budget in bytes.
-    #[arg(long, default_value_t = 256 << 20)]
+    #[arg(long, env = "REEF_CACHE_MEM", default_value_t = 256 << 20)]
     cache_mem: u64,
     /// Serve hosts outside the zone from this origin (reverse-proxy mode for one's own site).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, env = "REEF_ORIGIN", value_name = "URL")]
     origin: Option<String>,
     /// Fetch from origins on loopback, private or link-local addresses (tests, local demos).
-    #[arg(long)]
+    #[arg(long, env = "REEF_ALLOW_PRIVATE_ORIGINS")]
     allow_private_origins: bool,
     /// Fixed address for an origin name, like curl's --resolve (repeatable): NAME=IP.
-    #[arg(long = "resolve", value_name = "NAME=IP", value_parser = parse_resolve)]
+    #[arg(long = "resolve", env = "REEF_RESOLVE", value_delimiter = ',', value_name = "NAME=IP", value_parser = parse_resolve)]
     resolve: Vec<(String, IpAddr)>,
     /// Stop after this many seconds (for scripts and tests); runs until Ctrl-C otherwise.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, env = "REEF_RUN_FOR", value_name = "SECONDS")]
     run_for: Option<u64>,
     /// Seed of the DHT's random choices (cluster IDs, refresh targets).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, env = "REEF_SEED", default_value_t = 0)]
     seed: u64,
 }
 

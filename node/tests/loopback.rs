@@ -214,3 +214,22 @@ fn node_stops_cleanly_on_sigterm() {
     let exit = node.child.wait().expect("wait");
     assert!(exit.success(), "{exit:?}");
 }
+
+#[test]
+fn options_can_come_from_the_environment() {
+    let out = Command::new(env!("CARGO_BIN_EXE_reef"))
+        .args(["node", "--run-for", "1"])
+        .env("REEF_LISTEN", "127.0.0.1:0")
+        .env("REEF_DNS", "127.0.0.1:0")
+        .env("REEF_HTTP", "127.0.0.1:0")
+        .env("REEF_ZONE", "env.example")
+        .output()
+        .expect("run reef");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("DNS for zone env.example"), "{stdout}");
+}
