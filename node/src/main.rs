@@ -70,6 +70,9 @@ struct NodeArgs {
     /// seconds (off by default: such responses are not stored).
     #[arg(long, env = "REEF_MIN_TTL", value_name = "SECS")]
     min_ttl: Option<u64>,
+    /// Print one Common Log Format line per proxied request to standard output.
+    #[arg(long, env = "REEF_ACCESS_LOG")]
+    access_log: bool,
     /// Memory cache budget in bytes.
     #[arg(long, env = "REEF_CACHE_MEM", default_value_t = 256 << 20)]
     cache_mem: u64,
@@ -112,6 +115,7 @@ async fn start_proxy(
         .map_err(|e| anyhow::anyhow!("--zone {:?}: {e}", args.zone))?;
     let mut config = proxy::Config::new(zone);
     config.cache_bytes = args.cache_mem;
+    config.access_log = args.access_log;
     config.policy.min_ttl = args.min_ttl.map(Duration::from_secs);
     config.allow_private_origins = args.allow_private_origins;
     config.resolve = args.resolve.iter().cloned().collect();

@@ -162,6 +162,7 @@ fn node_proxies_and_caches_an_origin() {
         "--allow-private-origins",
         "--resolve",
         "origin.test=127.0.0.1",
+        "--access-log",
     ]);
     let line = node.wait_for("caching proxy on http://");
     let http = line
@@ -198,6 +199,9 @@ fn node_proxies_and_caches_an_origin() {
         1,
         "the second request came from the cache"
     );
+    let logged = node.wait_for("\"GET /page HTTP/1.1\"");
+    assert!(logged.starts_with("127.0.0.1 - - ["), "{logged}");
+    assert!(logged.ends_with(" 200 21"), "{logged}");
 }
 
 #[test]

@@ -42,9 +42,21 @@ pub async fn run(listener: TcpListener, proxy: Arc<Proxy>, mut shutdown: watch::
         let _ = stream.set_nodelay(true);
         let (proxy, builder) = (proxy.clone(), builder.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
+            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let proxy = proxy.clone();
-                async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, client).await) }
+                async move {
+                    let line = proxy.access_log().then(|| access_prefix(&req, client));
+                    let resp = proxy.handle(req, client).await;
+                    if let Some(prefix) = line {
+                        let size = resp
+                            .headers()
+                            .get(http::header::CONTENT_LENGTH)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        println!("{prefix} {} {size}", resp.status().as_u16());
+                    }
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
             });
             if let Err(e) = builder
                 .serve_connection(TokioIo::new(stream), service)
@@ -54,4 +66,25 @@ pub async fn run(listener: TcpListener, proxy: Arc<Proxy>, mut shutdown: watch::
             }
         });
     }
+}
+
+/// The start of a Common Log Format line: client, identity, user, time, request line (with
+/// the Host, as a CDN serves many sites).
+fn access_prefix(
+    req: &hyper::Request<hyper::body::Incoming>,
+    client: std::net::SocketAddr,
+) -> String {
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let when = httpdate::fmt_http_date(std::time::SystemTime::now());
+    format!(
+        "{} - - [{when}] \"{} {} {:?}\" host={host}",
+        client.ip(),
+        req.method(),
+        req.uri(),
+        req.version()
+    )
 }

@@ -52,6 +52,8 @@ pub struct Config {
     pub body_idle_timeout: Duration,
     /// Fetches from one origin at once, at most.
     pub origin_concurrency: usize,
+    /// Print one Common Log Format line per request to standard output.
+    pub access_log: bool,
     /// Certificates trusted for HTTPS origins besides the webpki roots (a private CA; tests).
     pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
@@ -71,6 +73,7 @@ impl Config {
             first_byte_timeout: Duration::from_secs(15),
             body_idle_timeout: Duration::from_secs(30),
             origin_concurrency: 16,
+            access_log: false,
             extra_roots: Vec::new(),
         }
     }
@@ -179,6 +182,11 @@ impl Proxy {
             slots: Mutex::new(HashMap::new()),
             config,
         }))
+    }
+
+    /// Whether requests are logged (see [`Config::access_log`]).
+    pub fn access_log(&self) -> bool {
+        self.config.access_log
     }
 
     /// The store (for status pages and tests).
