@@ -274,20 +274,10 @@ impl<R: Roster> RequestHandler for Handler<R> {
             return reply_error(&mut response_handle, request, code, edns.as_ref()).await;
         }
         let query = &request.queries.queries()[0];
-        if query.query_class() != DNSClass::IN {
-            self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            return reply_error(
-                &mut response_handle,
-                request,
-                ResponseCode::Refused,
-                edns.as_ref(),
-            )
-            .await;
-        }
         let qname = query.original().name();
-        if !self.zone_name.zone_of(qname) {
-            // Decided on the wire labels: a label holding a dot (`x\.cdn`) is not in the zone,
-            // whatever its text form looks like.
+        // Another class, or a name outside the zone. The zone check runs on the wire labels: a
+        // label holding a dot (`x\.cdn`) is not in the zone, whatever its text looks like.
+        if query.query_class() != DNSClass::IN || !self.zone_name.zone_of(qname) {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
             return reply_error(
                 &mut response_handle,
