@@ -1,9 +1,10 @@
 //! Where clients and proxies are: a GeoIP database (maxminddb; City or Country databases, or
 //! the `country_code` layout of openly licensed ones), reloaded when the file changes.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
@@ -143,7 +144,21 @@ impl GeoDb {
 /// complete database (the old one until the new one has loaded), never none.
 #[derive(Debug, Clone, Default)]
 pub struct Geo {
-    current: Arc<RwLock<Option<Arc<GeoDb>>>>,
+    /// The database and its generation (bumped by every swap).
+    current: Arc<RwLock<(u64, Option<Arc<GeoDb>>)>>,
+    /// Recent lookups of the current database: every answer locates every live proxy, and a
+    /// database lookup costs far more than a map probe.
+    memo: Arc<Mutex<Memo>>,
+}
+
+/// Lookups remembered at most; the memo starts over beyond this.
+const MEMO_SIZE: usize = 8192;
+
+#[derive(Debug, Default)]
+struct Memo {
+    /// Generation of the database the entries came from; a swap empties the memo.
+    db: u64,
+    places: HashMap<IpAddr, Option<Location>>,
 }
 
 impl Geo {
@@ -154,9 +169,9 @@ impl Geo {
 
     /// A fixed database (tests).
     pub fn fixed(db: GeoDb) -> Geo {
-        Geo {
-            current: Arc::new(RwLock::new(Some(Arc::new(db)))),
-        }
+        let geo = Geo::none();
+        geo.swap(db);
+        geo
     }
 
     /// Loads `path` now; fails if it cannot be read.
@@ -182,14 +197,35 @@ impl Geo {
     pub fn swap(&self, db: GeoDb) {
         let db = Arc::new(db);
         if let Ok(mut slot) = self.current.write() {
-            *slot = Some(db);
+            *slot = (slot.0 + 1, Some(db));
         }
     }
 
     /// Where `ip` is, per the current database.
     pub fn locate(&self, ip: IpAddr) -> Option<Location> {
-        let db = self.current.read().ok()?.clone()?;
-        db.locate(ip)
+        let (identity, db) = {
+            let slot = self.current.read().ok()?;
+            (slot.0, slot.1.clone()?)
+        };
+        if let Ok(mut memo) = self.memo.lock() {
+            if memo.db != identity {
+                memo.db = identity;
+                memo.places.clear();
+            }
+            if let Some(place) = memo.places.get(&ip) {
+                return *place;
+            }
+        }
+        let place = db.locate(ip);
+        if let Ok(mut memo) = self.memo.lock()
+            && memo.db == identity
+        {
+            if memo.places.len() >= MEMO_SIZE {
+                memo.places.clear();
+            }
+            memo.places.insert(ip, place);
+        }
+        place
     }
 
     /// Watches `path` and reloads it when its modification time changes, checking every
@@ -297,6 +333,30 @@ pub(crate) mod tests {
         let tokyo = db.locate("198.51.100.1".parse().unwrap()).unwrap();
         let d = paris.distance_km(&tokyo).unwrap();
         assert!((9600.0..9800.0).contains(&d), "{d}");
+    }
+
+    #[test]
+    fn remembered_places_follow_a_database_swap() {
+        let geo = Geo::fixed(GeoDb::from_bytes(test_db()).unwrap());
+        let ip: IpAddr = "203.0.113.9".parse().unwrap();
+        assert_eq!(geo.locate(ip), Some(Location::Country(*b"AU")));
+        assert_eq!(
+            geo.locate(ip),
+            Some(Location::Country(*b"AU")),
+            "from the memo"
+        );
+        let mut w = mmdb_writer::Writer::new("Reef-Test-City");
+        w.insert(
+            "203.0.113.0/24".parse::<ipnet::IpNet>().unwrap(),
+            &CodeRec { country_code: "nz" },
+        )
+        .unwrap();
+        geo.swap(GeoDb::from_bytes(w.to_bytes().unwrap()).unwrap());
+        assert_eq!(
+            geo.locate(ip),
+            Some(Location::Country(*b"NZ")),
+            "the new database answers"
+        );
     }
 
     #[test]
