@@ -199,8 +199,22 @@ impl Proxy {
             .unwrap_or_else(|_| HeaderValue::from_static("reef"))
     }
 
-    /// Answers one request from `client`.
+    /// Answers one request from `client`. Every response carries `Cache-Status` (RFC 9211)
+    /// naming this node; requests refused before the cache say `fwd=request`.
     pub async fn handle(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let mut r = self.handle_inner(req, client).await;
+        if !r.headers().contains_key("cache-status") {
+            let status = self.cache_status("fwd=request; detail=refused");
+            r.headers_mut().insert("cache-status", status);
+        }
+        r
+    }
+
+    async fn handle_inner(
         self: &Arc<Self>,
         req: Request<Incoming>,
         client: SocketAddr,

@@ -299,6 +299,11 @@ async fn bad_names_get_a_help_page_and_other_methods_405() {
     let s = setup(true).await;
     let (r, body) = s.get("GET", "/", "www.example.com", &[]).await;
     assert_eq!(r.status(), 400);
+    assert!(
+        header(&r, "cache-status").starts_with("reef; fwd=request"),
+        "{:?}",
+        r.headers()
+    );
     let page = String::from_utf8_lossy(&body);
     assert!(page.contains("www.example.com.cdn"), "{page}");
     let (r, _) = s.get("GET", "/", "localhost.cdn", &[]).await;
@@ -307,6 +312,7 @@ async fn bad_names_get_a_help_page_and_other_methods_405() {
     let (r, _) = s.get("POST", "/cache", &host, &[]).await;
     assert_eq!(r.status(), 405);
     assert_eq!(header(&r, "allow"), "GET, HEAD");
+    assert!(header(&r, "cache-status").starts_with("reef;"));
     assert_eq!(s.seen.count("/cache"), 0);
 }
 
