@@ -118,6 +118,21 @@ struct Fetch {
     body: Arc<SharedBody>,
 }
 
+/// What to fetch, for whom: everything a fetch needs from the request that started it.
+#[derive(Debug, Clone)]
+struct Want {
+    /// Cache key the result is stored under.
+    key: String,
+    up: Upstream,
+    /// Path and query.
+    path: String,
+    /// The client's request headers (filtered before going upstream).
+    headers: HeaderMap,
+    client: SocketAddr,
+    /// A stored copy to revalidate, if any.
+    validate: Option<Arc<Stored>>,
+}
+
 /// Removes a fetch from the flights when its task ends.
 struct FlightGuard {
     proxy: Arc<Proxy>,
@@ -155,6 +170,8 @@ pub struct Proxy {
     store: Store,
     inflight: Mutex<HashMap<String, Arc<Fetch>>>,
     client: OriginClient,
+    /// The same resolver the connector uses, for the typed pre-check.
+    resolver: OriginResolver,
     /// Fetch slots per origin (`host:port`); idle origins are dropped as the map grows.
     slots: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
@@ -173,13 +190,14 @@ impl Proxy {
     /// A proxy with an empty cache.
     pub fn new(config: Config) -> Result<Arc<Proxy>, TlsError> {
         let resolver = OriginResolver::new(config.resolve.clone(), config.allow_private_origins);
-        let client = connect::client(resolver, &config.extra_roots)?;
+        let client = connect::client(resolver.clone(), &config.extra_roots)?;
         Ok(Arc::new(Proxy {
             router: Router::new(config.zone.clone(), config.reverse_origin.clone()),
             store: Store::new(config.cache_bytes, config.max_object_bytes),
             inflight: Mutex::new(HashMap::new()),
             client,
             slots: Mutex::new(HashMap::new()),
+            resolver,
             config,
         }))
     }
@@ -261,13 +279,16 @@ impl Proxy {
                         return self.serve_stored(&parts.headers, &stored, age, head_only, "hit");
                     }
                     Use::StaleWhileRevalidate => {
-                        self.background_fetch(
-                            key.clone(),
-                            upstream.clone(),
-                            path.clone(),
-                            parts.headers.clone(),
+                        // Revalidate in the background (joining any fetch already under way).
+                        let want = Want {
+                            key: key.clone(),
+                            up: upstream.clone(),
+                            path: path.clone(),
+                            headers: parts.headers.clone(),
                             client,
-                        );
+                            validate: Some(stored.clone()),
+                        };
+                        let _ = self.start(want, key.clone());
                         return self.serve_stored(
                             &parts.headers,
                             &stored,
@@ -292,20 +313,20 @@ impl Proxy {
         let private = parts.headers.contains_key(http::header::AUTHORIZATION)
             || (!self.config.policy.strip_cookies
                 && parts.headers.contains_key(http::header::COOKIE));
-        let (fetch, collapsed) = if private {
-            let flight = format!("{key}#private#{client}");
-            self.start(
-                &key,
-                &flight,
-                &upstream,
-                &path,
-                &parts.headers,
-                client,
-                validate,
-            )
-        } else {
-            self.join_or_start(&key, &upstream, &path, &parts.headers, client, validate)
+        let want = Want {
+            key: key.clone(),
+            up: upstream,
+            path,
+            headers: parts.headers.clone(),
+            client,
+            validate,
         };
+        let flight = if private {
+            format!("{key}#private#{client}")
+        } else {
+            key.clone()
+        };
+        let (fetch, collapsed) = self.start(want.clone(), flight);
         let head = fetch.head().await;
         match (head, stale) {
             // The origin fails: a stale copy beats an error (stale-if-error, RFC 5861).
@@ -325,14 +346,13 @@ impl Proxy {
                     .iter()
                     .all(|(n, v)| parts.headers.get(n) == v.as_ref());
                 if collapsed && (!head.storable || !same_variant) {
+                    let own_flight = format!("{key}#{client}");
                     let (own, _) = self.start(
-                        &key,
-                        &format!("{key}#{client}"),
-                        &upstream,
-                        &path,
-                        &parts.headers,
-                        client,
-                        None,
+                        Want {
+                            validate: None,
+                            ..want
+                        },
+                        own_flight,
                     );
                     return Box::pin(self.respond_to(&parts.headers, own, head_only)).await;
                 }
@@ -436,50 +456,22 @@ impl Proxy {
         })
     }
 
-    /// Joins the fetch of `key` in flight, or starts one. Returns it and whether it was joined.
-    fn join_or_start(
-        self: &Arc<Self>,
-        key: &str,
-        up: &Upstream,
-        path: &str,
-        req: &HeaderMap,
-        client: SocketAddr,
-        validate: Option<Arc<Stored>>,
-    ) -> (Arc<Fetch>, bool) {
-        if let Ok(inflight) = self.inflight.lock()
-            && let Some(f) = inflight.get(key)
-        {
-            return (f.clone(), true);
-        }
-        self.start(key, key, up, path, req, client, validate)
-    }
-
-    /// Starts a fetch to be stored under `key`, joinable in flight under `flight`.
-    #[allow(clippy::too_many_arguments)]
-    fn start(
-        self: &Arc<Self>,
-        key: &str,
-        flight: &str,
-        up: &Upstream,
-        path: &str,
-        req: &HeaderMap,
-        client: SocketAddr,
-        validate: Option<Arc<Stored>>,
-    ) -> (Arc<Fetch>, bool) {
+    /// Starts the fetch of `want`, or joins the one in flight under `flight` (the cache key,
+    /// or a private key for requests that must not share). Returns it and whether it was
+    /// joined.
+    fn start(self: &Arc<Self>, want: Want, flight: String) -> (Arc<Fetch>, bool) {
         let (tx, rx) = watch::channel(None);
         let fetch = Arc::new(Fetch {
             head: rx,
             body: SharedBody::new(),
         });
         if let Ok(mut inflight) = self.inflight.lock() {
-            if let Some(f) = inflight.get(flight) {
-                return (f.clone(), true); // raced: someone started it meanwhile
+            if let Some(f) = inflight.get(&flight) {
+                return (f.clone(), true);
             }
-            inflight.insert(flight.to_string(), fetch.clone());
+            inflight.insert(flight.clone(), fetch.clone());
         }
         let this = self.clone();
-        let (key, flight) = (key.to_string(), flight.to_string());
-        let (up, path, req) = (up.clone(), path.to_string(), req.clone());
         let body = fetch.body.clone();
         tokio::spawn(async move {
             // Removed from the flights however the fetch ends (even by a panic).
@@ -487,22 +479,9 @@ impl Proxy {
                 proxy: this.clone(),
                 flight,
             };
-            this.fetch(&key, &up, &path, &req, client, tx, body, validate)
-                .await;
+            this.fetch(want, tx, body).await;
         });
         (fetch, false)
-    }
-
-    fn background_fetch(
-        self: &Arc<Self>,
-        key: String,
-        up: Upstream,
-        path: String,
-        req: HeaderMap,
-        client: SocketAddr,
-    ) {
-        let validate = self.store.get(&key, &req);
-        let _ = self.join_or_start(&key, &up, &path, &req, client, validate);
     }
 
     /// The fetch slots of an origin.
@@ -523,11 +502,7 @@ impl Proxy {
 
     /// Whether `up` resolves to an allowed address, as a typed error if not.
     async fn resolve(&self, up: &Upstream) -> Result<(), FetchError> {
-        let resolver = OriginResolver::new(
-            self.config.resolve.clone(),
-            self.config.allow_private_origins,
-        );
-        match resolver.lookup(&up.host).await {
+        match self.resolver.lookup(&up.host).await {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 Err(FetchError::Forbidden(format!(
@@ -622,18 +597,21 @@ impl Proxy {
         let _ = head_tx.send(Some(Ok(Arc::new(head))));
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn fetch(
         &self,
-        key: &str,
-        up: &Upstream,
-        path: &str,
-        client_headers: &HeaderMap,
-        client: SocketAddr,
+        want: Want,
         head_tx: watch::Sender<Option<Result<Arc<Head>, FetchError>>>,
         body: Arc<SharedBody>,
-        validate: Option<Arc<Stored>>,
     ) {
+        let Want {
+            key,
+            up,
+            path,
+            headers: client_headers,
+            client,
+            validate,
+        } = want;
+        let (key, up, path, client_headers) = (key.as_str(), &up, path.as_str(), &client_headers);
         let fail = |e: FetchError| {
             let _ = head_tx.send(Some(Err(e)));
         };

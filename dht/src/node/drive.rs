@@ -14,6 +14,16 @@ use crate::query::{ClosestIter, Kind, Next, PutLevel, PutPhase, Query};
 use crate::rpc::{Outstanding, Purpose};
 use crate::wire::{Level, RequestBody, Response, ResponseBody, Value};
 
+/// The backward phase's request: store `value` under `key` at `level`.
+fn store_body(level: Level, key: Key, value: &Value, ttl: Duration) -> RequestBody {
+    RequestBody::Store {
+        level,
+        key,
+        value: value.clone(),
+        ttl,
+    }
+}
+
 /// Whether a query goes on after a step.
 enum Step {
     Continue,
@@ -301,13 +311,8 @@ impl Node {
                     }
                     continue;
                 }
-                let body = RequestBody::Store {
-                    level,
-                    key,
-                    value: value.clone(),
-                    ttl,
-                };
                 *waiting = Some(c.id);
+                let body = store_body(level, key, value, ttl);
                 self.send_request(now, c, body, Purpose::Query { query: id, level });
                 *hops += 1;
                 return;
@@ -347,12 +352,7 @@ impl Node {
                 continue;
             }
             waiting.insert(c.id);
-            let body = RequestBody::Store {
-                level,
-                key,
-                value: value.clone(),
-                ttl,
-            };
+            let body = store_body(level, key, value, ttl);
             self.send_request(now, c, body, Purpose::Query { query: id, level });
             *hops += 1;
         }

@@ -1,8 +1,6 @@
 //! Conditional requests and byte ranges answered from a stored or arriving response
 //! (RFC 9110 sections 13 and 14).
 
-use std::time::SystemTime;
-
 use http::HeaderMap;
 use http::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE};
 
@@ -160,11 +158,6 @@ pub fn validators(headers: &HeaderMap) -> Vec<(http::HeaderName, http::HeaderVal
         out.push((IF_MODIFIED_SINCE, lm.clone()));
     }
     out
-}
-
-/// Now, as an HTTP date (for tests and responses).
-pub fn http_date(t: SystemTime) -> String {
-    httpdate::fmt_http_date(t)
 }
 
 #[cfg(test)]
