@@ -14,4 +14,6 @@
 //! - [`udp`]: the interim loopback transport and event loop around `dht::Node`.
 #![forbid(unsafe_code)]
 
+pub mod overlay;
+pub mod secret;
 pub mod udp;

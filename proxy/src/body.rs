@@ -2,7 +2,7 @@
 //! and each reader follows at its own pace. A slow client never slows the fetch or the other
 //! clients: it only falls behind in a list of chunks that are already stored.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -31,6 +31,16 @@ struct State {
 pub struct SharedBody {
     state: Mutex<State>,
     grew: Notify,
+    /// SHA-256 of the complete body, set by whoever completed it: peers are sent it so they
+    /// can check what they received.
+    digest: OnceLock<[u8; 32]>,
+}
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
+    out
 }
 
 /// What a reader finds at its position.
@@ -54,9 +64,15 @@ impl SharedBody {
 
     /// A complete body.
     pub fn complete(data: Bytes) -> Arc<Self> {
+        let digest = sha256(&data);
+        SharedBody::complete_with(data, digest)
+    }
+
+    /// A complete body whose digest is already known.
+    pub fn complete_with(data: Bytes, digest: [u8; 32]) -> Arc<Self> {
         let body = SharedBody::new();
         body.push(data);
-        body.finish(Ok(()));
+        body.finish_with_digest(digest);
         body
     }
 
@@ -83,6 +99,17 @@ impl SharedBody {
             s.end = Some(end);
         }
         self.grew.notify_waiters();
+    }
+
+    /// Completes the body, recording its SHA-256.
+    pub fn finish_with_digest(&self, digest: [u8; 32]) {
+        let _ = self.digest.set(digest);
+        self.finish(Ok(()));
+    }
+
+    /// SHA-256 of the complete body, if it was recorded.
+    pub fn digest(&self) -> Option<[u8; 32]> {
+        self.digest.get().copied()
     }
 
     /// Bytes received so far.

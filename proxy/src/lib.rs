@@ -30,11 +30,15 @@
 pub mod body;
 pub mod cache;
 pub mod connect;
+pub mod directory;
+mod fetch;
 pub mod headers;
+mod peer;
 mod render;
 pub mod route;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod trace;
 
 pub use service::{Config, Proxy};

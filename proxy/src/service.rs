@@ -4,14 +4,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, USER_AGENT};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use tokio::sync::{Semaphore, watch};
 
@@ -19,7 +18,7 @@ use crate::body::{BodyError, SharedBody};
 use crate::cache::conditional;
 use crate::cache::freshness::{self, Policy, Received, Use};
 use crate::connect::{self, OriginClient, OriginResolver, TlsError};
-use crate::headers;
+use crate::directory::Directory;
 use crate::render::{Rendition, full, render};
 use crate::route::{Route, Router, Upstream};
 use crate::store::{Store, Stored};
@@ -79,20 +78,26 @@ impl Config {
     }
 }
 
-/// What the origin answered, cleaned and judged; shared by every request collapsed on it.
+/// What the origin (or a peer) answered, cleaned and judged; shared by every request
+/// collapsed on it.
 #[derive(Debug)]
-struct Head {
-    status: StatusCode,
-    headers: HeaderMap,
-    storable: bool,
-    received: Received,
-    lifetime: Duration,
-    vary: Vec<(http::HeaderName, Option<HeaderValue>)>,
+pub(crate) struct Head {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) storable: bool,
+    pub(crate) received: Received,
+    pub(crate) lifetime: Duration,
+    pub(crate) vary: Vec<(http::HeaderName, Option<HeaderValue>)>,
     /// The body to serve instead of the fetch's own: the stored one, after a 304.
-    body: Option<Arc<SharedBody>>,
+    pub(crate) body: Option<Arc<SharedBody>>,
     /// The origin confirmed a stored copy (304).
-    revalidated: bool,
+    pub(crate) revalidated: bool,
+    /// It came from a peer: its name and its `Cache-Status` entry.
+    pub(crate) peer: Option<(String, Option<HeaderValue>)>,
 }
+
+/// Where a fetch publishes its head (or why it has none).
+pub(crate) type HeadSender = watch::Sender<Option<Result<Arc<Head>, FetchError>>>;
 
 /// Why the origin could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -113,24 +118,28 @@ pub enum FetchError {
 
 /// A fetch in progress: the head once known, and the growing body.
 #[derive(Debug)]
-struct Fetch {
-    head: watch::Receiver<Option<Result<Arc<Head>, FetchError>>>,
-    body: Arc<SharedBody>,
+pub(crate) struct Fetch {
+    pub(crate) head: watch::Receiver<Option<Result<Arc<Head>, FetchError>>>,
+    pub(crate) body: Arc<SharedBody>,
 }
 
 /// What to fetch, for whom: everything a fetch needs from the request that started it.
 #[derive(Debug, Clone)]
-struct Want {
+pub(crate) struct Want {
     /// Cache key the result is stored under.
-    key: String,
-    up: Upstream,
+    pub(crate) key: String,
+    pub(crate) up: Upstream,
     /// Path and query.
-    path: String,
+    pub(crate) path: String,
     /// The client's request headers (filtered before going upstream).
-    headers: HeaderMap,
-    client: SocketAddr,
+    pub(crate) headers: HeaderMap,
+    pub(crate) client: SocketAddr,
     /// A stored copy to revalidate, if any.
-    validate: Option<Arc<Stored>>,
+    pub(crate) validate: Option<Arc<Stored>>,
+    /// The answer may be shared (no credentials): peers may serve it.
+    pub(crate) shared: bool,
+    /// The client request's trace ID.
+    pub(crate) trace: Option<String>,
 }
 
 /// Removes a fetch from the flights when its task ends.
@@ -149,7 +158,7 @@ impl Drop for FlightGuard {
 
 impl Fetch {
     /// Waits for the head; a fetch task that ended without one is an upstream failure.
-    async fn head(&self) -> Result<Arc<Head>, FetchError> {
+    pub(crate) async fn head(&self) -> Result<Arc<Head>, FetchError> {
         let mut rx = self.head.clone();
         loop {
             if let Some(h) = rx.borrow().clone() {
@@ -165,15 +174,17 @@ impl Fetch {
 /// The proxy: router, store, fetches in flight, origin client.
 #[derive(Debug)]
 pub struct Proxy {
-    config: Config,
-    router: Router,
-    store: Store,
-    inflight: Mutex<HashMap<String, Arc<Fetch>>>,
-    client: OriginClient,
+    pub(crate) config: Config,
+    pub(crate) router: Router,
+    pub(crate) store: Store,
+    pub(crate) inflight: Mutex<HashMap<String, Arc<Fetch>>>,
+    pub(crate) client: OriginClient,
     /// The same resolver the connector uses, for the typed pre-check.
-    resolver: OriginResolver,
+    pub(crate) resolver: OriginResolver,
     /// Fetch slots per origin (`host:port`); idle origins are dropped as the map grows.
-    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    pub(crate) slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Nearby peers; set once the overlay is up (a proxy alone goes to origins).
+    pub(crate) directory: OnceLock<Arc<dyn Directory>>,
 }
 
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
@@ -199,7 +210,13 @@ impl Proxy {
             slots: Mutex::new(HashMap::new()),
             resolver,
             config,
+            directory: OnceLock::new(),
         }))
+    }
+
+    /// Connects the proxy to the network's directory (once; later calls are ignored).
+    pub fn set_directory(&self, directory: Arc<dyn Directory>) {
+        let _ = self.directory.set(directory);
     }
 
     /// Whether requests are logged (see [`Config::access_log`]).
@@ -212,7 +229,7 @@ impl Proxy {
         &self.store
     }
 
-    fn cache_status(&self, detail: &str) -> HeaderValue {
+    pub(crate) fn cache_status(&self, detail: &str) -> HeaderValue {
         HeaderValue::from_str(&format!("{}; {detail}", self.config.node_name))
             .unwrap_or_else(|_| HeaderValue::from_static("reef"))
     }
@@ -262,6 +279,7 @@ impl Proxy {
             .map_or("/", |p| p.as_str())
             .to_string();
         let key = format!("{upstream}{path}");
+        let trace = crate::trace::of_request(&parts.headers);
         let head_only = parts.method == Method::HEAD;
         let now = SystemTime::now();
         let mut validate = None;
@@ -287,6 +305,8 @@ impl Proxy {
                             headers: parts.headers.clone(),
                             client,
                             validate: Some(stored.clone()),
+                            shared: true,
+                            trace: Some(trace.clone()),
                         };
                         let _ = self.start(want, key.clone());
                         return self.serve_stored(
@@ -320,6 +340,8 @@ impl Proxy {
             headers: parts.headers.clone(),
             client,
             validate,
+            shared: !private,
+            trace: Some(trace),
         };
         let flight = if private {
             format!("{key}#private#{client}")
@@ -424,6 +446,16 @@ impl Proxy {
         if head.storable && !head.revalidated {
             detail.push_str("; stored");
         }
+        let mut cache_status = self.cache_status(&detail);
+        if let Some((peer, entry)) = &head.peer {
+            // RFC 9211: the entry nearest the origin first, so the peer's, then ours.
+            let ours = self.cache_status(&format!("{detail}; detail=\"peer {peer}\""));
+            let joined = match (entry.as_ref().and_then(|e| e.to_str().ok()), ours.to_str()) {
+                (Some(theirs), Ok(ours)) => HeaderValue::from_str(&format!("{theirs}, {ours}")).ok(),
+                _ => None,
+            };
+            cache_status = joined.unwrap_or(ours);
+        }
         render(Rendition {
             request,
             status: head.status,
@@ -432,7 +464,7 @@ impl Proxy {
             len,
             head_only,
             age: head.revalidated.then_some(Duration::ZERO),
-            cache_status: self.cache_status(&detail),
+            cache_status,
         })
     }
 
@@ -482,308 +514,6 @@ impl Proxy {
             this.fetch(want, tx, body).await;
         });
         (fetch, false)
-    }
-
-    /// The fetch slots of an origin.
-    fn origin_slots(&self, up: &Upstream) -> Arc<Semaphore> {
-        let n = self.config.origin_concurrency.max(1);
-        let Ok(mut slots) = self.slots.lock() else {
-            return Arc::new(Semaphore::new(n));
-        };
-        if slots.len() >= 4096 {
-            // Forget origins with no fetch under way.
-            slots.retain(|_, s| s.available_permits() < n);
-        }
-        slots
-            .entry(format!("{}:{}", up.host, up.port))
-            .or_insert_with(|| Arc::new(Semaphore::new(n)))
-            .clone()
-    }
-
-    /// Whether `up` resolves to an allowed address, as a typed error if not.
-    async fn resolve(&self, up: &Upstream) -> Result<(), FetchError> {
-        match self.resolver.lookup(&up.host).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                Err(FetchError::Forbidden(format!(
-                    "{} resolves only to private addresses (--allow-private-origins to permit)",
-                    up.host
-                )))
-            }
-            Err(e) => Err(FetchError::Unreachable(format!(
-                "resolving {}: {e}",
-                up.host
-            ))),
-        }
-    }
-
-    /// The origin answered 304 to a revalidation: the stored copy holds. Its headers are
-    /// updated from the 304 (RFC 9111 section 4.3.4), its age restarts, and it is stored and
-    /// served again without fetching the body.
-    fn revalidated(
-        &self,
-        key: &str,
-        stored: &Stored,
-        mut fresh: HeaderMap,
-        request_time: SystemTime,
-        response_time: SystemTime,
-        head_tx: &watch::Sender<Option<Result<Arc<Head>, FetchError>>>,
-    ) {
-        headers::remove_hop_by_hop(&mut fresh);
-        if self.config.policy.strip_cookies {
-            headers::strip_cookies(&mut fresh);
-        }
-        let mut merged = stored.headers.clone();
-        for name in fresh.keys() {
-            if name == CONTENT_LENGTH {
-                continue; // describes the 304, not the stored body
-            }
-            merged.remove(name);
-        }
-        for (name, value) in &fresh {
-            if name != CONTENT_LENGTH {
-                merged.append(name.clone(), value.clone());
-            }
-        }
-        // The copy is as old as this answer: its stored Age no longer applies, and without a
-        // Date in the 304 the time of the answer stands in.
-        if !fresh.contains_key(http::header::AGE) {
-            merged.remove(http::header::AGE);
-        }
-        if !fresh.contains_key(http::header::DATE)
-            && let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(response_time))
-        {
-            merged.insert(http::header::DATE, v);
-        }
-        let received = Received::new(request_time, response_time, &merged);
-        let lifetime = freshness::freshness_lifetime(
-            stored.status,
-            &merged,
-            response_time,
-            &self.config.policy,
-        );
-        // The 304 may have made it unstorable (no-store, private now).
-        let still_storable = freshness::storable(
-            &Method::GET,
-            &HeaderMap::new(),
-            stored.status,
-            &merged,
-            &self.config.policy,
-        )
-        .is_ok();
-        let updated = Arc::new(Stored {
-            status: stored.status,
-            headers: merged.clone(),
-            received,
-            lifetime,
-            vary: stored.vary.clone(),
-            body: stored.body.clone(),
-        });
-        if still_storable {
-            self.store.put(key, updated);
-        } else {
-            self.store.remove(key);
-        }
-        let head = Head {
-            status: stored.status,
-            headers: merged,
-            storable: still_storable,
-            received,
-            lifetime,
-            vary: stored.vary.clone(),
-            body: Some(stored.body.clone()),
-            revalidated: true,
-        };
-        let _ = head_tx.send(Some(Ok(Arc::new(head))));
-    }
-
-    async fn fetch(
-        &self,
-        want: Want,
-        head_tx: watch::Sender<Option<Result<Arc<Head>, FetchError>>>,
-        body: Arc<SharedBody>,
-    ) {
-        let Want {
-            key,
-            up,
-            path,
-            headers: client_headers,
-            client,
-            validate,
-        } = want;
-        let (key, up, path, client_headers) = (key.as_str(), &up, path.as_str(), &client_headers);
-        let fail = |e: FetchError| {
-            let _ = head_tx.send(Some(Err(e)));
-        };
-        // Checked here for a clear error; the connector checks the address it connects to.
-        if let Err(e) = self.resolve(up).await {
-            return fail(e);
-        }
-        let scheme = if up.tls { "https" } else { "http" };
-        let uri = match format!("{scheme}://{}:{}{path}", up.host, up.port).parse::<http::Uri>() {
-            Ok(u) => u,
-            Err(e) => return fail(FetchError::Unreachable(format!("bad URI: {e}"))),
-        };
-        let mut req = Request::new(Empty::new());
-        *req.uri_mut() = uri;
-        let h = req.headers_mut();
-        // Only headers that select a representation (and are keyed through Vary) or identify
-        // the client go upstream: anything else (X-Forwarded-Host, X-Original-URL, ...) could
-        // change the origin's answer without being part of the cache key, and poison it for
-        // everyone. Conditionals and Range are dropped: the whole object is what gets cached.
-        for (name, value) in client_headers {
-            if headers::FORWARDED_REQUEST_HEADERS.contains(&name.as_str())
-                || (name == http::header::COOKIE && !self.config.policy.strip_cookies)
-            {
-                h.append(name.clone(), value.clone());
-            }
-        }
-        // Revalidating a stored copy: ask with its validators (RFC 9111 section 4.3.1).
-        if let Some(stored) = &validate {
-            for (name, value) in conditional::validators(&stored.headers) {
-                h.insert(name, value);
-            }
-        }
-        let host = match up.port {
-            80 => up.host.clone(),
-            p => format!("{}:{p}", up.host),
-        };
-        if let Ok(v) = HeaderValue::from_str(&host) {
-            h.insert(HOST, v);
-        }
-        headers::add_via(h);
-        // The address that connected, only: a client's own X-Forwarded-For is not trusted.
-        if let Ok(v) = HeaderValue::from_str(&client.ip().to_string()) {
-            h.insert("x-forwarded-for", v);
-        }
-        let ua = match h.get(USER_AGENT).and_then(|v| v.to_str().ok()) {
-            Some(ua) => format!("{ua} reef/{}", env!("CARGO_PKG_VERSION")),
-            None => format!("reef/{}", env!("CARGO_PKG_VERSION")),
-        };
-        if let Ok(v) = HeaderValue::from_str(&ua) {
-            h.insert(USER_AGENT, v);
-        }
-        // At most `origin_concurrency` fetches per origin at once: a dying origin gets a
-        // trickle, not a stampede of distinct URLs. The permit is held until the body is read.
-        let slots = self.origin_slots(up);
-        let Ok(Ok(_permit)) =
-            tokio::time::timeout(self.config.first_byte_timeout, slots.acquire_owned()).await
-        else {
-            return fail(FetchError::Busy);
-        };
-        let request_time = SystemTime::now();
-        let resp =
-            match tokio::time::timeout(self.config.first_byte_timeout, self.client.request(req))
-                .await
-            {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => return fail(FetchError::Unreachable(e.to_string())),
-                Err(_) => return fail(FetchError::Unreachable("no response in time".into())),
-            };
-        let response_time = SystemTime::now();
-        let (parts, mut incoming) = resp.into_parts();
-        if parts.status == StatusCode::NOT_MODIFIED
-            && let Some(stored) = validate
-        {
-            self.revalidated(
-                key,
-                &stored,
-                parts.headers,
-                request_time,
-                response_time,
-                &head_tx,
-            );
-            return;
-        }
-        let mut headers = parts.headers;
-        headers::remove_hop_by_hop(&mut headers);
-        if self.config.policy.strip_cookies {
-            headers::strip_cookies(&mut headers);
-        }
-        if let Some(loc) = headers.get(LOCATION).and_then(|v| v.to_str().ok())
-            && let Some(rewritten) = self.router.rewrite_location(loc, up)
-            && let Ok(v) = HeaderValue::from_str(&rewritten)
-        {
-            headers.insert(LOCATION, v);
-        }
-        let too_large = headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.parse::<u64>().ok())
-            .is_some_and(|n| n > self.config.max_object_bytes);
-        if too_large {
-            return fail(FetchError::TooLarge(self.config.max_object_bytes));
-        }
-        // Errors and partial answers are never stored: a stored good copy must not be
-        // replaced by them (and the whole object was asked for).
-        let storable = !parts.status.is_server_error()
-            && parts.status != StatusCode::PARTIAL_CONTENT
-            && freshness::storable(
-                &Method::GET,
-                client_headers,
-                parts.status,
-                &headers,
-                &self.config.policy,
-            )
-            .is_ok();
-        let head = Arc::new(Head {
-            status: parts.status,
-            received: Received::new(request_time, response_time, &headers),
-            lifetime: freshness::freshness_lifetime(
-                parts.status,
-                &headers,
-                response_time,
-                &self.config.policy,
-            ),
-            vary: Stored::vary_of(client_headers, &headers),
-            storable,
-            headers,
-            body: None,
-            revalidated: false,
-        });
-        let _ = head_tx.send(Some(Ok(head.clone())));
-        let cap = self.config.max_object_bytes;
-        loop {
-            let next = tokio::time::timeout(self.config.body_idle_timeout, incoming.frame());
-            let Ok(frame) = next.await else {
-                // A stalled origin must not hold the fetch (and everyone collapsed on it).
-                body.finish(Err(BodyError::Upstream("origin stalled mid-body".into())));
-                return;
-            };
-            match frame {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        if body.len() + data.len() as u64 > cap {
-                            body.finish(Err(BodyError::TooLarge(cap)));
-                            return;
-                        }
-                        body.push(data);
-                    }
-                }
-                Some(Err(e)) => {
-                    body.finish(Err(BodyError::Upstream(e.to_string())));
-                    return;
-                }
-                None => break,
-            }
-        }
-        body.finish(Ok(()));
-        if head.storable {
-            // Stored as one contiguous buffer: a hit is then written with the fewest
-            // frames and syscalls. (Readers of the arriving body keep their own copy.)
-            let body = body.collect().map_or(body, SharedBody::complete);
-            self.store.put(
-                key,
-                Arc::new(Stored {
-                    status: head.status,
-                    headers: head.headers.clone(),
-                    received: head.received,
-                    lifetime: head.lifetime,
-                    vary: head.vary.clone(),
-                    body,
-                }),
-            );
-        }
     }
 }
 

@@ -1,0 +1,405 @@
+//! The event loop: one task owns the swarm and the `dht::Node` and moves messages between
+//! them. It reads the clock in one place ([`now`]), arms one timer from the node's
+//! `poll_timeout`, and serves commands from cloneable [`Overlay`](super::Overlay) handles.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use dht::wire::{decode_request, decode_response, encode_request, encode_response};
+use dht::{Contact, Event, Found, InboundId, Input, QueryError, QueryId, RpcId, Transmit};
+use futures::StreamExt;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, ping};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::advert::Advert;
+use super::codec::Envelope;
+use super::transport::{Behaviour, BehaviourEvent};
+use super::{Counters, OverlayStatus, PeerInfo};
+
+/// The only clock read of the overlay.
+fn now() -> Instant {
+    Instant::now()
+}
+
+/// What a handle asks of the driver.
+#[derive(Debug)]
+pub(super) enum Command {
+    Get {
+        key: dht::Key,
+        reply: oneshot::Sender<Result<Found, QueryError>>,
+    },
+    Put {
+        key: dht::Key,
+        pending: bool,
+        ttl: Duration,
+        reply: Option<oneshot::Sender<bool>>,
+    },
+    Status {
+        reply: oneshot::Sender<OverlayStatus>,
+    },
+}
+
+/// Bounds the peer-to-contact map (peers pinged or heard from).
+const MAX_CONTACTS: usize = 4096;
+/// How often bootstrap addresses are dialled again while the node knows no one.
+const BOOTSTRAP_RETRY: Duration = Duration::from_secs(5);
+
+pub(super) struct Driver {
+    pub(super) swarm: Swarm<Behaviour>,
+    pub(super) dht: dht::Node,
+    pub(super) me: Advert,
+    pub(super) me_bytes: Vec<u8>,
+    pub(super) max_message: usize,
+    pub(super) commands: mpsc::Receiver<Command>,
+    pub(super) counters: Arc<Counters>,
+    pub(super) bootstrap: Vec<Multiaddr>,
+    outbound: HashMap<OutboundRequestId, RpcId>,
+    inbound: HashMap<InboundId, ResponseChannel<Vec<u8>>>,
+    next_inbound: u64,
+    contacts: HashMap<PeerId, Contact>,
+    gets: HashMap<QueryId, oneshot::Sender<Result<Found, QueryError>>>,
+    puts: HashMap<QueryId, oneshot::Sender<bool>>,
+    bootstrap_dials: HashMap<ConnectionId, Multiaddr>,
+    next_bootstrap: Instant,
+}
+
+impl Driver {
+    pub(super) fn new(
+        swarm: Swarm<Behaviour>,
+        dht: dht::Node,
+        me: Advert,
+        commands: mpsc::Receiver<Command>,
+        counters: Arc<Counters>,
+        bootstrap: Vec<Multiaddr>,
+    ) -> Driver {
+        let max_message = dht.config().max_message_size;
+        Driver {
+            swarm,
+            dht,
+            me_bytes: me.encode(),
+            me,
+            max_message,
+            commands,
+            counters,
+            bootstrap,
+            outbound: HashMap::new(),
+            inbound: HashMap::new(),
+            next_inbound: 0,
+            contacts: HashMap::new(),
+            gets: HashMap::new(),
+            puts: HashMap::new(),
+            bootstrap_dials: HashMap::new(),
+            next_bootstrap: now(),
+        }
+    }
+
+    /// Runs until `stop` turns true or every handle is dropped.
+    pub(super) async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        loop {
+            self.flush();
+            let wake = self
+                .dht
+                .poll_timeout()
+                .map_or(self.next_bootstrap, |t| t.min(self.next_bootstrap));
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm(event),
+                command = self.commands.recv() => match command {
+                    Some(c) => self.on_command(c),
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
+                    let t = now();
+                    self.dht.handle_timeout(t);
+                    if t >= self.next_bootstrap {
+                        self.housekeeping(t);
+                    }
+                }
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Every few seconds: forgets answers nobody waits for any more (the requester timed
+    /// out), and dials the bootstrap addresses again while the node knows no other node.
+    fn housekeeping(&mut self, t: Instant) {
+        self.next_bootstrap = t + BOOTSTRAP_RETRY;
+        self.inbound.retain(|_, ch| ch.is_open());
+        if self.bootstrap.is_empty() || self.dht.stats(t).peers_known > 0 {
+            return;
+        }
+        for addr in self.bootstrap.clone() {
+            let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
+            let id = opts.connection_id();
+            match self.swarm.dial(opts) {
+                Ok(()) => {
+                    self.bootstrap_dials.insert(id, addr);
+                }
+                Err(e) => tracing::debug!(%addr, error = %e, "bootstrap dial failed"),
+            }
+        }
+    }
+
+    fn remember(&mut self, peer: PeerId, contact: Contact) {
+        if self.contacts.len() >= MAX_CONTACTS && !self.contacts.contains_key(&peer) {
+            let evict = self.contacts.keys().next().copied();
+            if let Some(p) = evict {
+                self.contacts.remove(&p);
+            }
+        }
+        self.contacts.insert(peer, contact);
+    }
+
+    /// Delivers what the DHT node wants sent and hands its events to whoever waits.
+    fn flush(&mut self) {
+        loop {
+            if let Some(t) = self.dht.poll_transmit() {
+                self.transmit(t);
+                continue;
+            }
+            if let Some(e) = self.dht.poll_event() {
+                self.on_dht_event(e);
+                continue;
+            }
+            break;
+        }
+    }
+
+    fn transmit(&mut self, t: Transmit) {
+        match t {
+            Transmit::Request { to, rpc, req } => {
+                let advert = match Advert::of(&to) {
+                    Ok(a) if a.peer != self.me.peer => a,
+                    _ => {
+                        self.counters.bad_contacts.fetch_add(1, Ordering::Relaxed);
+                        self.dht.handle_input(now(), Input::SendFailed { rpc });
+                        return;
+                    }
+                };
+                let Ok(body) = encode_request(&req, self.max_message) else {
+                    self.dht.handle_input(now(), Input::SendFailed { rpc });
+                    return;
+                };
+                let envelope = Envelope {
+                    advert: self.me_bytes.clone(),
+                    trace: None,
+                    body,
+                };
+                let id = self.swarm.behaviour_mut().dht.send_request_with_addresses(
+                    &advert.peer,
+                    envelope,
+                    vec![advert.p2p.clone()],
+                );
+                self.outbound.insert(id, rpc);
+                self.remember(advert.peer, to);
+            }
+            Transmit::Response { inbound, resp } => {
+                let Some(channel) = self.inbound.remove(&inbound) else {
+                    return;
+                };
+                if let Ok(bytes) = encode_response(&resp, self.max_message) {
+                    let _ = self.swarm.behaviour_mut().dht.send_response(channel, bytes);
+                }
+            }
+        }
+    }
+
+    fn on_dht_event(&mut self, e: Event) {
+        match e {
+            Event::GetDone { query, result, .. } => {
+                if let Some(reply) = self.gets.remove(&query) {
+                    let _ = reply.send(result);
+                }
+            }
+            Event::PutDone { query, result, .. } => {
+                if let Some(reply) = self.puts.remove(&query) {
+                    let _ = reply.send(result.is_ok());
+                }
+            }
+            Event::BootstrapDone { known, .. } => {
+                tracing::info!(known, "bootstrap done");
+            }
+            Event::ClusterChanged {
+                level,
+                cluster,
+                members,
+            } => {
+                tracing::info!(level = level.0, cluster = %format!("{:x}", cluster.0), members, "joined cluster");
+            }
+            Event::GetProgress { .. } => {}
+        }
+    }
+
+    fn on_command(&mut self, c: Command) {
+        let t = now();
+        match c {
+            Command::Get { key, reply } => {
+                let q = self.dht.get(t, key);
+                self.gets.insert(q, reply);
+            }
+            Command::Put {
+                key,
+                pending,
+                ttl,
+                reply,
+            } => {
+                let value = dht::Value {
+                    holder: self.dht.contact().clone(),
+                    pending,
+                };
+                let q = self.dht.put(t, key, value, ttl);
+                if let Some(reply) = reply {
+                    self.puts.insert(q, reply);
+                }
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status(t));
+            }
+        }
+    }
+
+    fn status(&self, t: Instant) -> OverlayStatus {
+        let snapshot = self.dht.snapshot(t);
+        let mut peers: Vec<PeerInfo> = Vec::new();
+        for level in &snapshot.levels {
+            for (_, bucket) in &level.buckets {
+                for p in bucket {
+                    if level.level.0 == 0
+                        && let Ok(a) = Advert::of(&p.contact)
+                    {
+                        peers.push(PeerInfo {
+                            peer: a.peer.to_string(),
+                            p2p: a.p2p.to_string(),
+                            http: a.http,
+                            rtt_ms: p.min_rtt.map(|d| d.as_secs_f64() * 1e3),
+                        });
+                    }
+                }
+            }
+        }
+        OverlayStatus {
+            connected: self.swarm.connected_peers().count(),
+            peers,
+            snapshot,
+            stats: self.dht.stats(t),
+        }
+    }
+
+    fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Dht(e)) => self.on_rr(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result, .. })) => {
+                if let (Ok(rtt), Some(c)) = (result, self.contacts.get(&peer)) {
+                    self.dht.handle_rtt(now(), c, rtt);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(_) | BehaviourEvent::Stream(())) => {}
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                ..
+            } => {
+                self.counters.connections.fetch_add(1, Ordering::Relaxed);
+                if let Some(addr) = self.bootstrap_dials.remove(&connection_id) {
+                    let contact = Advert {
+                        peer: peer_id,
+                        p2p: addr,
+                        http: None,
+                    }
+                    .contact();
+                    self.remember(peer_id, contact.clone());
+                    self.dht.bootstrap(now(), vec![contact]);
+                }
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
+                // After TCP accepted: a peer with another secret or version, or garbage.
+                self.counters
+                    .handshake_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%send_back_addr, %error, "inbound connection failed its handshake (another network secret or protocol version?)");
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                connection_id,
+                error,
+            } => {
+                self.bootstrap_dials.remove(&connection_id);
+                self.counters.dial_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(?peer_id, %error, "outbound connection failed (unreachable, or another network secret or protocol version)");
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::debug!(%address, "overlay listening");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_rr(&mut self, e: request_response::Event<Envelope, Vec<u8>>) {
+        let t = now();
+        match e {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let advert = match Advert::decode(&request.advert) {
+                        Ok(a) if a.peer == peer => a,
+                        _ => {
+                            self.counters.rejected_messages.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(%peer, "DHT request with a missing or foreign advert");
+                            return;
+                        }
+                    };
+                    let req = match decode_request(&request.body, self.max_message) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            self.counters.rejected_messages.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(%peer, error = %e, "undecodable DHT request");
+                            return;
+                        }
+                    };
+                    let from = advert.contact();
+                    self.remember(peer, from.clone());
+                    let inbound = InboundId(self.next_inbound);
+                    self.next_inbound += 1;
+                    self.inbound.insert(inbound, channel);
+                    self.dht
+                        .handle_input(t, Input::Request { from, inbound, req });
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    let Some(rpc) = self.outbound.remove(&request_id) else {
+                        return;
+                    };
+                    match decode_response(&response, self.max_message) {
+                        Ok(resp) => self.dht.handle_input(t, Input::Response { rpc, resp }),
+                        Err(e) => {
+                            self.counters.rejected_messages.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(%peer, error = %e, "undecodable DHT response");
+                            self.dht.handle_input(t, Input::SendFailed { rpc });
+                        }
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(rpc) = self.outbound.remove(&request_id) {
+                    tracing::trace!(%error, "DHT request failed");
+                    self.dht.handle_input(t, Input::SendFailed { rpc });
+                }
+            }
+            request_response::Event::InboundFailure { .. }
+            | request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+}

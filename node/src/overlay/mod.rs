@@ -1,0 +1,273 @@
+//! The overlay: the libp2p swarm keyed by the network secret, driving a `dht::Node`.
+//!
+//! [`start`] binds the listen address, waits for the address actually bound (so port 0
+//! works), creates the DHT node with this node's [`Advert`] as its contact and spawns the
+//! [driver](driver) task. [`Overlay`] is the cloneable handle everything else uses: DHT gets
+//! and puts, status, and the stream control for object transfer.
+//!
+//! ```text
+//!   Directory (proxy) ─┐                    ┌─ request-response /reef/dht/1 ─ dht::wire
+//!   admin /status    ──┼─ Overlay ─ mpsc ─▶ Driver ─ Swarm ─┼─ ping ─▶ handle_rtt
+//!   transfer.rs      ──┘ (stream Control)   (dht::Node)     ├─ identify
+//!                                                           └─ stream /reef/object/1
+//! ```
+
+pub mod advert;
+pub mod codec;
+mod driver;
+pub mod transport;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use dht::{Found, QueryError};
+use futures::StreamExt;
+use libp2p::identity::Keypair;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use advert::Advert;
+use driver::{Command, Driver};
+pub use transport::TransportConfig;
+
+use crate::secret::NetworkSecret;
+
+/// Everything the overlay needs to start.
+#[derive(Debug)]
+pub struct OverlayConfig {
+    /// Where to accept connections (`/ip4/127.0.0.1/tcp/4001`; port 0 picks one).
+    pub listen: Multiaddr,
+    /// Nodes to join through (dialled again while this node knows nobody).
+    pub bootstrap: Vec<Multiaddr>,
+    /// The network secret.
+    pub secret: NetworkSecret,
+    /// The node's identity.
+    pub key: Keypair,
+    /// The proxy's address as peers and DNS give it out.
+    pub http: Option<SocketAddr>,
+    /// Swarm settings.
+    pub transport: TransportConfig,
+    /// DHT settings.
+    pub dht: dht::Config,
+}
+
+/// Why the overlay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OverlayError {
+    /// The swarm could not be built.
+    #[error(transparent)]
+    Build(#[from] transport::BuildError),
+    /// The listen address could not be bound.
+    #[error("listening on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// The DHT configuration is invalid.
+    #[error("DHT configuration: {0}")]
+    Dht(#[from] dht::ConfigError),
+}
+
+/// Why a lookup found nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    /// The DHT found no value, or timed out.
+    #[error(transparent)]
+    Dht(QueryError),
+    /// The overlay has stopped.
+    #[error("the overlay has stopped")]
+    Stopped,
+}
+
+/// Counters of what the overlay refused or could not do (for `/metrics` and tests).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Inbound connections that failed the pnet/noise/yamux upgrade: most likely a node with
+    /// another network secret or protocol version.
+    pub handshake_failures: AtomicU64,
+    /// Outbound connections that failed (unreachable peer, or another secret or version).
+    pub dial_failures: AtomicU64,
+    /// Connections established.
+    pub connections: AtomicU64,
+    /// DHT messages refused as undecodable or with a foreign advert.
+    pub rejected_messages: AtomicU64,
+    /// Contacts from the DHT whose advert did not check out.
+    pub bad_contacts: AtomicU64,
+}
+
+/// One peer of the level-0 routing table.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerInfo {
+    /// Its libp2p peer ID.
+    pub peer: String,
+    /// Where it listens.
+    pub p2p: String,
+    /// Its proxy.
+    pub http: Option<SocketAddr>,
+    /// The smallest round trip measured to it, if any.
+    pub rtt_ms: Option<f64>,
+}
+
+/// What the overlay looks like right now.
+#[derive(Clone, Debug)]
+pub struct OverlayStatus {
+    /// Peers with an open connection.
+    pub connected: usize,
+    /// Peers of the level-0 routing table.
+    pub peers: Vec<PeerInfo>,
+    /// The DHT's clusters and tables.
+    pub snapshot: dht::Snapshot,
+    /// The DHT's counters.
+    pub stats: dht::Stats,
+}
+
+/// A cloneable handle to the running overlay.
+#[derive(Clone)]
+pub struct Overlay {
+    commands: mpsc::Sender<Command>,
+    me: Advert,
+    counters: Arc<Counters>,
+    streams: libp2p_stream::Control,
+}
+
+/// How long to wait for the listener to report its address.
+const LISTEN_WAIT: Duration = Duration::from_secs(5);
+/// Commands queued to the driver before callers wait.
+const COMMAND_QUEUE: usize = 1024;
+
+/// Starts the overlay; it runs until `stop` turns true.
+pub async fn start(
+    config: OverlayConfig,
+    stop: watch::Receiver<bool>,
+) -> Result<(Overlay, tokio::task::JoinHandle<()>), OverlayError> {
+    let peer = config.key.public().to_peer_id();
+    let psk = config.secret.psk(&config.transport.protocol_version);
+    let mut swarm = transport::build(config.key, psk, &config.transport)?;
+    let listen_err = |reason: String| OverlayError::Listen {
+        addr: config.listen.clone(),
+        reason,
+    };
+    swarm
+        .listen_on(config.listen.clone())
+        .map_err(|e| listen_err(e.to_string()))?;
+    let bound = tokio::time::timeout(LISTEN_WAIT, async {
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::NewListenAddr { address, .. } => return Ok(address),
+                SwarmEvent::ListenerError { error, .. } => return Err(error.to_string()),
+                SwarmEvent::ListenerClosed { reason, .. } => {
+                    return Err(format!("listener closed: {reason:?}"));
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .map_err(|_| listen_err("no address bound in time".into()))?
+    .map_err(listen_err)?;
+    let me = Advert {
+        peer,
+        p2p: bound,
+        http: config.http,
+    };
+    let dht = dht::Node::new(config.dht, me.contact())?;
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let counters = Arc::new(Counters::default());
+    let streams = swarm.behaviour().stream.new_control();
+    let driver = Driver::new(
+        swarm,
+        dht,
+        me.clone(),
+        rx,
+        counters.clone(),
+        config.bootstrap,
+    );
+    let task = tokio::spawn(driver.run(stop));
+    Ok((
+        Overlay {
+            commands: tx,
+            me,
+            counters,
+            streams,
+        },
+        task,
+    ))
+}
+
+impl std::fmt::Debug for Overlay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overlay").field("me", &self.me).finish_non_exhaustive()
+    }
+}
+
+impl Overlay {
+    /// This node's advert.
+    pub fn me(&self) -> &Advert {
+        &self.me
+    }
+
+    /// This node's peer ID.
+    pub fn peer_id(&self) -> PeerId {
+        self.me.peer
+    }
+
+    /// The overlay's counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// A control for opening and accepting object-transfer streams.
+    pub fn streams(&self) -> libp2p_stream::Control {
+        self.streams.clone()
+    }
+
+    /// A hierarchical get: the values of the nearest node that has any.
+    pub async fn get(&self, key: dht::Key) -> Result<Found, LookupError> {
+        let (reply, rx) = oneshot::channel();
+        if self.commands.send(Command::Get { key, reply }).await.is_err() {
+            return Err(LookupError::Stopped);
+        }
+        rx.await
+            .map_err(|_| LookupError::Stopped)?
+            .map_err(LookupError::Dht)
+    }
+
+    /// Stores this node as a holder of `key` (`pending`: still fetching it); true once the
+    /// put stored it somewhere.
+    pub async fn put(&self, key: dht::Key, pending: bool, ttl: Duration) -> bool {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Put {
+            key,
+            pending,
+            ttl,
+            reply: Some(reply),
+        };
+        if self.commands.send(cmd).await.is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
+    /// Starts a put without waiting for it.
+    pub fn put_in_background(&self, key: dht::Key, pending: bool, ttl: Duration) {
+        let _ = self.commands.try_send(Command::Put {
+            key,
+            pending,
+            ttl,
+            reply: None,
+        });
+    }
+
+    /// The overlay's state, or `None` once it has stopped.
+    pub async fn status(&self) -> Option<OverlayStatus> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Status { reply }).await.ok()?;
+        rx.await.ok()
+    }
+}

@@ -1,0 +1,120 @@
+//! The libp2p swarm: TCP, then the pnet handshake keyed by the network secret, then noise and
+//! yamux; and the behaviours the overlay speaks over it.
+//!
+//! pnet wraps the raw socket before anything else is said, so a node with another secret or
+//! another protocol version fails at the first bytes (libp2p reports it only as a failed
+//! handshake or a reset connection). No QUIC: it does its own TLS and would bypass the key.
+
+use std::time::Duration;
+
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::Boxed;
+use libp2p::core::upgrade::Version;
+use libp2p::identity::Keypair;
+use libp2p::pnet::{PnetConfig, PreSharedKey};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{PeerId, Swarm, SwarmBuilder, Transport, identify, noise, ping, tcp, yamux};
+
+use super::codec::{DHT_PROTOCOL, DhtCodec};
+
+/// Everything the overlay speaks.
+#[allow(missing_debug_implementations)] // libp2p's behaviours implement no Debug
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    /// DHT requests and responses.
+    pub dht: request_response::Behaviour<DhtCodec>,
+    /// Round trips for clustering (`dht::Node::handle_rtt`) and liveness.
+    pub ping: ping::Behaviour,
+    /// Who the peer says it is and where it listens.
+    pub identify: identify::Behaviour,
+    /// Raw streams for object transfer.
+    pub stream: libp2p_stream::Behaviour,
+}
+
+/// Swarm settings that are not secrets.
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    /// `PROTOCOL_VERSION` normally; differs only in tests of incompatible releases.
+    pub protocol_version: String,
+    /// The DHT's message cap.
+    pub max_message: usize,
+    /// How long a DHT request may wait for its answer on the wire.
+    pub request_timeout: Duration,
+    /// How often connected peers are pinged.
+    pub ping_interval: Duration,
+    /// How long a connection with nothing going on stays open.
+    pub idle_timeout: Duration,
+    /// Time for the TCP + pnet + noise + yamux upgrade.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            protocol_version: crate::secret::PROTOCOL_VERSION.to_string(),
+            max_message: dht::Config::default().max_message_size,
+            request_timeout: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(120),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+fn tcp_stack(
+    key: &Keypair,
+    psk: PreSharedKey,
+    handshake_timeout: Duration,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
+    Ok(
+        tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+            .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
+            .upgrade(Version::V1Lazy)
+            .authenticate(noise::Config::new(key)?)
+            .multiplex(yamux::Config::default())
+            .timeout(handshake_timeout)
+            .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+            .boxed(),
+    )
+}
+
+/// Why the swarm could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("building the overlay transport: {0}")]
+pub struct BuildError(String);
+
+/// A swarm with identity `key`, keyed by `psk`.
+pub fn build(
+    key: Keypair,
+    psk: [u8; 32],
+    config: &TransportConfig,
+) -> Result<Swarm<Behaviour>, BuildError> {
+    let psk = PreSharedKey::new(psk);
+    let handshake_timeout = config.handshake_timeout;
+    let err = |e: &dyn std::fmt::Display| BuildError(e.to_string());
+    let swarm = SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_other_transport(|key| tcp_stack(key, psk, handshake_timeout).map_err(|e| e.into()))
+        .map_err(|e| err(&e))?
+        .with_behaviour(|key| {
+            let rr = request_response::Config::default().with_request_timeout(config.request_timeout);
+            Behaviour {
+                dht: request_response::Behaviour::with_codec(
+                    DhtCodec::new(config.max_message),
+                    [(DHT_PROTOCOL, ProtocolSupport::Full)],
+                    rr,
+                ),
+                ping: ping::Behaviour::new(ping::Config::new().with_interval(config.ping_interval)),
+                identify: identify::Behaviour::new(
+                    identify::Config::new(format!("/{}", config.protocol_version), key.public())
+                        .with_agent_version(format!("reef/{}", env!("CARGO_PKG_VERSION"))),
+                ),
+                stream: libp2p_stream::Behaviour::new(),
+            }
+        })
+        .map_err(|e| err(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
+        .build();
+    Ok(swarm)
+}

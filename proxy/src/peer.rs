@@ -1,0 +1,405 @@
+//! Objects from and for peers.
+//!
+//! Fetching: a holder the directory named answers with the object's stored head and a body
+//! stream that ends with the SHA-256 of the whole body. The body is checked as it arrives;
+//! a holder that sends bytes that do not match is reported and nothing is stored. If the
+//! holder breaks off, the transfer resumes at the same byte from the next holder, else from
+//! the origin with a `Range` request, so the client still receives the whole, correct body.
+//!
+//! Serving: [`Proxy::serve_peer`] answers from a fresh stored copy or from a fetch in
+//! flight (the peer follows the body as it grows). It never starts a fetch of its own: a
+//! peer asking for what this node does not have goes elsewhere.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures_util::StreamExt;
+use http::header::{AGE, CONTENT_RANGE, ETAG, LAST_MODIFIED};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use ring::digest::{Context, SHA256};
+
+use crate::body::{BodyError, Next, SharedBody};
+use crate::cache::freshness::{self, Use};
+use crate::directory::{
+    Directory, Holder, Holding, PeerBody, PeerChunk, PeerError, PeerRequest, PeerResponse,
+};
+use crate::fetch::Answer;
+use crate::headers;
+use crate::service::{Head, HeadSender, Proxy, Want};
+
+/// Holders tried for one object before going to the origin.
+const MAX_PEER_TRIES: usize = 3;
+
+/// The request headers a peer needs to pick the right variant.
+fn selecting_headers(request: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for (name, value) in request {
+        if headers::FORWARDED_REQUEST_HEADERS.contains(&name.as_str())
+            && name != http::header::AUTHORIZATION
+        {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// A body as a peer stream, from byte `offset`, ending with its digest.
+fn peer_body(body: Arc<SharedBody>, offset: u64) -> PeerBody {
+    struct At {
+        body: Arc<SharedBody>,
+        index: usize,
+        skip: u64,
+        done: bool,
+    }
+    let start = At {
+        body,
+        index: 0,
+        skip: offset,
+        done: false,
+    };
+    Box::pin(futures_util::stream::unfold(start, |mut at| async move {
+        loop {
+            if at.done {
+                return None;
+            }
+            match at.body.next(at.index) {
+                Next::Chunk(mut c) => {
+                    at.index += 1;
+                    if at.skip >= c.len() as u64 {
+                        at.skip -= c.len() as u64;
+                        continue;
+                    }
+                    let _ = c.split_to(at.skip as usize);
+                    at.skip = 0;
+                    return Some((Ok(PeerChunk::Data(c)), at));
+                }
+                Next::End => {
+                    at.done = true;
+                    let sha256 = match at.body.digest() {
+                        Some(d) => d,
+                        None => match at.body.collect() {
+                            Some(all) => crate::body::sha256(&all),
+                            None => return Some((Err(PeerError::NotFound), at)),
+                        },
+                    };
+                    return Some((Ok(PeerChunk::End { sha256 }), at));
+                }
+                Next::Failed(e) => {
+                    at.done = true;
+                    return Some((Err(PeerError::Transfer(e.to_string())), at));
+                }
+                Next::Pending => at.body.wait(at.index).await,
+            }
+        }
+    }))
+}
+
+/// The validator that makes a range resumption safe: a strong ETag, else Last-Modified.
+fn resume_validator(headers: &HeaderMap) -> Option<HeaderValue> {
+    headers
+        .get(ETAG)
+        .filter(|v| !v.as_bytes().starts_with(b"W/"))
+        .or_else(|| headers.get(LAST_MODIFIED))
+        .cloned()
+}
+
+/// The first byte position of a `Content-Range: bytes a-b/n` value.
+fn range_start(value: &HeaderValue) -> Option<u64> {
+    let rest = value.to_str().ok()?.trim().strip_prefix("bytes ")?;
+    rest.split('-').next()?.trim().parse().ok()
+}
+
+impl Proxy {
+    /// What this node can give a peer: a fresh stored copy, or the object it is fetching now.
+    pub async fn serve_peer(&self, req: &PeerRequest) -> Result<PeerResponse, PeerError> {
+        let now = SystemTime::now();
+        if let Some(stored) = self.store.get(&req.key, &req.headers) {
+            let age = stored.age(now);
+            let fresh = freshness::usable(
+                &req.headers,
+                &stored.headers,
+                stored.lifetime,
+                age,
+                &self.config.policy,
+            );
+            if fresh == Use::Fresh {
+                let mut headers = stored.headers.clone();
+                headers.insert(AGE, HeaderValue::from(age.as_secs()));
+                return Ok(PeerResponse {
+                    status: stored.status,
+                    headers,
+                    cache_status: Some(self.cache_status("hit")),
+                    body: peer_body(stored.body.clone(), req.offset),
+                });
+            }
+        }
+        let fetch = self
+            .inflight
+            .lock()
+            .ok()
+            .and_then(|f| f.get(&req.key).cloned());
+        let Some(fetch) = fetch else {
+            return Err(PeerError::NotFound);
+        };
+        let head = tokio::time::timeout(self.config.first_byte_timeout, fetch.head())
+            .await
+            .map_err(|_| PeerError::NotFound)?
+            .map_err(|_| PeerError::NotFound)?;
+        let same_variant = head
+            .vary
+            .iter()
+            .all(|(n, v)| req.headers.get(n) == v.as_ref());
+        if !head.storable || !same_variant {
+            return Err(PeerError::NotFound);
+        }
+        let mut headers = head.headers.clone();
+        headers.insert(AGE, HeaderValue::from(head.received.current_age(now).as_secs()));
+        let body = head.body.clone().unwrap_or_else(|| fetch.body.clone());
+        Ok(PeerResponse {
+            status: head.status,
+            headers,
+            cache_status: Some(self.cache_status("fwd=miss; detail=in-flight")),
+            body: peer_body(body, req.offset),
+        })
+    }
+
+    fn peer_request(want: &Want, offset: u64) -> PeerRequest {
+        PeerRequest {
+            key: want.key.clone(),
+            headers: selecting_headers(&want.headers),
+            offset,
+            trace: want.trace.clone(),
+        }
+    }
+
+    /// Asks `from` for the object from `offset`, within the first-byte timeout.
+    async fn ask_peer(
+        &self,
+        dir: &dyn Directory,
+        from: &Holder,
+        want: &Want,
+        offset: u64,
+    ) -> Result<PeerResponse, PeerError> {
+        let ask = dir.fetch(from, Self::peer_request(want, offset));
+        match tokio::time::timeout(self.config.first_byte_timeout, ask).await {
+            Ok(r) => r,
+            Err(_) => Err(PeerError::Transfer("no answer in time".into())),
+        }
+    }
+
+    /// Tries `holders` in turn; true once one of them delivered a head (its body then
+    /// follows into `body`, resumed elsewhere if the holder fails).
+    pub(crate) async fn fetch_from_peers(
+        &self,
+        dir: &dyn Directory,
+        holders: &[Holder],
+        want: &Want,
+        head_tx: &HeadSender,
+        body: &SharedBody,
+    ) -> bool {
+        for (i, holder) in holders.iter().enumerate().take(MAX_PEER_TRIES) {
+            let request_time = SystemTime::now();
+            let resp = match self.ask_peer(dir, holder, want, 0).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(trace = ?want.trace, peer = %holder.name, error = %e, "peer could not serve");
+                    continue;
+                }
+            };
+            let answer = Answer {
+                status: resp.status,
+                headers: resp.headers,
+                request_time,
+                response_time: SystemTime::now(),
+            };
+            let mut head = match self.judge(want, answer) {
+                Ok(h) if h.storable => h,
+                _ => continue,
+            };
+            tracing::debug!(trace = ?want.trace, peer = %holder.name, key = %want.key, "fetching from a peer");
+            head.peer = Some((holder.name.clone(), resp.cache_status));
+            let head = Arc::new(head);
+            let _ = head_tx.send(Some(Ok(head.clone())));
+            let rest = holders.get(i + 1..).unwrap_or_default();
+            let stored = self
+                .pump_peers(dir, holder.clone(), resp.body, rest, want, &head, body)
+                .await;
+            dir.announce(
+                &want.key,
+                if stored {
+                    Holding::Cached
+                } else {
+                    Holding::Dropped
+                },
+            );
+            return true;
+        }
+        false
+    }
+
+    /// Reads a peer body into `body`, checking its digest, resuming from the next holder or
+    /// the origin if the peer breaks off. True if the object was stored.
+    #[allow(clippy::too_many_arguments)] // one transfer's whole state; a struct would only rename it
+    async fn pump_peers(
+        &self,
+        dir: &dyn Directory,
+        mut holder: Holder,
+        mut source: PeerBody,
+        mut others: &[Holder],
+        want: &Want,
+        head: &Head,
+        body: &SharedBody,
+    ) -> bool {
+        let mut sha = Context::new(&SHA256);
+        let cap = self.config.max_object_bytes;
+        loop {
+            let next = tokio::time::timeout(self.config.body_idle_timeout, source.next()).await;
+            let failure = match next {
+                Ok(Some(Ok(PeerChunk::Data(data)))) => {
+                    if body.len() + data.len() as u64 > cap {
+                        body.finish(Err(BodyError::TooLarge(cap)));
+                        return false;
+                    }
+                    sha.update(&data);
+                    body.push(data);
+                    continue;
+                }
+                Ok(Some(Ok(PeerChunk::End { sha256 }))) => {
+                    if sha.clone().finish().as_ref() == sha256 {
+                        return self.complete(want, head, body, sha);
+                    }
+                    tracing::warn!(trace = ?want.trace, peer = %holder.name, key = %want.key, "peer sent bytes that do not match its SHA-256; discarded");
+                    dir.report(&holder, &PeerError::WrongBytes);
+                    body.finish(Err(BodyError::Upstream(PeerError::WrongBytes.to_string())));
+                    return false;
+                }
+                Ok(Some(Err(e))) => e,
+                Ok(None) => PeerError::Transfer("stream ended before the body did".into()),
+                Err(_) => PeerError::Transfer("peer stalled mid-body".into()),
+            };
+            let offset = body.len();
+            tracing::info!(trace = ?want.trace, peer = %holder.name, error = %failure, offset, "peer transfer broke off; resuming");
+            let mut resumed = None;
+            while let Some((next_holder, rest)) = others.split_first() {
+                others = rest;
+                match self.ask_peer(dir, next_holder, want, offset).await {
+                    Ok(r)
+                        if r.status == head.status
+                            && r.headers.get(ETAG) == head.headers.get(ETAG) =>
+                    {
+                        resumed = Some((next_holder.clone(), r.body));
+                        break;
+                    }
+                    _ => continue,
+                }
+            }
+            match resumed {
+                Some((h, b)) => {
+                    holder = h;
+                    source = b;
+                }
+                None => return self.resume_from_origin(want, head, body, sha, offset).await,
+            }
+        }
+    }
+
+    /// Fetches the rest of a body from the origin, from `offset`: a `Range` request guarded
+    /// by `If-Range`. A full answer instead is accepted only if its first `offset` bytes are
+    /// the ones already received. True if the object was stored.
+    async fn resume_from_origin(
+        &self,
+        want: &Want,
+        head: &Head,
+        body: &SharedBody,
+        mut sha: Context,
+        offset: u64,
+    ) -> bool {
+        let fail = |why: String| {
+            body.finish(Err(BodyError::Upstream(why)));
+            false
+        };
+        let resume = resume_validator(&head.headers).map(|v| (offset, v));
+        let req = match self.origin_request(want, resume) {
+            Ok(r) => r,
+            Err(e) => return fail(e.to_string()),
+        };
+        let (resp, _permit, answer) = match self.send_to_origin(&want.up, req).await {
+            Ok(r) => r,
+            Err(e) => return fail(e.to_string()),
+        };
+        let prefix = sha.clone().finish();
+        let outcome = match answer.status {
+            StatusCode::PARTIAL_CONTENT
+                if answer.headers.get(CONTENT_RANGE).and_then(range_start) == Some(offset) =>
+            {
+                self.pump_origin(resp.into_body(), body, &mut sha, 0, None)
+                    .await
+            }
+            s if s == head.status => {
+                let mut check = [0u8; 32];
+                check.copy_from_slice(prefix.as_ref());
+                self.pump_origin(resp.into_body(), body, &mut sha, offset, Some(check))
+                    .await
+            }
+            s => Err(BodyError::Upstream(format!(
+                "origin answered {s} to the resumption"
+            ))),
+        };
+        match outcome {
+            Ok(()) => self.complete(want, head, body, sha),
+            Err(e) => {
+                body.finish(Err(e));
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn collect(mut s: PeerBody) -> (Vec<u8>, Option<[u8; 32]>) {
+        futures_util::FutureExt::now_or_never(async move {
+            let mut data = Vec::new();
+            let mut end = None;
+            while let Some(c) = s.next().await {
+                match c {
+                    Ok(PeerChunk::Data(d)) => data.extend_from_slice(&d),
+                    Ok(PeerChunk::End { sha256 }) => end = Some(sha256),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            (data, end)
+        })
+        .expect("a complete body streams without waiting")
+    }
+
+    #[test]
+    fn a_peer_body_starts_at_the_offset_and_ends_with_the_whole_digest() {
+        let body = SharedBody::new();
+        body.push(Bytes::from_static(b"hello "));
+        body.push(Bytes::from_static(b"world"));
+        body.finish(Ok(()));
+        let whole = crate::body::sha256(b"hello world");
+        assert_eq!(collect(peer_body(body.clone(), 0)), (b"hello world".to_vec(), Some(whole)));
+        assert_eq!(collect(peer_body(body.clone(), 8)), (b"rld".to_vec(), Some(whole)));
+        assert_eq!(collect(peer_body(body.clone(), 6)), (b"world".to_vec(), Some(whole)));
+        assert_eq!(collect(peer_body(body, 11)), (Vec::new(), Some(whole)));
+    }
+
+    #[test]
+    fn resumption_needs_a_strong_validator_and_a_matching_range() {
+        let mut h = HeaderMap::new();
+        h.insert(ETAG, HeaderValue::from_static("W/\"weak\""));
+        assert_eq!(resume_validator(&h), None);
+        h.insert(LAST_MODIFIED, HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"));
+        assert!(resume_validator(&h).is_some());
+        h.insert(ETAG, HeaderValue::from_static("\"strong\""));
+        assert_eq!(resume_validator(&h), Some(HeaderValue::from_static("\"strong\"")));
+        assert_eq!(range_start(&HeaderValue::from_static("bytes 100-199/200")), Some(100));
+        assert_eq!(range_start(&HeaderValue::from_static("bytes */200")), None);
+        assert_eq!(range_start(&HeaderValue::from_static("items 1-2/3")), None);
+    }
+}
