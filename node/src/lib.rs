@@ -2,18 +2,24 @@
 //!
 //! A reef node is at once a nameserver for the CDN zone, a caching HTTP proxy, and a node of
 //! the hierarchical sloppy DHT (`reef-dht`) that finds nearby proxies caching an object. This
-//! crate wires them: configuration, the command line, the overlay transport driving the DHT
-//! state machine, and the `proxy::Directory` / `dns::Roster` implementations.
-//!
-//! At this stage it runs the DHT alone over a plain UDP transport bound to loopback
-//! ([`udp`]), which exercises the sans-IO contract with real sockets. The libp2p overlay
-//! keyed by the network secret, the proxy and the nameserver replace and join it later.
+//! crate wires them: the libp2p overlay keyed by the network secret driving the DHT state
+//! machine, the `proxy::Directory` over it, peer-to-peer object transfer, the admin port and
+//! the command line.
 //!
 //! # Layout
-//! - `main.rs`: the command line.
-//! - [`udp`]: the interim loopback transport and event loop around `dht::Node`.
+//! - `main.rs`: the command line; [`run`]: `reef node` (options, start, stop); [`cli`]: the
+//!   small commands.
+//! - [`secret`]: the network secret and the pre-shared key derived from it.
+//! - [`overlay`]: the swarm, the DHT codec, the driver loop, object transfer.
+//! - [`directory`]: `proxy::Directory` over the overlay (locate, claim, announce, renew).
+//! - [`data_dir`]: identity and known peers across restarts.
+//! - [`admin`]: `/status` and `/metrics`.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod cli;
+pub mod data_dir;
+pub mod directory;
 pub mod overlay;
+pub mod run;
 pub mod secret;
-pub mod udp;

@@ -26,6 +26,7 @@ use crate::directory::Holding;
 use crate::headers;
 use crate::route::Upstream;
 use crate::service::{FetchError, Head, HeadSender, Proxy, Want};
+use crate::stats::Stats;
 use crate::store::Stored;
 
 /// What an upstream (origin or peer) answered, before it is judged.
@@ -272,6 +273,7 @@ impl Proxy {
         else {
             return Err(FetchError::Busy);
         };
+        Stats::bump(&self.stats.origin_fetches);
         let request_time = SystemTime::now();
         let resp =
             match tokio::time::timeout(self.config.first_byte_timeout, self.client.request(req))
@@ -380,7 +382,10 @@ impl Proxy {
         };
         let _ = head_tx.send(Some(Ok(head.clone())));
         let mut sha = Context::new(&SHA256);
-        match self.pump_origin(resp.into_body(), body, &mut sha, 0, None).await {
+        match self
+            .pump_origin(resp.into_body(), body, &mut sha, 0, None)
+            .await
+        {
             Ok(()) => self.complete(want, &head, body, sha),
             Err(e) => {
                 body.finish(Err(e));
@@ -431,11 +436,16 @@ impl Proxy {
                         return Err(BodyError::TooLarge(cap));
                     }
                     sha.update(&data);
+                    self.stats
+                        .origin_bytes
+                        .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     body.push(data);
                 }
                 Some(Err(e)) => return Err(BodyError::Upstream(e.to_string())),
                 None if skip > 0 => {
-                    return Err(BodyError::Upstream("origin body shorter than expected".into()));
+                    return Err(BodyError::Upstream(
+                        "origin body shorter than expected".into(),
+                    ));
                 }
                 None => return Ok(()),
             }

@@ -38,6 +38,7 @@ mod render;
 pub mod route;
 pub mod server;
 pub mod service;
+pub mod stats;
 pub mod store;
 pub mod trace;
 

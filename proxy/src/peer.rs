@@ -26,6 +26,7 @@ use crate::directory::{
 use crate::fetch::Answer;
 use crate::headers;
 use crate::service::{Head, HeadSender, Proxy, Want};
+use crate::stats::Stats;
 
 /// Holders tried for one object before going to the origin.
 const MAX_PEER_TRIES: usize = 3;
@@ -153,7 +154,10 @@ impl Proxy {
             return Err(PeerError::NotFound);
         }
         let mut headers = head.headers.clone();
-        headers.insert(AGE, HeaderValue::from(head.received.current_age(now).as_secs()));
+        headers.insert(
+            AGE,
+            HeaderValue::from(head.received.current_age(now).as_secs()),
+        );
         let body = head.body.clone().unwrap_or_else(|| fetch.body.clone());
         Ok(PeerResponse {
             status: head.status,
@@ -217,6 +221,7 @@ impl Proxy {
                 _ => continue,
             };
             tracing::debug!(trace = ?want.trace, peer = %holder.name, key = %want.key, "fetching from a peer");
+            Stats::bump(&self.stats.peer_fetches);
             head.peer = Some((holder.name.clone(), resp.cache_status));
             let head = Arc::new(head);
             let _ = head_tx.send(Some(Ok(head.clone())));
@@ -261,6 +266,9 @@ impl Proxy {
                         return false;
                     }
                     sha.update(&data);
+                    self.stats
+                        .peer_bytes
+                        .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     body.push(data);
                     continue;
                 }
@@ -383,9 +391,18 @@ mod tests {
         body.push(Bytes::from_static(b"world"));
         body.finish(Ok(()));
         let whole = crate::body::sha256(b"hello world");
-        assert_eq!(collect(peer_body(body.clone(), 0)), (b"hello world".to_vec(), Some(whole)));
-        assert_eq!(collect(peer_body(body.clone(), 8)), (b"rld".to_vec(), Some(whole)));
-        assert_eq!(collect(peer_body(body.clone(), 6)), (b"world".to_vec(), Some(whole)));
+        assert_eq!(
+            collect(peer_body(body.clone(), 0)),
+            (b"hello world".to_vec(), Some(whole))
+        );
+        assert_eq!(
+            collect(peer_body(body.clone(), 8)),
+            (b"rld".to_vec(), Some(whole))
+        );
+        assert_eq!(
+            collect(peer_body(body.clone(), 6)),
+            (b"world".to_vec(), Some(whole))
+        );
         assert_eq!(collect(peer_body(body, 11)), (Vec::new(), Some(whole)));
     }
 
@@ -394,11 +411,20 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(ETAG, HeaderValue::from_static("W/\"weak\""));
         assert_eq!(resume_validator(&h), None);
-        h.insert(LAST_MODIFIED, HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"));
+        h.insert(
+            LAST_MODIFIED,
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
         assert!(resume_validator(&h).is_some());
         h.insert(ETAG, HeaderValue::from_static("\"strong\""));
-        assert_eq!(resume_validator(&h), Some(HeaderValue::from_static("\"strong\"")));
-        assert_eq!(range_start(&HeaderValue::from_static("bytes 100-199/200")), Some(100));
+        assert_eq!(
+            resume_validator(&h),
+            Some(HeaderValue::from_static("\"strong\""))
+        );
+        assert_eq!(
+            range_start(&HeaderValue::from_static("bytes 100-199/200")),
+            Some(100)
+        );
         assert_eq!(range_start(&HeaderValue::from_static("bytes */200")), None);
         assert_eq!(range_start(&HeaderValue::from_static("items 1-2/3")), None);
     }

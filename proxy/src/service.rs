@@ -21,6 +21,7 @@ use crate::connect::{self, OriginClient, OriginResolver, TlsError};
 use crate::directory::Directory;
 use crate::render::{Rendition, full, render};
 use crate::route::{Route, Router, Upstream};
+use crate::stats::Stats;
 use crate::store::{Store, Stored};
 
 /// The response body type of the proxy.
@@ -185,6 +186,7 @@ pub struct Proxy {
     pub(crate) slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Nearby peers; set once the overlay is up (a proxy alone goes to origins).
     pub(crate) directory: OnceLock<Arc<dyn Directory>>,
+    pub(crate) stats: Stats,
 }
 
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
@@ -211,6 +213,7 @@ impl Proxy {
             resolver,
             config,
             directory: OnceLock::new(),
+            stats: Stats::default(),
         }))
     }
 
@@ -222,6 +225,11 @@ impl Proxy {
     /// Whether requests are logged (see [`Config::access_log`]).
     pub fn access_log(&self) -> bool {
         self.config.access_log
+    }
+
+    /// What it did since start.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 
     /// The store (for status pages and tests).
@@ -294,9 +302,11 @@ impl Proxy {
                     &self.config.policy,
                 ) {
                     Use::Fresh => {
+                        Stats::bump(&self.stats.hits);
                         return self.serve_stored(&parts.headers, &stored, age, head_only, "hit");
                     }
                     Use::StaleWhileRevalidate => {
+                        Stats::bump(&self.stats.hits);
                         // Revalidate in the background (joining any fetch already under way).
                         let want = Want {
                             key: key.clone(),
@@ -328,6 +338,7 @@ impl Proxy {
             }
             None => None,
         };
+        Stats::bump(&self.stats.misses);
         // A request with credentials gets its own fetch: the answer may be personal, and must
         // reach neither another client nor, through a collapsed flight, anyone else.
         let private = parts.headers.contains_key(http::header::AUTHORIZATION)
@@ -451,7 +462,9 @@ impl Proxy {
             // RFC 9211: the entry nearest the origin first, so the peer's, then ours.
             let ours = self.cache_status(&format!("{detail}; detail=\"peer {peer}\""));
             let joined = match (entry.as_ref().and_then(|e| e.to_str().ok()), ours.to_str()) {
-                (Some(theirs), Ok(ours)) => HeaderValue::from_str(&format!("{theirs}, {ours}")).ok(),
+                (Some(theirs), Ok(ours)) => {
+                    HeaderValue::from_str(&format!("{theirs}, {ours}")).ok()
+                }
                 _ => None,
             };
             cache_status = joined.unwrap_or(ours);

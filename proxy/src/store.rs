@@ -162,6 +162,11 @@ impl Store {
         self.cache.remove(key);
     }
 
+    /// Whether any variant of `key` is held (without counting as a use).
+    pub fn contains(&self, key: &str) -> bool {
+        self.cache.contains_key(key)
+    }
+
     /// Bytes held.
     pub fn weight(&self) -> u64 {
         self.cache.weight()

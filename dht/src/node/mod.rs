@@ -148,6 +148,20 @@ impl Node {
         }
     }
 
+    /// The transport learned from the peer itself (an authenticated connection) the address
+    /// it advertises: replaces the address held for its ID in every routing table. It adds
+    /// nobody, so a driver may call it on every message. Returns whether any table held it.
+    pub fn handle_contact(&mut self, contact: &Contact) -> bool {
+        if contact.id == self.me.id {
+            return false;
+        }
+        let mut held = false;
+        for table in &mut self.tables {
+            held |= table.readdress(contact);
+        }
+        held
+    }
+
     /// Lets time pass: request timeouts, query deadlines, cluster checks, refreshes, expiry.
     /// Spurious calls are harmless: nothing that is not yet due fires.
     pub fn handle_timeout(&mut self, now: Instant) {

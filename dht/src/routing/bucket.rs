@@ -60,6 +60,19 @@ impl Bucket {
         self.entries.iter().any(|e| e.contact.id == *id)
     }
 
+    /// Replaces the address held for `contact.id` (entries and replacements), keeping its
+    /// place and last-seen time. True if it was held.
+    pub(crate) fn readdress(&mut self, contact: &Contact) -> bool {
+        let mut held = false;
+        for e in self.entries.iter_mut().chain(self.replacements.iter_mut()) {
+            if e.contact.id == contact.id {
+                e.contact.addr = contact.addr.clone();
+                held = true;
+            }
+        }
+        held
+    }
+
     pub(crate) fn insert(
         &mut self,
         contact: Contact,

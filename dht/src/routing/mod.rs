@@ -68,6 +68,16 @@ impl RoutingTable {
         removed
     }
 
+    /// Replaces the address held for `contact.id`, if it is held.
+    pub(crate) fn readdress(&mut self, contact: &Contact) -> bool {
+        let Some(idx) = self.index(&contact.id) else {
+            return false;
+        };
+        self.buckets
+            .get_mut(&idx)
+            .is_some_and(|b| b.readdress(contact))
+    }
+
     pub(crate) fn contains(&self, id: &NodeId) -> bool {
         self.index(id)
             .and_then(|idx| self.buckets.get(&idx))

@@ -213,3 +213,34 @@ fn a_requester_from_another_cluster_gets_nothing_at_that_level() {
         }
     }
 }
+
+#[test]
+fn a_peer_learned_address_replaces_the_held_one_without_adding_anyone() {
+    let now = epoch();
+    let mut n = node();
+    n.handle_input(
+        now,
+        Input::Request {
+            from: peer(2),
+            inbound: InboundId(0),
+            req: request(RequestBody::Ping),
+        },
+    );
+    drain(&mut n);
+    let addrs = |n: &Node| -> Vec<Vec<u8>> {
+        n.snapshot(now).levels[0]
+            .buckets
+            .iter()
+            .flat_map(|(_, b)| b.iter().map(|p| p.contact.addr.0.to_vec()))
+            .collect()
+    };
+    assert_eq!(addrs(&n), vec![vec![2]]);
+    assert!(n.handle_contact(&Contact::new(NodeId([2; 32]), vec![2, 2])));
+    assert_eq!(addrs(&n), vec![vec![2, 2]]);
+    assert!(!n.handle_contact(&peer(3)), "an unknown peer is not added");
+    assert!(
+        !n.handle_contact(&Contact::new(NodeId([1; 32]), vec![9])),
+        "nor the node itself"
+    );
+    assert_eq!(addrs(&n), vec![vec![2, 2]]);
+}

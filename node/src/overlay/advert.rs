@@ -62,6 +62,11 @@ pub fn node_id(peer: &PeerId) -> NodeId {
     NodeId(id)
 }
 
+/// All 64 hex digits of a node ID (its `Display` shows 8, for logs).
+pub fn hex(id: &NodeId) -> String {
+    id.0.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl Advert {
     /// Its bytes.
     pub fn encode(&self) -> Vec<u8> {

@@ -8,8 +8,11 @@
 //!
 //! ```text
 //! request  = postcard(Envelope { advert, trace, body = dht::wire::encode_request(..) })
-//! response = dht::wire::encode_response(..)
+//! response = postcard(Envelope { advert, trace: None, body = dht::wire::encode_response(..) })
 //! ```
+//!
+//! Both carry the sender's advert: a node that joined through a bare bootstrap address
+//! learns the bootstrap node's full advert from its first answer.
 
 use std::io;
 
@@ -58,7 +61,10 @@ impl Default for DhtCodec {
 }
 
 /// Reads one length-prefixed frame of at most `max` bytes.
-pub async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
+pub async fn read_frame<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    max: usize,
+) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
@@ -88,7 +94,7 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
 impl libp2p::request_response::Codec for DhtCodec {
     type Protocol = StreamProtocol;
     type Request = Envelope;
-    type Response = Vec<u8>;
+    type Response = Envelope;
 
     async fn read_request<T: AsyncRead + Unpin + Send>(
         &mut self,
@@ -103,8 +109,9 @@ impl libp2p::request_response::Codec for DhtCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-    ) -> io::Result<Vec<u8>> {
-        read_frame(io, self.max_message).await
+    ) -> io::Result<Envelope> {
+        let frame = read_frame(io, self.max_request()).await?;
+        postcard::from_bytes(&frame).map_err(invalid)
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(
@@ -122,9 +129,10 @@ impl libp2p::request_response::Codec for DhtCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        resp: Vec<u8>,
+        resp: Envelope,
     ) -> io::Result<()> {
-        write_frame(io, &resp).await?;
+        let bytes = postcard::to_stdvec(&resp).map_err(invalid)?;
+        write_frame(io, &bytes).await?;
         io.close().await
     }
 }
@@ -156,8 +164,9 @@ mod tests {
     #[test]
     fn oversized_and_truncated_frames_are_refused() {
         let mut codec = DhtCodec::new(16);
-        let mut big = (17u32).to_be_bytes().to_vec();
-        big.extend([0u8; 17]);
+        let over = 16 + MAX_ADVERT + 64 + 1;
+        let mut big = (over as u32).to_be_bytes().to_vec();
+        big.extend(vec![0u8; over]);
         let err = block_on(codec.read_response(&DHT_PROTOCOL, &mut futures::io::Cursor::new(big)))
             .expect_err("too large");
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);

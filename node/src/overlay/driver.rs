@@ -59,7 +59,7 @@ pub(super) struct Driver {
     pub(super) counters: Arc<Counters>,
     pub(super) bootstrap: Vec<Multiaddr>,
     outbound: HashMap<OutboundRequestId, RpcId>,
-    inbound: HashMap<InboundId, ResponseChannel<Vec<u8>>>,
+    inbound: HashMap<InboundId, ResponseChannel<Envelope>>,
     next_inbound: u64,
     contacts: HashMap<PeerId, Contact>,
     gets: HashMap<QueryId, oneshot::Sender<Result<Found, QueryError>>>,
@@ -201,8 +201,17 @@ impl Driver {
                 let Some(channel) = self.inbound.remove(&inbound) else {
                     return;
                 };
-                if let Ok(bytes) = encode_response(&resp, self.max_message) {
-                    let _ = self.swarm.behaviour_mut().dht.send_response(channel, bytes);
+                if let Ok(body) = encode_response(&resp, self.max_message) {
+                    let envelope = Envelope {
+                        advert: self.me_bytes.clone(),
+                        trace: None,
+                        body,
+                    };
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .dht
+                        .send_response(channel, envelope);
                 }
             }
         }
@@ -342,7 +351,7 @@ impl Driver {
         }
     }
 
-    fn on_rr(&mut self, e: request_response::Event<Envelope, Vec<u8>>) {
+    fn on_rr(&mut self, e: request_response::Event<Envelope, Envelope>) {
         let t = now();
         match e {
             request_response::Event::Message { peer, message, .. } => match message {
@@ -352,7 +361,9 @@ impl Driver {
                     let advert = match Advert::decode(&request.advert) {
                         Ok(a) if a.peer == peer => a,
                         _ => {
-                            self.counters.rejected_messages.fetch_add(1, Ordering::Relaxed);
+                            self.counters
+                                .rejected_messages
+                                .fetch_add(1, Ordering::Relaxed);
                             tracing::debug!(%peer, "DHT request with a missing or foreign advert");
                             return;
                         }
@@ -360,7 +371,9 @@ impl Driver {
                     let req = match decode_request(&request.body, self.max_message) {
                         Ok(r) => r,
                         Err(e) => {
-                            self.counters.rejected_messages.fetch_add(1, Ordering::Relaxed);
+                            self.counters
+                                .rejected_messages
+                                .fetch_add(1, Ordering::Relaxed);
                             tracing::debug!(%peer, error = %e, "undecodable DHT request");
                             return;
                         }
@@ -380,10 +393,20 @@ impl Driver {
                     let Some(rpc) = self.outbound.remove(&request_id) else {
                         return;
                     };
-                    match decode_response(&response, self.max_message) {
+                    // The answerer's own advert replaces whatever address we had for it.
+                    if let Ok(advert) = Advert::decode(&response.advert)
+                        && advert.peer == peer
+                    {
+                        let contact = advert.contact();
+                        self.dht.handle_contact(&contact);
+                        self.remember(peer, contact);
+                    }
+                    match decode_response(&response.body, self.max_message) {
                         Ok(resp) => self.dht.handle_input(t, Input::Response { rpc, resp }),
                         Err(e) => {
-                            self.counters.rejected_messages.fetch_add(1, Ordering::Relaxed);
+                            self.counters
+                                .rejected_messages
+                                .fetch_add(1, Ordering::Relaxed);
                             tracing::debug!(%peer, error = %e, "undecodable DHT response");
                             self.dht.handle_input(t, Input::SendFailed { rpc });
                         }

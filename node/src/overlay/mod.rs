@@ -15,6 +15,7 @@
 pub mod advert;
 pub mod codec;
 mod driver;
+pub mod transfer;
 pub mod transport;
 
 use std::net::SocketAddr;
@@ -202,7 +203,9 @@ pub async fn start(
 
 impl std::fmt::Debug for Overlay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Overlay").field("me", &self.me).finish_non_exhaustive()
+        f.debug_struct("Overlay")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
     }
 }
 
@@ -230,7 +233,12 @@ impl Overlay {
     /// A hierarchical get: the values of the nearest node that has any.
     pub async fn get(&self, key: dht::Key) -> Result<Found, LookupError> {
         let (reply, rx) = oneshot::channel();
-        if self.commands.send(Command::Get { key, reply }).await.is_err() {
+        if self
+            .commands
+            .send(Command::Get { key, reply })
+            .await
+            .is_err()
+        {
             return Err(LookupError::Stopped);
         }
         rx.await

@@ -98,7 +98,8 @@ pub fn build(
         .with_other_transport(|key| tcp_stack(key, psk, handshake_timeout).map_err(|e| e.into()))
         .map_err(|e| err(&e))?
         .with_behaviour(|key| {
-            let rr = request_response::Config::default().with_request_timeout(config.request_timeout);
+            let rr =
+                request_response::Config::default().with_request_timeout(config.request_timeout);
             Behaviour {
                 dht: request_response::Behaviour::with_codec(
                     DhtCodec::new(config.max_message),

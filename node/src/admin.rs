@@ -1,0 +1,400 @@
+//! The admin port: `/status` (JSON, for `reef status` and scripts) and `/metrics`
+//! (Prometheus text exposition format, version 0.0.4).
+//!
+//! It binds loopback by default: it tells anyone who can reach it about the node's peers.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::directory::OverlayDirectory;
+use crate::overlay::transfer::TransferCounters;
+use crate::overlay::{Overlay, PeerInfo};
+
+/// Everything the admin pages read.
+#[derive(Debug)]
+pub struct NodeState {
+    /// The overlay.
+    pub overlay: Overlay,
+    /// The proxy.
+    pub proxy: Arc<proxy::Proxy>,
+    /// The directory.
+    pub directory: Arc<OverlayDirectory>,
+    /// Transfers served to peers.
+    pub transfers: Arc<TransferCounters>,
+    /// When the node started.
+    pub started: Instant,
+}
+
+/// One level's cluster.
+#[derive(Debug, Serialize)]
+pub struct ClusterStatus {
+    /// 0 is global; higher is nearer.
+    pub level: u8,
+    /// The cluster's ID (hex).
+    pub cluster: String,
+    /// RTT threshold of the level, if it has one.
+    pub threshold_ms: Option<u64>,
+    /// Estimated members.
+    pub size_estimate: u32,
+    /// Members in this node's routing table for the level.
+    pub members_known: usize,
+    /// Keys stored at this level.
+    pub keys: usize,
+}
+
+/// `/status`.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// The DHT node ID (hex).
+    pub node_id: String,
+    /// The libp2p peer ID.
+    pub peer_id: String,
+    /// The release.
+    pub version: String,
+    /// The overlay address.
+    pub p2p: String,
+    /// The proxy address given out.
+    pub http: Option<std::net::SocketAddr>,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+    /// Peers with an open connection.
+    pub peers_connected: usize,
+    /// Peers of the level-0 table.
+    pub peers: Vec<PeerInfo>,
+    /// Clusters per level.
+    pub clusters: Vec<ClusterStatus>,
+    /// The cache.
+    pub cache: CacheStatus,
+    /// Fetches.
+    pub fetches: FetchStatus,
+    /// Refusals and failures of the overlay.
+    pub overlay: OverlayCounters,
+}
+
+/// Cache figures.
+#[derive(Debug, Serialize)]
+pub struct CacheStatus {
+    /// URLs held.
+    pub objects: usize,
+    /// Bytes held.
+    pub bytes: u64,
+    /// Requests served from a fresh copy.
+    pub hits: u64,
+    /// Requests that needed a fetch.
+    pub misses: u64,
+}
+
+/// Where objects came from and went to.
+#[derive(Debug, Serialize)]
+pub struct FetchStatus {
+    /// Fetches sent to origins.
+    pub origin: u64,
+    /// Objects fetched from peers.
+    pub peer: u64,
+    /// Body bytes from origins.
+    pub origin_bytes: u64,
+    /// Body bytes from peers.
+    pub peer_bytes: u64,
+    /// Objects served to peers.
+    pub served_to_peers: u64,
+    /// Body bytes served to peers.
+    pub bytes_served_to_peers: u64,
+    /// Directory lookups, and those that named a holder.
+    pub lookups: u64,
+    /// Lookups that named a holder.
+    pub lookup_hits: u64,
+    /// Objects announced now.
+    pub announced: usize,
+}
+
+/// Overlay refusals.
+#[derive(Debug, Serialize)]
+pub struct OverlayCounters {
+    /// Inbound handshakes that failed (another secret or version, or garbage).
+    pub handshake_failures: u64,
+    /// Outbound connections that failed.
+    pub dial_failures: u64,
+    /// DHT messages refused.
+    pub rejected_messages: u64,
+    /// Peers reported for wrong bytes.
+    pub bad_peers: u64,
+    /// DHT requests received and sent.
+    pub dht_requests_in: u64,
+    /// DHT requests sent.
+    pub dht_requests_out: u64,
+}
+
+impl NodeState {
+    /// The status now, or `None` once the overlay has stopped.
+    pub async fn status(&self) -> Option<Status> {
+        let o = self.overlay.status().await?;
+        let p = self.proxy.stats().snapshot();
+        let store = self.proxy.store();
+        let d = &self.directory.counters;
+        let c = self.overlay.counters();
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let clusters = o
+            .snapshot
+            .levels
+            .iter()
+            .map(|l| ClusterStatus {
+                level: l.level.0,
+                cluster: format!("{:x}", l.cluster.0),
+                threshold_ms: l.threshold.map(|t| t.as_millis() as u64),
+                size_estimate: l.size_estimate,
+                members_known: l.buckets.iter().map(|(_, b)| b.len()).sum(),
+                keys: l.keys,
+            })
+            .collect();
+        Some(Status {
+            node_id: crate::overlay::advert::hex(&o.snapshot.id),
+            peer_id: self.overlay.peer_id().to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            p2p: self.overlay.me().p2p.to_string(),
+            http: self.overlay.me().http,
+            uptime_secs: self.started.elapsed().as_secs(),
+            peers_connected: o.connected,
+            peers: o.peers,
+            clusters,
+            cache: CacheStatus {
+                objects: store.len(),
+                bytes: store.weight(),
+                hits: p.hits,
+                misses: p.misses,
+            },
+            fetches: FetchStatus {
+                origin: p.origin_fetches,
+                peer: p.peer_fetches,
+                origin_bytes: p.origin_bytes,
+                peer_bytes: p.peer_bytes,
+                served_to_peers: get(&self.transfers.objects_served),
+                bytes_served_to_peers: get(&self.transfers.bytes_served),
+                lookups: get(&d.lookups),
+                lookup_hits: get(&d.lookup_hits),
+                announced: self.directory.announced(),
+            },
+            overlay: OverlayCounters {
+                handshake_failures: get(&c.handshake_failures),
+                dial_failures: get(&c.dial_failures),
+                rejected_messages: get(&c.rejected_messages),
+                bad_peers: get(&d.bad_peers),
+                dht_requests_in: o.stats.requests_in.total(),
+                dht_requests_out: o.stats.requests_out.total(),
+            },
+        })
+    }
+}
+
+/// Prometheus text for `status`.
+pub fn metrics(s: &Status) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    let n = |v: u64| v as f64;
+    metric(
+        "reef_cache_hits_total",
+        "counter",
+        "Requests served from a fresh stored copy.",
+        n(s.cache.hits),
+    );
+    metric(
+        "reef_cache_misses_total",
+        "counter",
+        "Requests that needed a fetch.",
+        n(s.cache.misses),
+    );
+    metric(
+        "reef_cache_objects",
+        "gauge",
+        "URLs in the memory cache.",
+        s.cache.objects as f64,
+    );
+    metric(
+        "reef_cache_bytes",
+        "gauge",
+        "Bytes in the memory cache.",
+        n(s.cache.bytes),
+    );
+    metric(
+        "reef_origin_fetches_total",
+        "counter",
+        "Fetches sent to origins.",
+        n(s.fetches.origin),
+    );
+    metric(
+        "reef_peer_fetches_total",
+        "counter",
+        "Objects fetched from peers.",
+        n(s.fetches.peer),
+    );
+    metric(
+        "reef_origin_bytes_total",
+        "counter",
+        "Body bytes received from origins.",
+        n(s.fetches.origin_bytes),
+    );
+    metric(
+        "reef_peer_bytes_total",
+        "counter",
+        "Body bytes received from peers.",
+        n(s.fetches.peer_bytes),
+    );
+    metric(
+        "reef_served_to_peers_total",
+        "counter",
+        "Objects served to peers.",
+        n(s.fetches.served_to_peers),
+    );
+    metric(
+        "reef_served_to_peers_bytes_total",
+        "counter",
+        "Body bytes served to peers.",
+        n(s.fetches.bytes_served_to_peers),
+    );
+    metric(
+        "reef_directory_lookups_total",
+        "counter",
+        "Directory lookups.",
+        n(s.fetches.lookups),
+    );
+    metric(
+        "reef_directory_lookup_hits_total",
+        "counter",
+        "Lookups that named a holder.",
+        n(s.fetches.lookup_hits),
+    );
+    metric(
+        "reef_directory_announced",
+        "gauge",
+        "Objects this node announces.",
+        s.fetches.announced as f64,
+    );
+    metric(
+        "reef_peers_connected",
+        "gauge",
+        "Peers with an open overlay connection.",
+        s.peers_connected as f64,
+    );
+    metric(
+        "reef_dht_peers_known",
+        "gauge",
+        "Peers in the level-0 routing table.",
+        s.peers.len() as f64,
+    );
+    metric(
+        "reef_dht_requests_in_total",
+        "counter",
+        "DHT requests received.",
+        n(s.overlay.dht_requests_in),
+    );
+    metric(
+        "reef_dht_requests_out_total",
+        "counter",
+        "DHT requests sent.",
+        n(s.overlay.dht_requests_out),
+    );
+    metric(
+        "reef_overlay_handshake_failures_total",
+        "counter",
+        "Inbound connections that failed the keyed handshake.",
+        n(s.overlay.handshake_failures),
+    );
+    metric(
+        "reef_overlay_dial_failures_total",
+        "counter",
+        "Outbound connections that failed.",
+        n(s.overlay.dial_failures),
+    );
+    metric(
+        "reef_overlay_rejected_messages_total",
+        "counter",
+        "DHT messages refused.",
+        n(s.overlay.rejected_messages),
+    );
+    metric(
+        "reef_bad_peers_total",
+        "counter",
+        "Peers reported for serving wrong bytes.",
+        n(s.overlay.bad_peers),
+    );
+    metric(
+        "reef_uptime_seconds",
+        "gauge",
+        "Seconds since the node started.",
+        n(s.uptime_secs),
+    );
+    out
+}
+
+fn reply(status: StatusCode, kind: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(kind));
+    r
+}
+
+async fn route(state: &NodeState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let Some(status) = state.status().await else {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "stopping\n".into(),
+        );
+    };
+    match req.uri().path() {
+        "/status" => reply(
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string_pretty(&status).unwrap_or_default(),
+        ),
+        "/metrics" => reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics(&status),
+        ),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found: try /status or /metrics\n".into(),
+        ),
+    }
+}
+
+/// Serves the admin port until `stop` turns true.
+pub async fn run(listener: TcpListener, state: Arc<NodeState>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => return,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route(&state, req).await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

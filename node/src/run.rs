@@ -1,0 +1,378 @@
+//! `reef node`: its options, and starting and stopping everything a node runs.
+//!
+//! Order matters: the proxy binds first (its address goes into the node's advert), then the
+//! overlay (its bound address goes into the listening line), then the directory joins them,
+//! then DNS and the admin port. One JSON line on stdout then says what was bound, so scripts
+//! and tests can use port 0.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use dns::answer::Settings;
+use dns::{
+    Geo, Handler, Location, Proxy, RosterSnapshot, Rrl, RrlConfig, StaticRoster, ZoneSuffix,
+};
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
+use tokio::sync::watch;
+
+use crate::admin::{self, NodeState};
+use crate::data_dir::DataDir;
+use crate::directory::{DirectoryConfig, OverlayDirectory};
+use crate::overlay::transfer::{self, TransferCounters};
+use crate::overlay::{self, OverlayConfig, TransportConfig};
+use crate::secret::{NetworkSecret, PROTOCOL_VERSION};
+
+/// Options of `reef node`. Every option can also be set as an environment variable
+/// `REEF_<OPTION>` (e.g. `REEF_HTTP=127.0.0.1:8081`).
+#[derive(clap::Args, Debug)]
+pub struct NodeArgs {
+    /// Overlay (libp2p) listen address.
+    #[arg(long, env = "REEF_P2P", default_value = "/ip4/127.0.0.1/tcp/4001")]
+    pub p2p: Multiaddr,
+    /// Another node's overlay address to join through (repeatable). Without it, a node with
+    /// a data directory rejoins through the peers it knew.
+    #[arg(
+        long = "bootstrap",
+        env = "REEF_BOOTSTRAP",
+        value_delimiter = ',',
+        value_name = "MULTIADDR"
+    )]
+    pub bootstrap: Vec<Multiaddr>,
+    /// The network secret (`reef secret new` makes one). Without it the node uses the public
+    /// development secret and keeps the overlay on loopback.
+    #[arg(long, env = "REEF_SECRET_FILE", value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Keeps the node's identity and known peers across restarts.
+    #[arg(long, env = "REEF_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Admin HTTP address (`/status`, `/metrics`).
+    #[arg(long, env = "REEF_ADMIN", default_value = "127.0.0.1:9090")]
+    pub admin: SocketAddr,
+    /// The proxy address peers and DNS answers give out (defaults to the bound `--http`).
+    #[arg(long, env = "REEF_PUBLIC_HTTP", value_name = "ADDR")]
+    pub public_http: Option<SocketAddr>,
+    /// Address of the nameserver (UDP and TCP).
+    #[arg(long, env = "REEF_DNS", default_value = "127.0.0.1:5353")]
+    pub dns: SocketAddr,
+    /// The network's DNS zone: `www.example.com.<zone>` names an origin.
+    #[arg(long, env = "REEF_ZONE", default_value = "cdn")]
+    pub zone: String,
+    /// The address clients reach this node's proxy at (A/AAAA answers); defaults to the
+    /// public HTTP address's IP.
+    #[arg(long, env = "REEF_ADVERTISE", value_name = "IP")]
+    pub advertise: Option<IpAddr>,
+    /// GeoIP database (MaxMind DB format, City or Country), reloaded when the file changes.
+    #[arg(long, env = "REEF_GEOIP", value_name = "FILE")]
+    pub geoip: Option<PathBuf>,
+    /// This node's location, overriding the GeoIP lookup of its address.
+    #[arg(long, env = "REEF_LOCATION", value_name = "LAT,LON", value_parser = parse_location)]
+    pub location: Option<Location>,
+    /// DNS responses per second per (client prefix, name) over UDP (response rate limiting);
+    /// 0 = off.
+    #[arg(long, env = "REEF_DNS_RATE_LIMIT", default_value_t = 20)]
+    pub dns_rate_limit: u32,
+    /// Address of the caching HTTP proxy.
+    #[arg(long, env = "REEF_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Store responses with neither freshness information nor a validator for this many
+    /// seconds (off by default: such responses are not stored).
+    #[arg(long, env = "REEF_MIN_TTL", value_name = "SECS")]
+    pub min_ttl: Option<u64>,
+    /// Print one Common Log Format line per proxied request to standard output.
+    #[arg(long, env = "REEF_ACCESS_LOG")]
+    pub access_log: bool,
+    /// Memory cache budget in bytes.
+    #[arg(long, env = "REEF_CACHE_MEM", default_value_t = 256 << 20)]
+    pub cache_mem: u64,
+    /// Largest object fetched and cached, in bytes.
+    #[arg(long, env = "REEF_MAX_OBJECT", default_value_t = 50 << 20)]
+    pub max_object: u64,
+    /// Serve hosts outside the zone from this origin (reverse-proxy mode for one's own site).
+    #[arg(long, env = "REEF_ORIGIN", value_name = "URL")]
+    pub origin: Option<String>,
+    /// Fetch from origins on loopback, private or link-local addresses (tests, local demos).
+    #[arg(long, env = "REEF_ALLOW_PRIVATE_ORIGINS")]
+    pub allow_private_origins: bool,
+    /// Fixed address for an origin name, like curl's --resolve (repeatable): NAME=IP.
+    #[arg(long = "resolve", env = "REEF_RESOLVE", value_delimiter = ',', value_name = "NAME=IP", value_parser = parse_resolve)]
+    pub resolve: Vec<(String, IpAddr)>,
+    /// Longest a directory lookup may take before a miss goes to the origin, in ms.
+    #[arg(long, env = "REEF_LOCATE_BUDGET_MS", default_value_t = 300)]
+    pub locate_budget_ms: u64,
+    /// Most object transfers served to peers at once.
+    #[arg(long, env = "REEF_MAX_PEER_TRANSFERS", default_value_t = 256)]
+    pub max_peer_transfers: usize,
+    /// Stop after this many seconds (for scripts and tests); runs until Ctrl-C otherwise.
+    #[arg(long, env = "REEF_RUN_FOR", value_name = "SECONDS")]
+    pub run_for: Option<u64>,
+    /// Seed of the DHT's random choices (cluster IDs, refresh targets).
+    #[arg(long, env = "REEF_SEED", default_value_t = 0)]
+    pub seed: u64,
+    /// Protocol version to key the overlay with (tests of incompatible releases only).
+    #[arg(long, env = "REEF_PROTOCOL_VERSION", hide = true, default_value = PROTOCOL_VERSION)]
+    pub protocol_version: String,
+}
+
+fn parse_location(s: &str) -> Result<Location, String> {
+    Location::parse_point(s)
+}
+
+fn parse_resolve(s: &str) -> Result<(String, IpAddr), String> {
+    let (name, ip) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=IP"))?;
+    let ip = ip
+        .parse()
+        .map_err(|_| format!("{ip:?}: not an IP address"))?;
+    Ok((name.to_ascii_lowercase(), ip))
+}
+
+/// Whether a multiaddr's IP is loopback.
+fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
+/// The secret the node runs with; the development one only on loopback.
+fn secret(args: &NodeArgs) -> anyhow::Result<NetworkSecret> {
+    match &args.secret_file {
+        Some(path) => Ok(NetworkSecret::load(path)?),
+        None => {
+            if !is_loopback(&args.p2p) {
+                anyhow::bail!(
+                    "--p2p {} is not loopback: without --secret-file the node uses the public development secret, which would let anyone join; make a secret with `reef secret new --out FILE`",
+                    args.p2p
+                );
+            }
+            eprintln!(
+                "WARNING: no --secret-file: using the built-in DEVELOPMENT secret (public, loopback only). Make a real one with `reef secret new --out FILE`."
+            );
+            Ok(NetworkSecret::development())
+        }
+    }
+}
+
+/// The caching proxy on `--http`.
+async fn start_proxy(
+    args: &NodeArgs,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, Arc<proxy::Proxy>)> {
+    let zone = ZoneSuffix::parse(&args.zone)
+        .map_err(|e| anyhow::anyhow!("--zone {:?}: {e}", args.zone))?;
+    let mut config = proxy::Config::new(zone);
+    config.cache_bytes = args.cache_mem;
+    config.max_object_bytes = args.max_object;
+    config.access_log = args.access_log;
+    config.policy.min_ttl = args.min_ttl.map(Duration::from_secs);
+    config.allow_private_origins = args.allow_private_origins;
+    config.resolve = args.resolve.iter().cloned().collect();
+    config.reverse_origin = match &args.origin {
+        Some(url) => {
+            Some(proxy::route::parse_origin(url).map_err(|e| anyhow::anyhow!("--origin: {e}"))?)
+        }
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("starting the HTTP proxy on {}", args.http))?;
+    let addr = listener.local_addr()?;
+    let proxy = proxy::Proxy::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    tokio::spawn(proxy::server::run(listener, proxy.clone(), stop));
+    Ok((addr, proxy))
+}
+
+/// The nameserver, answering with this node alone until the overlay supplies a roster.
+async fn start_dns(args: &NodeArgs, advertise: IpAddr) -> anyhow::Result<dns::Running> {
+    let zone = ZoneSuffix::parse(&args.zone)
+        .map_err(|e| anyhow::anyhow!("--zone {:?}: {e}", args.zone))?;
+    let geo = match &args.geoip {
+        Some(path) => {
+            let geo = Geo::open(path)?;
+            geo.watch(path.clone(), Duration::from_secs(10));
+            geo
+        }
+        None => Geo::none(),
+    };
+    let me = Proxy {
+        addr: advertise,
+        location: args.location,
+        spare: 1.0,
+        overloaded: false,
+        last_seen: Instant::now(),
+        nameserver: true,
+    };
+    let roster = Arc::new(StaticRoster::new(RosterSnapshot::alone(me)));
+    let rrl = Rrl::new(RrlConfig {
+        responses_per_second: args.dns_rate_limit,
+        ..RrlConfig::default()
+    });
+    let handler = Handler::new(roster, geo, Settings::new(zone), rrl);
+    dns::start(args.dns, handler)
+        .await
+        .with_context(|| format!("starting the nameserver on {}", args.dns))
+}
+
+/// How often the known peers are saved to the data directory.
+const SAVE_PEERS_EVERY: Duration = Duration::from_secs(60);
+
+async fn save_peers(state: &NodeState, data: &DataDir) {
+    let Some(status) = state.status().await else {
+        return;
+    };
+    let peers: Vec<Multiaddr> = status
+        .peers
+        .iter()
+        .filter_map(|p| format!("{}/p2p/{}", p.p2p, p.peer).parse().ok())
+        .collect();
+    if let Err(e) = data.save_peers(&peers) {
+        tracing::warn!(error = %e, "could not save the known peers");
+    }
+}
+
+/// Runs a node until Ctrl-C, SIGTERM or `--run-for`.
+pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let secret = secret(&args)?;
+    let data = match &args.data_dir {
+        Some(dir) => Some(DataDir::open(dir)?),
+        None => None,
+    };
+    let key = match &data {
+        Some(d) => d.identity()?,
+        None => libp2p::identity::Keypair::generate_ed25519(),
+    };
+    let mut bootstrap = args.bootstrap.clone();
+    if bootstrap.is_empty()
+        && let Some(d) = &data
+    {
+        bootstrap = d.peers();
+        if !bootstrap.is_empty() {
+            tracing::info!(
+                peers = bootstrap.len(),
+                "rejoining through the peers known last time"
+            );
+        }
+    }
+    let (stop_tx, stop) = watch::channel(false);
+    let (http, proxy) = start_proxy(&args, stop.clone()).await?;
+    let public_http = args.public_http.unwrap_or(http);
+    let dht = dht::Config {
+        rng_seed: args.seed,
+        ..dht::Config::default()
+    };
+    let (overlay, overlay_task) = overlay::start(
+        OverlayConfig {
+            listen: args.p2p.clone(),
+            bootstrap,
+            secret,
+            key,
+            http: Some(public_http),
+            transport: TransportConfig {
+                protocol_version: args.protocol_version.clone(),
+                ..TransportConfig::default()
+            },
+            dht,
+        },
+        stop.clone(),
+    )
+    .await?;
+    let directory = OverlayDirectory::new(
+        overlay.clone(),
+        DirectoryConfig {
+            locate_budget: Duration::from_millis(args.locate_budget_ms),
+            ..DirectoryConfig::default()
+        },
+    );
+    let weak = Arc::downgrade(&proxy);
+    directory.set_still_cached(Arc::new(move |url: &str| {
+        weak.upgrade().is_some_and(|p| p.store().contains(url))
+    }));
+    proxy.set_directory(directory.clone());
+    let transfers = Arc::new(TransferCounters::default());
+    tokio::spawn(transfer::serve(
+        overlay.streams(),
+        proxy.clone(),
+        args.max_peer_transfers,
+        transfers.clone(),
+    ));
+    let advertise = args
+        .advertise
+        .unwrap_or(if public_http.ip().is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            public_http.ip()
+        });
+    let dns = start_dns(&args, advertise).await?;
+    let state = Arc::new(NodeState {
+        overlay: overlay.clone(),
+        proxy: proxy.clone(),
+        directory,
+        transfers,
+        started: Instant::now(),
+    });
+    let admin_listener = tokio::net::TcpListener::bind(args.admin)
+        .await
+        .with_context(|| format!("starting the admin port on {}", args.admin))?;
+    let admin_addr = admin_listener.local_addr()?;
+    tokio::spawn(admin::run(admin_listener, state.clone(), stop.clone()));
+    let listening = serde_json::json!({
+        "event": "listening",
+        "node_id": crate::overlay::advert::hex(&crate::overlay::advert::node_id(&overlay.peer_id())),
+        "peer_id": overlay.peer_id().to_string(),
+        "http": http.to_string(),
+        "p2p": format!("{}/p2p/{}", overlay.me().p2p, overlay.peer_id()),
+        "admin": admin_addr.to_string(),
+        "dns": dns.local_addr().to_string(),
+        "zone": args.zone,
+    });
+    println!("{listening}");
+    tracing::info!(
+        "reef node up: proxy http://{http} (try: curl -H 'Host: www.example.com.{zone}' http://{http}/), DNS {dns_addr} (try: dig @{dns_ip} -p {dns_port} www.example.com.{zone} A), admin http://{admin_addr}/status",
+        zone = args.zone,
+        dns_addr = dns.local_addr(),
+        dns_ip = dns.local_addr().ip(),
+        dns_port = dns.local_addr().port(),
+    );
+    let until = args.run_for.map(Duration::from_secs);
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let mut save_tick = tokio::time::interval(SAVE_PEERS_EVERY);
+    let deadline = async {
+        match until {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => break,
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("stopping (SIGINT)");
+                break;
+            }
+            _ = terminate.recv() => {
+                tracing::info!("stopping (SIGTERM)");
+                break;
+            }
+            _ = save_tick.tick() => {
+                if let Some(d) = &data {
+                    save_peers(&state, d).await;
+                }
+            }
+        }
+    }
+    if let Some(d) = &data {
+        save_peers(&state, d).await;
+    }
+    let _ = stop_tx.send(true);
+    let _ = overlay_task.await;
+    dns.shutdown().await;
+    Ok(())
+}
