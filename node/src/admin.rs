@@ -70,6 +70,8 @@ pub struct Status {
     pub http: Option<std::net::SocketAddr>,
     /// Seconds since start.
     pub uptime_secs: u64,
+    /// Over the bandwidth quota: redirecting clients and out of the network's answers.
+    pub over_quota: bool,
     /// Peers with an open connection.
     pub peers_connected: usize,
     /// Peers of the level-0 table.
@@ -166,6 +168,7 @@ impl NodeState {
             p2p: self.overlay.me().p2p.to_string(),
             http: self.overlay.me().http,
             uptime_secs: self.started.elapsed().as_secs(),
+            over_quota: self.proxy.over_quota(),
             peers_connected: o.connected,
             peers: o.peers,
             clusters,
@@ -351,7 +354,46 @@ fn reply(status: StatusCode, kind: &'static str, body: String) -> Response<Full<
     r
 }
 
+/// Most bytes of a `/locate` request body (one URL).
+const MAX_LOCATE_BODY: usize = 8 << 10;
+
+/// `POST /locate` with a cache key (`http://host:port/path`) as the body: who holds it, and
+/// how long the lookup took (for operators, and the locate-latency benchmark).
+async fn locate(state: &NodeState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_LOCATE_BODY);
+    let Ok(body) = limited.collect().await else {
+        return reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "text/plain",
+            "one URL, please\n".into(),
+        );
+    };
+    let Ok(key) = std::str::from_utf8(&body.to_bytes()).map(|s| s.trim().to_string()) else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "the body must be a URL\n".into(),
+        );
+    };
+    let started = Instant::now();
+    let holders = proxy::directory::Directory::locate(state.directory.as_ref(), &key, None).await;
+    let micros = started.elapsed().as_micros() as u64;
+    let holders: Vec<_> = holders
+        .iter()
+        .map(|h| serde_json::json!({"peer": h.name, "pending": h.pending}))
+        .collect();
+    reply(
+        StatusCode::OK,
+        "application/json",
+        serde_json::json!({"key": key, "holders": holders, "micros": micros}).to_string(),
+    )
+}
+
 async fn route(state: &NodeState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.uri().path() == "/locate" && req.method() == http::Method::POST {
+        return locate(state, req).await;
+    }
     let Some(status) = state.status().await else {
         return reply(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -373,7 +415,7 @@ async fn route(state: &NodeState, req: Request<Incoming>) -> Response<Full<Bytes
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found: try /status or /metrics\n".into(),
+            "not found: try /status, /metrics or POST /locate\n".into(),
         ),
     }
 }

@@ -64,8 +64,13 @@ enum Renew {
     Cached,
 }
 
-/// Tests whether the proxy still has an object (set once the proxy exists).
-pub type StillCached = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+/// What the directory asks the proxy (set once the proxy exists).
+pub struct ProxyHooks {
+    /// Whether the proxy still has an object.
+    pub still_cached: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    /// Whether the node is out of the network's answers (over its bandwidth quota).
+    pub withdrawn: Box<dyn Fn() -> bool + Send + Sync>,
+}
 
 /// The overlay's directory.
 pub struct OverlayDirectory {
@@ -73,9 +78,15 @@ pub struct OverlayDirectory {
     config: DirectoryConfig,
     renewals: Mutex<HashMap<String, (Renew, Instant)>>,
     banned: Mutex<HashSet<PeerId>>,
-    still_cached: OnceLock<StillCached>,
+    hooks: OnceLock<ProxyHooks>,
     /// What it did.
     pub counters: DirectoryCounters,
+}
+
+impl std::fmt::Debug for ProxyHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProxyHooks")
+    }
 }
 
 impl std::fmt::Debug for OverlayDirectory {
@@ -102,7 +113,7 @@ impl OverlayDirectory {
             config,
             renewals: Mutex::new(HashMap::new()),
             banned: Mutex::new(HashSet::new()),
-            still_cached: OnceLock::new(),
+            hooks: OnceLock::new(),
             counters: DirectoryCounters::default(),
         });
         let weak = Arc::downgrade(&dir);
@@ -117,9 +128,9 @@ impl OverlayDirectory {
         dir
     }
 
-    /// Tells the directory how to ask the proxy whether it still has an object.
-    pub fn set_still_cached(&self, f: StillCached) {
-        let _ = self.still_cached.set(f);
+    /// Tells the directory how to ask the proxy about its objects and state.
+    pub fn set_hooks(&self, hooks: ProxyHooks) {
+        let _ = self.hooks.set(hooks);
     }
 
     /// Objects this node announces now.
@@ -142,9 +153,15 @@ impl OverlayDirectory {
             let Ok(mut r) = self.renewals.lock() else {
                 return;
             };
-            let still = self.still_cached.get();
+            let hooks = self.hooks.get();
             // Evicted objects stop being announced; their values expire on their own.
-            r.retain(|url, (kind, _)| *kind == Renew::Pending || still.is_none_or(|f| f(url)));
+            r.retain(|url, (kind, _)| {
+                *kind == Renew::Pending || hooks.is_none_or(|h| (h.still_cached)(url))
+            });
+            // Over quota: announce nothing until the cool-down ends (values expire meanwhile).
+            if hooks.is_some_and(|h| (h.withdrawn)()) {
+                return;
+            }
             r.iter_mut()
                 .filter(|(_, (_, at))| *at <= now)
                 .map(|(url, (kind, at))| {
@@ -199,7 +216,7 @@ impl OverlayDirectory {
 
     async fn lookup(&self, url: &str, trace: Option<&str>) -> Vec<(Holder, dht::NodeId)> {
         self.counters.lookups.fetch_add(1, Ordering::Relaxed);
-        let get = self.overlay.get(key_of(url));
+        let get = self.overlay.get(key_of(url), trace);
         let found = match tokio::time::timeout(self.config.locate_budget, get).await {
             Ok(Ok(found)) => found,
             Ok(Err(e)) => {
@@ -240,7 +257,9 @@ impl Directory for OverlayDirectory {
     async fn claim(&self, key: &str, trace: Option<&str>) -> Option<Holder> {
         self.schedule(key, Renew::Pending);
         self.counters.puts.fetch_add(1, Ordering::Relaxed);
-        let put = self.overlay.put(key_of(key), true, self.config.pending_ttl);
+        let put = self
+            .overlay
+            .put(key_of(key), true, self.config.pending_ttl, trace);
         let _ = tokio::time::timeout(self.config.locate_budget, put).await;
         let me = node_id(&self.overlay.peer_id());
         let holders = self.lookup(key, trace).await;

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use crate::admin::{self, NodeState};
 use crate::data_dir::DataDir;
-use crate::directory::{DirectoryConfig, OverlayDirectory};
+use crate::directory::{DirectoryConfig, OverlayDirectory, ProxyHooks};
 use crate::overlay::transfer::{self, TransferCounters};
 use crate::overlay::{self, OverlayConfig, TransportConfig};
 use crate::secret::{NetworkSecret, PROTOCOL_VERSION};
@@ -100,6 +100,10 @@ pub struct NodeArgs {
     /// Fixed address for an origin name, like curl's --resolve (repeatable): NAME=IP.
     #[arg(long = "resolve", env = "REEF_RESOLVE", value_delimiter = ',', value_name = "NAME=IP", value_parser = parse_resolve)]
     pub resolve: Vec<(String, IpAddr)>,
+    /// Bytes served to clients per hour; past it the node redirects clients to origins (302)
+    /// and leaves the directory and DNS answers for 30 minutes.
+    #[arg(long, env = "REEF_BANDWIDTH_QUOTA", value_name = "BYTES_PER_HOUR")]
+    pub bandwidth_quota: Option<u64>,
     /// Longest a directory lookup may take before a miss goes to the origin, in ms.
     #[arg(long, env = "REEF_LOCATE_BUDGET_MS", default_value_t = 300)]
     pub locate_budget_ms: u64,
@@ -170,6 +174,7 @@ async fn start_proxy(
     config.cache_bytes = args.cache_mem;
     config.max_object_bytes = args.max_object;
     config.access_log = args.access_log;
+    config.bandwidth_quota = args.bandwidth_quota;
     config.policy.min_ttl = args.min_ttl.map(Duration::from_secs);
     config.allow_private_origins = args.allow_private_origins;
     config.resolve = args.resolve.iter().cloned().collect();
@@ -289,10 +294,13 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
             ..DirectoryConfig::default()
         },
     );
-    let weak = Arc::downgrade(&proxy);
-    directory.set_still_cached(Arc::new(move |url: &str| {
-        weak.upgrade().is_some_and(|p| p.store().contains(url))
-    }));
+    let (cached, withdrawn) = (Arc::downgrade(&proxy), Arc::downgrade(&proxy));
+    directory.set_hooks(ProxyHooks {
+        still_cached: Box::new(move |url| {
+            cached.upgrade().is_some_and(|p| p.store().contains(url))
+        }),
+        withdrawn: Box::new(move || withdrawn.upgrade().is_some_and(|p| p.over_quota())),
+    });
     proxy.set_directory(directory.clone());
     let transfers = Arc::new(TransferCounters::default());
     tokio::spawn(transfer::serve(

@@ -172,3 +172,33 @@ fn url_and_secret_commands() {
         "{text}"
     );
 }
+
+#[test]
+fn over_its_bandwidth_quota_a_node_sends_clients_to_the_origin() {
+    let origin = Origin::start(HashMap::from([(
+        "/page".to_string(),
+        Object::fresh(vec![b'x'; 2000]),
+    )]));
+    let node = Reef::start(&[
+        "--resolve",
+        "origin.test=127.0.0.1",
+        "--bandwidth-quota",
+        "1000",
+    ]);
+    let first = node.fetch(&origin.host(), "/page");
+    assert_eq!(first.status, 200);
+    assert_eq!(first.body.len(), 2000);
+    let second = node.fetch(&origin.host(), "/page?x=1");
+    assert_eq!(second.status, 302);
+    assert_eq!(
+        second.header("location"),
+        format!("http://origin.test:{}/page?x=1", origin.addr.port())
+    );
+    assert!(second.header("cache-status").contains("over-quota"));
+    assert_eq!(node.status()["over_quota"], true);
+    assert_eq!(
+        origin.count("/page"),
+        1,
+        "the redirected request cost this node nothing"
+    );
+}

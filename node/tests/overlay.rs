@@ -52,6 +52,14 @@ fn a_url_fetched_through_one_node_comes_from_peers_at_the_others() {
     wait_announced(&nodes[0]);
     // Let the background put land before asking.
     std::thread::sleep(Duration::from_millis(300));
+    let key = format!("http://origin.test:{}/obj", origin.addr.port());
+    let located = common::post(nodes[1].admin(), "/locate", key.as_bytes());
+    let located: serde_json::Value = serde_json::from_slice(&located.body).unwrap();
+    assert_eq!(
+        located["holders"][0]["peer"], nodes[0].info["peer_id"],
+        "{located}"
+    );
+    assert_eq!(located["holders"][0]["pending"], false, "{located}");
     for node in &nodes[1..] {
         let r = node.fetch(&origin.host(), "/obj");
         assert_eq!(r.status, 200);

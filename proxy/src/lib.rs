@@ -34,6 +34,7 @@ pub mod directory;
 mod fetch;
 pub mod headers;
 mod peer;
+pub mod quota;
 mod render;
 pub mod route;
 pub mod server;

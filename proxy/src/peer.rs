@@ -113,6 +113,9 @@ fn range_start(value: &HeaderValue) -> Option<u64> {
 impl Proxy {
     /// What this node can give a peer: a fresh stored copy, or the object it is fetching now.
     pub async fn serve_peer(&self, req: &PeerRequest) -> Result<PeerResponse, PeerError> {
+        if self.over_quota() {
+            return Err(PeerError::NotFound); // out of the network until the cool-down ends
+        }
         let now = SystemTime::now();
         if let Some(stored) = self.store.get(&req.key, &req.headers) {
             let age = stored.age(now);
@@ -257,11 +260,16 @@ impl Proxy {
     ) -> bool {
         let mut sha = Context::new(&SHA256);
         let cap = self.config.max_object_bytes;
+        // The latest chunk is held back until the next one arrives or the digest checks out:
+        // a client that knows the length (Content-Length) takes the body as complete at its
+        // last byte, so wrong bytes must never let the body reach its full length.
+        let mut held: Option<bytes::Bytes> = None;
         loop {
             let next = tokio::time::timeout(self.config.body_idle_timeout, source.next()).await;
             let failure = match next {
                 Ok(Some(Ok(PeerChunk::Data(data)))) => {
-                    if body.len() + data.len() as u64 > cap {
+                    let pending = held.as_ref().map_or(0, |h| h.len() as u64);
+                    if body.len() + pending + data.len() as u64 > cap {
                         body.finish(Err(BodyError::TooLarge(cap)));
                         return false;
                     }
@@ -269,11 +277,16 @@ impl Proxy {
                     self.stats
                         .peer_bytes
                         .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    body.push(data);
+                    if let Some(previous) = held.replace(data) {
+                        body.push(previous);
+                    }
                     continue;
                 }
                 Ok(Some(Ok(PeerChunk::End { sha256 }))) => {
                     if sha.clone().finish().as_ref() == sha256 {
+                        if let Some(last) = held.take() {
+                            body.push(last);
+                        }
                         return self.complete(want, head, body, sha);
                     }
                     tracing::warn!(trace = ?want.trace, peer = %holder.name, key = %want.key, "peer sent bytes that do not match its SHA-256; discarded");
@@ -285,6 +298,10 @@ impl Proxy {
                 Ok(None) => PeerError::Transfer("stream ended before the body did".into()),
                 Err(_) => PeerError::Transfer("peer stalled mid-body".into()),
             };
+            // What arrived before the failure stands; the rest comes from elsewhere.
+            if let Some(last) = held.take() {
+                body.push(last);
+            }
             let offset = body.len();
             tracing::info!(trace = ?want.trace, peer = %holder.name, error = %failure, offset, "peer transfer broke off; resuming");
             let mut resumed = None;

@@ -5,11 +5,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 use tokio::sync::{Semaphore, watch};
@@ -19,6 +20,7 @@ use crate::cache::conditional;
 use crate::cache::freshness::{self, Policy, Received, Use};
 use crate::connect::{self, OriginClient, OriginResolver, TlsError};
 use crate::directory::Directory;
+use crate::quota::Quota;
 use crate::render::{Rendition, full, render};
 use crate::route::{Route, Router, Upstream};
 use crate::stats::Stats;
@@ -54,6 +56,11 @@ pub struct Config {
     pub origin_concurrency: usize,
     /// Print one Common Log Format line per request to standard output.
     pub access_log: bool,
+    /// Bytes served to clients per hour before the node redirects them to origins and
+    /// leaves the network's answers (`--bandwidth-quota`); `None`: no quota.
+    pub bandwidth_quota: Option<u64>,
+    /// How long a node over its quota stays out.
+    pub quota_cool_down: Duration,
     /// Certificates trusted for HTTPS origins besides the webpki roots (a private CA; tests).
     pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
@@ -74,6 +81,8 @@ impl Config {
             body_idle_timeout: Duration::from_secs(30),
             origin_concurrency: 16,
             access_log: false,
+            bandwidth_quota: None,
+            quota_cool_down: Duration::from_secs(30 * 60),
             extra_roots: Vec::new(),
         }
     }
@@ -187,6 +196,7 @@ pub struct Proxy {
     /// Nearby peers; set once the overlay is up (a proxy alone goes to origins).
     pub(crate) directory: OnceLock<Arc<dyn Directory>>,
     pub(crate) stats: Stats,
+    pub(crate) quota: Option<Arc<Quota>>,
 }
 
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
@@ -211,9 +221,12 @@ impl Proxy {
             client,
             slots: Mutex::new(HashMap::new()),
             resolver,
-            config,
             directory: OnceLock::new(),
             stats: Stats::default(),
+            quota: config
+                .bandwidth_quota
+                .map(|q| Arc::new(Quota::new(q, config.quota_cool_down, Instant::now()))),
+            config,
         }))
     }
 
@@ -249,12 +262,70 @@ impl Proxy {
         req: Request<Incoming>,
         client: SocketAddr,
     ) -> Response<ProxyBody> {
+        let now = Instant::now();
+        if self.quota.as_ref().is_some_and(|q| q.over(now))
+            && let Some(r) = self.redirect_to_origin(&req)
+        {
+            return r;
+        }
         let mut r = self.handle_inner(req, client).await;
         if !r.headers().contains_key("cache-status") {
             let status = self.cache_status("fwd=request; detail=refused");
             r.headers_mut().insert("cache-status", status);
         }
-        r
+        match &self.quota {
+            // Counted as the bytes actually go out (a client that hangs up costs only what
+            // it received).
+            Some(q) => {
+                let q = q.clone();
+                r.map(|body| {
+                    body.map_frame(move |frame| {
+                        if let Some(data) = frame.data_ref() {
+                            q.serve(data.len() as u64, Instant::now());
+                        }
+                        frame
+                    })
+                    .boxed()
+                })
+            }
+            None => r,
+        }
+    }
+
+    /// Whether the node is over its bandwidth quota (out of the network's answers).
+    pub fn over_quota(&self) -> bool {
+        self.quota.as_ref().is_some_and(|q| q.over(Instant::now()))
+    }
+
+    /// Over quota: a CDN request goes straight to its origin (302), as Coral's nodes did.
+    fn redirect_to_origin(&self, req: &Request<Incoming>) -> Option<Response<ProxyBody>> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return None;
+        }
+        let host = req
+            .headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+        let Ok(Route::Cdn(up)) = self.router.route(host) else {
+            return None;
+        };
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let location = HeaderValue::from_str(&format!("{up}{path}")).ok()?;
+        let mut r = text(
+            StatusCode::FOUND,
+            "302 Found: this node is over its bandwidth quota; fetch from the origin\n".into(),
+        );
+        r.headers_mut().insert(http::header::LOCATION, location);
+        r.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        r.headers_mut().insert(
+            "cache-status",
+            self.cache_status("fwd=bypass; detail=over-quota"),
+        );
+        Some(r)
     }
 
     async fn handle_inner(

@@ -21,6 +21,35 @@ use super::codec::Envelope;
 use super::transport::{Behaviour, BehaviourEvent};
 use super::{Counters, OverlayStatus, PeerInfo};
 
+/// A trace ID as 32 hex digits.
+pub(super) fn hex16(t: &Trace) -> String {
+    t.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A trace ID from 32 hex digits.
+pub(super) fn parse_trace(s: &str) -> Option<Trace> {
+    if s.len() != 32 {
+        return None;
+    }
+    let mut t = [0u8; 16];
+    for (i, b) in t.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(t)
+}
+
+/// A request's kind, for logs.
+fn kind_of(body: &dht::wire::RequestBody) -> &'static str {
+    use dht::wire::RequestBody;
+    match body {
+        RequestBody::Ping => "ping",
+        RequestBody::FindNode { .. } => "find_node",
+        RequestBody::Get { .. } => "get",
+        RequestBody::PutProbe { .. } => "put_probe",
+        RequestBody::Store { .. } => "store",
+    }
+}
+
 /// The only clock read of the overlay.
 fn now() -> Instant {
     Instant::now()
@@ -31,10 +60,12 @@ fn now() -> Instant {
 pub(super) enum Command {
     Get {
         key: dht::Key,
+        trace: Option<Trace>,
         reply: oneshot::Sender<Result<Found, QueryError>>,
     },
     Put {
         key: dht::Key,
+        trace: Option<Trace>,
         pending: bool,
         ttl: Duration,
         reply: Option<oneshot::Sender<bool>>,
@@ -43,6 +74,9 @@ pub(super) enum Command {
         reply: oneshot::Sender<OverlayStatus>,
     },
 }
+
+/// A client request's trace ID (W3C trace-context, 16 bytes).
+pub(super) type Trace = [u8; 16];
 
 /// Bounds the peer-to-contact map (peers pinged or heard from).
 const MAX_CONTACTS: usize = 4096;
@@ -58,7 +92,11 @@ pub(super) struct Driver {
     pub(super) commands: mpsc::Receiver<Command>,
     pub(super) counters: Arc<Counters>,
     pub(super) bootstrap: Vec<Multiaddr>,
-    outbound: HashMap<OutboundRequestId, RpcId>,
+    /// Our requests in flight, with the trace of the client request that caused them.
+    outbound: HashMap<OutboundRequestId, (RpcId, Option<Trace>)>,
+    /// The trace of the input being handled: requests it causes carry it on (a lookup's
+    /// later hops are caused by the answers to its earlier ones).
+    current_trace: Option<Trace>,
     inbound: HashMap<InboundId, ResponseChannel<Envelope>>,
     next_inbound: u64,
     contacts: HashMap<PeerId, Contact>,
@@ -88,6 +126,7 @@ impl Driver {
             counters,
             bootstrap,
             outbound: HashMap::new(),
+            current_trace: None,
             inbound: HashMap::new(),
             next_inbound: 0,
             contacts: HashMap::new(),
@@ -186,7 +225,7 @@ impl Driver {
                 };
                 let envelope = Envelope {
                     advert: self.me_bytes.clone(),
-                    trace: None,
+                    trace: self.current_trace,
                     body,
                 };
                 let id = self.swarm.behaviour_mut().dht.send_request_with_addresses(
@@ -194,7 +233,7 @@ impl Driver {
                     envelope,
                     vec![advert.p2p.clone()],
                 );
-                self.outbound.insert(id, rpc);
+                self.outbound.insert(id, (rpc, self.current_trace));
                 self.remember(advert.peer, to);
             }
             Transmit::Response { inbound, resp } => {
@@ -246,12 +285,16 @@ impl Driver {
     fn on_command(&mut self, c: Command) {
         let t = now();
         match c {
-            Command::Get { key, reply } => {
+            Command::Get { key, trace, reply } => {
+                self.current_trace = trace;
                 let q = self.dht.get(t, key);
                 self.gets.insert(q, reply);
+                self.flush();
+                self.current_trace = None;
             }
             Command::Put {
                 key,
+                trace,
                 pending,
                 ttl,
                 reply,
@@ -260,10 +303,13 @@ impl Driver {
                     holder: self.dht.contact().clone(),
                     pending,
                 };
+                self.current_trace = trace;
                 let q = self.dht.put(t, key, value, ttl);
                 if let Some(reply) = reply {
                     self.puts.insert(q, reply);
                 }
+                self.flush();
+                self.current_trace = None;
             }
             Command::Status { reply } => {
                 let _ = reply.send(self.status(t));
@@ -378,6 +424,9 @@ impl Driver {
                             return;
                         }
                     };
+                    if let Some(trace) = &request.trace {
+                        tracing::debug!(%peer, trace = %hex16(trace), kind = kind_of(&req.body), "DHT request for a traced client request");
+                    }
                     let from = advert.contact();
                     self.remember(peer, from.clone());
                     let inbound = InboundId(self.next_inbound);
@@ -390,7 +439,7 @@ impl Driver {
                     request_id,
                     response,
                 } => {
-                    let Some(rpc) = self.outbound.remove(&request_id) else {
+                    let Some((rpc, trace)) = self.outbound.remove(&request_id) else {
                         return;
                     };
                     // The answerer's own advert replaces whatever address we had for it.
@@ -402,7 +451,12 @@ impl Driver {
                         self.remember(peer, contact);
                     }
                     match decode_response(&response.body, self.max_message) {
-                        Ok(resp) => self.dht.handle_input(t, Input::Response { rpc, resp }),
+                        Ok(resp) => {
+                            self.current_trace = trace;
+                            self.dht.handle_input(t, Input::Response { rpc, resp });
+                            self.flush();
+                            self.current_trace = None;
+                        }
                         Err(e) => {
                             self.counters
                                 .rejected_messages
@@ -416,9 +470,12 @@ impl Driver {
             request_response::Event::OutboundFailure {
                 request_id, error, ..
             } => {
-                if let Some(rpc) = self.outbound.remove(&request_id) {
+                if let Some((rpc, trace)) = self.outbound.remove(&request_id) {
                     tracing::trace!(%error, "DHT request failed");
+                    self.current_trace = trace;
                     self.dht.handle_input(t, Input::SendFailed { rpc });
+                    self.flush();
+                    self.current_trace = None;
                 }
             }
             request_response::Event::InboundFailure { .. }

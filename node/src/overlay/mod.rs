@@ -230,12 +230,14 @@ impl Overlay {
         self.streams.clone()
     }
 
-    /// A hierarchical get: the values of the nearest node that has any.
-    pub async fn get(&self, key: dht::Key) -> Result<Found, LookupError> {
+    /// A hierarchical get: the values of the nearest node that has any. `trace` (32 hex
+    /// digits) goes with the lookup's requests.
+    pub async fn get(&self, key: dht::Key, trace: Option<&str>) -> Result<Found, LookupError> {
         let (reply, rx) = oneshot::channel();
+        let trace = trace.and_then(driver::parse_trace);
         if self
             .commands
-            .send(Command::Get { key, reply })
+            .send(Command::Get { key, trace, reply })
             .await
             .is_err()
         {
@@ -248,10 +250,17 @@ impl Overlay {
 
     /// Stores this node as a holder of `key` (`pending`: still fetching it); true once the
     /// put stored it somewhere.
-    pub async fn put(&self, key: dht::Key, pending: bool, ttl: Duration) -> bool {
+    pub async fn put(
+        &self,
+        key: dht::Key,
+        pending: bool,
+        ttl: Duration,
+        trace: Option<&str>,
+    ) -> bool {
         let (reply, rx) = oneshot::channel();
         let cmd = Command::Put {
             key,
+            trace: trace.and_then(driver::parse_trace),
             pending,
             ttl,
             reply: Some(reply),
@@ -266,6 +275,7 @@ impl Overlay {
     pub fn put_in_background(&self, key: dht::Key, pending: bool, ttl: Duration) {
         let _ = self.commands.try_send(Command::Put {
             key,
+            trace: None,
             pending,
             ttl,
             reply: None,

@@ -164,14 +164,39 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
 
 /// A GET with `Connection: close`, read to the end.
 pub fn get(addr: SocketAddr, host: &str, path: &str, extra: &[(&str, &str)]) -> Reply {
+    request(addr, "GET", host, path, extra, b"")
+}
+
+/// A POST of `body`.
+pub fn post(addr: SocketAddr, path: &str, body: &[u8]) -> Reply {
+    let len = body.len().to_string();
+    request(
+        addr,
+        "POST",
+        "admin",
+        path,
+        &[("Content-Length", &len)],
+        body,
+    )
+}
+
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (n, v) in extra {
         req.push_str(&format!("{n}: {v}\r\n"));
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     let end = raw

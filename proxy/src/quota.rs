@@ -1,0 +1,113 @@
+//! A volunteer's bandwidth quota. Coral's nodes, over their share, sent clients to the
+//! origin and left the network's answers for a while; reef does the same: past
+//! `bytes_per_hour` served to clients within the last hour, the node is *over quota* for a
+//! cool-down (30 minutes by default): clients are redirected to the origin (302), peers get
+//! nothing from it, and the node stops announcing objects and leaves DNS answers.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Bytes served per minute over the last hour, and the cool-down state.
+#[derive(Debug)]
+pub struct Quota {
+    bytes_per_hour: u64,
+    cool_down: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    start: Instant,
+    /// (minute since `start`, bytes served in it), oldest first, at most 60 entries.
+    minutes: VecDeque<(u64, u64)>,
+    over_until: Option<Instant>,
+}
+
+const WINDOW_MINUTES: u64 = 60;
+
+impl Quota {
+    /// A quota of `bytes_per_hour`, with `cool_down` spent outside the network when exceeded.
+    pub fn new(bytes_per_hour: u64, cool_down: Duration, now: Instant) -> Quota {
+        Quota {
+            bytes_per_hour,
+            cool_down,
+            state: Mutex::new(State {
+                start: now,
+                minutes: VecDeque::new(),
+                over_until: None,
+            }),
+        }
+    }
+
+    /// Counts `bytes` served at `now`; returns whether the node is over quota now.
+    pub fn serve(&self, bytes: u64, now: Instant) -> bool {
+        let Ok(mut s) = self.state.lock() else {
+            return false;
+        };
+        let minute = now.saturating_duration_since(s.start).as_secs() / 60;
+        while s
+            .minutes
+            .front()
+            .is_some_and(|(m, _)| *m + WINDOW_MINUTES <= minute)
+        {
+            s.minutes.pop_front();
+        }
+        match s.minutes.back_mut() {
+            Some((m, b)) if *m == minute => *b += bytes,
+            _ => s.minutes.push_back((minute, bytes)),
+        }
+        let served: u64 = s.minutes.iter().map(|(_, b)| *b).sum();
+        if served > self.bytes_per_hour && s.over_until.is_none_or(|t| t <= now) {
+            s.over_until = Some(now + self.cool_down);
+            // The next hour starts after the cool-down: what was served is forgiven.
+            s.minutes.clear();
+            tracing::warn!(
+                served,
+                quota = self.bytes_per_hour,
+                cool_down_secs = self.cool_down.as_secs(),
+                "over the bandwidth quota: redirecting clients to origins and leaving the network's answers"
+            );
+        }
+        s.over_until.is_some_and(|t| t > now)
+    }
+
+    /// Whether the node is over quota at `now`.
+    pub fn over(&self, now: Instant) -> bool {
+        self.state
+            .lock()
+            .is_ok_and(|s| s.over_until.is_some_and(|t| t > now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exceeding_the_hourly_quota_starts_a_cool_down_that_ends() {
+        let t0 = Instant::now();
+        let q = Quota::new(1000, Duration::from_secs(1800), t0);
+        assert!(!q.serve(600, t0));
+        assert!(
+            !q.serve(400, t0 + Duration::from_secs(120)),
+            "exactly the quota is fine"
+        );
+        assert!(q.serve(1, t0 + Duration::from_secs(130)));
+        assert!(q.over(t0 + Duration::from_secs(1000)));
+        assert!(!q.over(t0 + Duration::from_secs(130 + 1800)));
+        assert!(
+            !q.serve(999, t0 + Duration::from_secs(130 + 1801)),
+            "forgiven after"
+        );
+    }
+
+    #[test]
+    fn bytes_older_than_an_hour_no_longer_count() {
+        let t0 = Instant::now();
+        let q = Quota::new(1000, Duration::from_secs(1800), t0);
+        assert!(!q.serve(900, t0));
+        assert!(!q.serve(900, t0 + Duration::from_secs(3601)));
+        assert!(!q.over(t0 + Duration::from_secs(3601)));
+    }
+}
