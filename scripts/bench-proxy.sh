@@ -34,7 +34,7 @@ pids+=($!)
 taskset -c 0 nginx -c "$s/proxy.conf" -p "$s" >/dev/null 2>&1 &
 pid_nginx=$!
 pids+=($pid_nginx)
-TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/reef node --listen 127.0.0.1:0 --dns 127.0.0.1:0 \
+TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/reef node --p2p /ip4/127.0.0.1/tcp/0 --admin 127.0.0.1:0 --dns 127.0.0.1:0 \
   --http "127.0.0.1:$p_reef" --allow-private-origins --resolve origin.test=127.0.0.1 \
   --cache-mem $((1 << 30)) >"$s/reef.log" 2>&1 &
 pid_reef=$!

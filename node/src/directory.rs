@@ -31,6 +31,10 @@ pub struct DirectoryConfig {
     pub pending_ttl: Duration,
     /// Lifetime of a cached value; renewed at half of it while the object stays cached.
     pub cached_ttl: Duration,
+    /// After its pending put, a claim waits as long again as the put took, within these
+    /// bounds, before it looks for other claimants: puts of other nodes that claimed at the
+    /// same moment land meanwhile, so the claimants see each other and one of them fetches.
+    pub claim_settle: (Duration, Duration),
 }
 
 impl Default for DirectoryConfig {
@@ -39,6 +43,7 @@ impl Default for DirectoryConfig {
             locate_budget: Duration::from_millis(300),
             pending_ttl: Duration::from_secs(20),
             cached_ttl: Duration::from_secs(600),
+            claim_settle: (Duration::from_millis(25), Duration::from_millis(250)),
         }
     }
 }
@@ -260,9 +265,18 @@ impl Directory for OverlayDirectory {
         let put = self
             .overlay
             .put(key_of(key), true, self.config.pending_ttl, trace);
+        let started = Instant::now();
         let _ = tokio::time::timeout(self.config.locate_budget, put).await;
+        let (min, max) = self.config.claim_settle;
+        tokio::time::sleep(started.elapsed().clamp(min, max)).await;
         let me = node_id(&self.overlay.peer_id());
-        let holders = self.lookup(key, trace).await;
+        let mut holders = self.lookup(key, trace).await;
+        // Lookups stop at the first node with values, and a key's values spread over several
+        // nodes once one is full: each claimant sees part of the others, so two looks see
+        // more than one.
+        if !holders.iter().any(|(h, id)| !h.pending || *id < me) {
+            holders.extend(self.lookup(key, trace).await);
+        }
         // Someone has it already, or claimed it before us by the tie-break: wait for them.
         let first = holders
             .into_iter()

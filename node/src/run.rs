@@ -269,6 +269,10 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let public_http = args.public_http.unwrap_or(http);
     let dht = dht::Config {
         rng_seed: args.seed,
+        // Coral's l = 4 spreads a hot key's values over more nodes, but a crowd's pending
+        // claims must meet at one node to be seen together (and one claimant chosen): with 4,
+        // the fifth claimant's value spills elsewhere and lookups see only part of them.
+        values_per_key: 8,
         ..dht::Config::default()
     };
     let (overlay, overlay_task) = overlay::start(

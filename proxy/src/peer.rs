@@ -206,7 +206,14 @@ impl Proxy {
     ) -> bool {
         for (i, holder) in holders.iter().enumerate().take(MAX_PEER_TRIES) {
             let request_time = SystemTime::now();
-            let resp = match self.ask_peer(dir, holder, want, 0).await {
+            // A transfer error before the head is often a connection that was closing as
+            // the stream opened: one more try opens a fresh one.
+            let first = self.ask_peer(dir, holder, want, 0).await;
+            let resp = match first {
+                Err(PeerError::Transfer(_)) => self.ask_peer(dir, holder, want, 0).await,
+                other => other,
+            };
+            let resp = match resp {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::debug!(trace = ?want.trace, peer = %holder.name, error = %e, "peer could not serve");

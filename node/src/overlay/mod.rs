@@ -15,6 +15,7 @@
 pub mod advert;
 pub mod codec;
 mod driver;
+pub mod psk;
 pub mod transfer;
 pub mod transport;
 

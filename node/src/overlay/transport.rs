@@ -1,9 +1,11 @@
-//! The libp2p swarm: TCP, then the pnet handshake keyed by the network secret, then noise and
-//! yamux; and the behaviours the overlay speaks over it.
+//! The libp2p swarm: TCP, then the pre-shared-key layer keyed by the network secret
+//! ([`psk`](super::psk), pnet's construction), then noise and yamux; and the behaviours the
+//! overlay speaks over it.
 //!
-//! pnet wraps the raw socket before anything else is said, so a node with another secret or
-//! another protocol version fails at the first bytes (libp2p reports it only as a failed
-//! handshake or a reset connection). No QUIC: it does its own TLS and would bypass the key.
+//! The key layer wraps the raw socket before anything else is said, so a node with another
+//! secret or another protocol version fails at the first bytes (libp2p reports it only as a
+//! failed handshake or a reset connection). No QUIC: it does its own TLS and would bypass the
+//! key.
 
 use std::time::Duration;
 
@@ -11,12 +13,12 @@ use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::Boxed;
 use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
-use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{PeerId, Swarm, SwarmBuilder, Transport, identify, noise, ping, tcp, yamux};
 
 use super::codec::{DHT_PROTOCOL, DhtCodec};
+use super::psk;
 
 /// Everything the overlay speaks.
 #[allow(missing_debug_implementations)] // libp2p's behaviours implement no Debug
@@ -64,12 +66,12 @@ impl Default for TransportConfig {
 
 fn tcp_stack(
     key: &Keypair,
-    psk: PreSharedKey,
+    psk: [u8; 32],
     handshake_timeout: Duration,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
     Ok(
         tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-            .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
+            .and_then(move |socket, _| psk::handshake(socket, psk))
             .upgrade(Version::V1Lazy)
             .authenticate(noise::Config::new(key)?)
             .multiplex(yamux::Config::default())
@@ -90,7 +92,6 @@ pub fn build(
     psk: [u8; 32],
     config: &TransportConfig,
 ) -> Result<Swarm<Behaviour>, BuildError> {
-    let psk = PreSharedKey::new(psk);
     let handshake_timeout = config.handshake_timeout;
     let err = |e: &dyn std::fmt::Display| BuildError(e.to_string());
     let swarm = SwarmBuilder::with_existing_identity(key)

@@ -40,13 +40,25 @@ impl Reef {
 
     /// Starts a node with exactly `base` and `args`.
     pub fn start_with(base: &[&str], args: &[&str]) -> Reef {
+        // REEF_TEST_LOGS=DIR keeps each node's log (RUST_LOG from REEF_TEST_RUST_LOG).
+        let stderr = match std::env::var_os("REEF_TEST_LOGS") {
+            Some(dir) => {
+                static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+                let n = N.fetch_add(1, Ordering::Relaxed);
+                let path =
+                    std::path::Path::new(&dir).join(format!("node-{}-{n}.log", std::process::id()));
+                Stdio::from(std::fs::File::create(path).expect("log file"))
+            }
+            None => Stdio::null(),
+        };
+        let level = std::env::var("REEF_TEST_RUST_LOG").unwrap_or_else(|_| "warn".into());
         let mut child = Command::new(env!("CARGO_BIN_EXE_reef"))
             .arg("node")
             .args(base)
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn reef");
         let stdout = child.stdout.take().expect("stdout");

@@ -1,0 +1,194 @@
+//! The private-network layer under noise: libp2p's pnet construction with XChaCha20.
+//!
+//! Each side sends a fresh 24-byte random nonce; from then on every byte each way is XORed
+//! with a stream cipher keyed by the network's pre-shared key and the sender's nonce. A node
+//! with another key decrypts garbage, so the noise handshake that follows fails and nothing
+//! of the overlay is exposed to it (pnet's guarantee; authentication and integrity are
+//! noise's job).
+//!
+//! Why not `libp2p-pnet` itself: its cipher, XSalsa20, comes from `salsa20` 0.11, which has
+//! only a portable scalar implementation. Measured on a 100 MiB peer transfer on loopback,
+//! it took half of the sending node's CPU and capped the transfer at 173 MB/s against 330
+//! MB/s without it. XChaCha20 has the same key and nonce sizes and the same security, and the
+//! `chacha20` crate picks AVX2/AVX-512 at run time. The construction is otherwise pnet's.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use chacha20::XChaCha20;
+use chacha20::cipher::{KeyIvInit, StreamCipher};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+const NONCE_LEN: usize = 24;
+/// Most plaintext accepted per write before it must be flushed to the socket.
+const WRITE_BUFFER: usize = 64 << 10;
+
+/// A stream encrypted with the pre-shared key.
+pub struct PskStream<S> {
+    inner: S,
+    read_cipher: XChaCha20,
+    write_cipher: XChaCha20,
+    /// Encrypted bytes not yet written to `inner`.
+    pending: Vec<u8>,
+}
+
+impl<S> std::fmt::Debug for PskStream<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PskStream").finish_non_exhaustive()
+    }
+}
+
+/// Exchanges nonces over `socket` and returns it wrapped in the key's ciphers.
+pub async fn handshake<S>(mut socket: S, key: [u8; 32]) -> io::Result<PskStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    use ring::rand::SecureRandom;
+    let mut local = [0u8; NONCE_LEN];
+    ring::rand::SystemRandom::new()
+        .fill(&mut local)
+        .map_err(|_| io::Error::other("no entropy for the handshake nonce"))?;
+    socket.write_all(&local).await?;
+    socket.flush().await?;
+    let mut remote = [0u8; NONCE_LEN];
+    socket.read_exact(&mut remote).await?;
+    Ok(PskStream {
+        inner: socket,
+        read_cipher: XChaCha20::new(&key.into(), &remote.into()),
+        write_cipher: XChaCha20::new(&key.into(), &local.into()),
+        pending: Vec::with_capacity(WRITE_BUFFER),
+    })
+}
+
+impl<S: AsyncWrite + Unpin> PskStream<S> {
+    /// Writes out `pending`; ready once it is empty.
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut written = 0;
+        let result = loop {
+            if written == self.pending.len() {
+                break Poll::Ready(Ok(()));
+            }
+            match Pin::new(&mut self.inner).poll_write(cx, &self.pending[written..]) {
+                Poll::Ready(Ok(0)) => {
+                    break Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "the socket accepted no bytes",
+                    )));
+                }
+                Poll::Ready(Ok(n)) => written += n,
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
+                Poll::Pending => break Poll::Pending,
+            }
+        };
+        self.pending.drain(..written);
+        result
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for PskStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        if let Some(read) = buf.get_mut(..n) {
+            this.read_cipher.apply_keystream(read);
+        }
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for PskStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        let n = buf.len().min(WRITE_BUFFER);
+        let start = this.pending.len();
+        this.pending.extend_from_slice(&buf[..n]);
+        if let Some(fresh) = this.pending.get_mut(start..) {
+            this.write_cipher.apply_keystream(fresh);
+        }
+        // Start sending now; what the socket does not take yet goes out on the next call.
+        if let Poll::Ready(Err(e)) = this.poll_pending(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        Pin::new(&mut this.inner).poll_close(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+
+    /// Two ends over an in-memory duplex pipe.
+    async fn pair(
+        a: [u8; 32],
+        b: [u8; 32],
+    ) -> (
+        PskStream<tokio_util::compat::Compat<tokio::io::DuplexStream>>,
+        PskStream<tokio_util::compat::Compat<tokio::io::DuplexStream>>,
+    ) {
+        use tokio_util::compat::TokioAsyncReadCompatExt;
+        let (x, y) = tokio::io::duplex(1 << 20);
+        let (x, y) = futures::join!(handshake(x.compat(), a), handshake(y.compat(), b));
+        (x.expect("handshake"), y.expect("handshake"))
+    }
+
+    #[test]
+    fn the_same_key_carries_bytes_both_ways() {
+        block_on(async {
+            let (mut x, mut y) = pair([7; 32], [7; 32]).await;
+            let message: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+            let (w, r) = futures::join!(
+                async {
+                    x.write_all(&message).await?;
+                    x.flush().await
+                },
+                async {
+                    let mut got = vec![0u8; message.len()];
+                    y.read_exact(&mut got).await.map(|_| got)
+                }
+            );
+            w.expect("write");
+            assert_eq!(r.expect("read"), message);
+            y.write_all(b"and back").await.expect("write");
+            y.flush().await.expect("flush");
+            let mut back = [0u8; 8];
+            x.read_exact(&mut back).await.expect("read");
+            assert_eq!(&back, b"and back");
+        });
+    }
+
+    #[test]
+    fn another_key_reads_garbage() {
+        block_on(async {
+            let (mut x, mut y) = pair([7; 32], [8; 32]).await;
+            x.write_all(b"/multistream/1.0.0\n").await.expect("write");
+            x.flush().await.expect("flush");
+            let mut got = [0u8; 19];
+            y.read_exact(&mut got).await.expect("read");
+            assert_ne!(&got, b"/multistream/1.0.0\n");
+        });
+    }
+}
