@@ -12,6 +12,7 @@
 //! - [`secret`]: the network secret and the pre-shared key derived from it.
 //! - [`overlay`]: the swarm, the DHT codec, the driver loop, object transfer.
 //! - [`directory`]: `proxy::Directory` over the overlay (locate, claim, announce, renew).
+//! - [`roster`]: `dns::Roster` over the overlay (live proxies for DNS answers).
 //! - [`data_dir`]: identity and known peers across restarts.
 //! - [`admin`]: `/status` and `/metrics`.
 #![forbid(unsafe_code)]
@@ -21,5 +22,6 @@ pub mod cli;
 pub mod data_dir;
 pub mod directory;
 pub mod overlay;
+pub mod roster;
 pub mod run;
 pub mod secret;

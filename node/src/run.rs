@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use dns::answer::Settings;
-use dns::{
-    Geo, Handler, Location, Proxy, RosterSnapshot, Rrl, RrlConfig, StaticRoster, ZoneSuffix,
-};
+use dns::{Geo, Handler, Location, Rrl, RrlConfig, ZoneSuffix};
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 use tokio::sync::watch;
@@ -24,6 +22,7 @@ use crate::data_dir::DataDir;
 use crate::directory::{DirectoryConfig, OverlayDirectory, ProxyHooks};
 use crate::overlay::transfer::{self, TransferCounters};
 use crate::overlay::{self, OverlayConfig, TransportConfig};
+use crate::roster::{LiveRoster, Me};
 use crate::secret::{NetworkSecret, PROTOCOL_VERSION};
 
 /// Options of `reef node`. Every option can also be set as an environment variable
@@ -193,8 +192,8 @@ async fn start_proxy(
     Ok((addr, proxy))
 }
 
-/// The nameserver, answering with this node alone until the overlay supplies a roster.
-async fn start_dns(args: &NodeArgs, advertise: IpAddr) -> anyhow::Result<dns::Running> {
+/// The nameserver, answering with the live proxies of the overlay.
+async fn start_dns(args: &NodeArgs, roster: Arc<LiveRoster>) -> anyhow::Result<dns::Running> {
     let zone = ZoneSuffix::parse(&args.zone)
         .map_err(|e| anyhow::anyhow!("--zone {:?}: {e}", args.zone))?;
     let geo = match &args.geoip {
@@ -205,15 +204,6 @@ async fn start_dns(args: &NodeArgs, advertise: IpAddr) -> anyhow::Result<dns::Ru
         }
         None => Geo::none(),
     };
-    let me = Proxy {
-        addr: advertise,
-        location: args.location,
-        spare: 1.0,
-        overloaded: false,
-        last_seen: Instant::now(),
-        nameserver: true,
-    };
-    let roster = Arc::new(StaticRoster::new(RosterSnapshot::alone(me)));
     let rrl = Rrl::new(RrlConfig {
         responses_per_second: args.dns_rate_limit,
         ..RrlConfig::default()
@@ -320,7 +310,16 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         } else {
             public_http.ip()
         });
-    let dns = start_dns(&args, advertise).await?;
+    let over = Arc::downgrade(&proxy);
+    let roster = LiveRoster::start(
+        overlay.clone(),
+        Me {
+            addr: advertise,
+            location: args.location,
+        },
+        Box::new(move || over.upgrade().is_some_and(|p| p.over_quota())),
+    );
+    let dns = start_dns(&args, roster).await?;
     let state = Arc::new(NodeState {
         overlay: overlay.clone(),
         proxy: proxy.clone(),

@@ -252,3 +252,62 @@ fn a_restarted_node_rejoins_from_its_data_directory() {
     first.wait_peers(1, Duration::from_secs(20));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The A records a node's nameserver gives for `name`.
+fn resolve_a(node: &Reef, name: &str) -> Vec<std::net::IpAddr> {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::{Name, RecordType};
+    let addr: std::net::SocketAddr = node.info["dns"].as_str().unwrap().parse().unwrap();
+    let mut msg = Message::new(1, MessageType::Query, OpCode::Query);
+    msg.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.send_to(&msg.to_vec().unwrap(), addr).unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, _) = sock.recv_from(&mut buf).expect("an answer");
+    let resp = Message::from_vec(&buf[..n]).unwrap();
+    resp.answers
+        .iter()
+        .filter_map(|r| r.data.ip_addr())
+        .collect()
+}
+
+#[test]
+fn dns_answers_name_live_proxies_of_the_overlay() {
+    let first = Reef::start(&[]);
+    let p2p = first.p2p();
+    let others: Vec<Reef> = ["127.0.0.2:0", "127.0.0.3:0"]
+        .iter()
+        .map(|http| Reef::start_on(http, &["--bootstrap", &p2p]))
+        .collect();
+    first.wait_peers(2, Duration::from_secs(20));
+    for o in &others {
+        o.wait_peers(1, Duration::from_secs(20));
+    }
+    let members: Vec<std::net::IpAddr> = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    // The roster is rebuilt every second: wait until the other proxies appear in answers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut most = 0;
+    while seen.len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "answers named only {seen:?}"
+        );
+        let ips = resolve_a(&first, "www.example.com.cdn.");
+        assert!(
+            (1..=2).contains(&ips.len()),
+            "one or two proxies per answer: {ips:?}"
+        );
+        most = most.max(ips.len());
+        for ip in ips {
+            assert!(members.contains(&ip), "{ip} is not a proxy of the network");
+            seen.insert(ip);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(most, 2, "with three live proxies, answers name two");
+}

@@ -99,7 +99,8 @@ pub(super) struct Driver {
     current_trace: Option<Trace>,
     inbound: HashMap<InboundId, ResponseChannel<Envelope>>,
     next_inbound: u64,
-    contacts: HashMap<PeerId, Contact>,
+    /// Peers' contacts, and when each was last heard from (a message or a ping).
+    contacts: HashMap<PeerId, (Contact, Instant)>,
     gets: HashMap<QueryId, oneshot::Sender<Result<Found, QueryError>>>,
     puts: HashMap<QueryId, oneshot::Sender<bool>>,
     bootstrap_dials: HashMap<ConnectionId, Multiaddr>,
@@ -183,14 +184,31 @@ impl Driver {
         }
     }
 
-    fn remember(&mut self, peer: PeerId, contact: Contact) {
+    /// Records `peer`'s contact; `heard` if it just spoke to us.
+    fn remember(&mut self, peer: PeerId, contact: Contact, heard: bool) {
         if self.contacts.len() >= MAX_CONTACTS && !self.contacts.contains_key(&peer) {
-            let evict = self.contacts.keys().next().copied();
+            // Forget the peer heard from longest ago.
+            let evict = self
+                .contacts
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(p, _)| *p);
             if let Some(p) = evict {
                 self.contacts.remove(&p);
             }
         }
-        self.contacts.insert(peer, contact);
+        let t = now();
+        let entry = self.contacts.entry(peer).or_insert((contact.clone(), t));
+        entry.0 = contact;
+        if heard {
+            entry.1 = t;
+        }
+    }
+
+    fn heard(&mut self, peer: &PeerId) {
+        if let Some((_, at)) = self.contacts.get_mut(peer) {
+            *at = now();
+        }
     }
 
     /// Delivers what the DHT node wants sent and hands its events to whoever waits.
@@ -234,7 +252,9 @@ impl Driver {
                     vec![advert.p2p.clone()],
                 );
                 self.outbound.insert(id, (rpc, self.current_trace));
-                self.remember(advert.peer, to);
+                if !self.contacts.contains_key(&advert.peer) {
+                    self.remember(advert.peer, to, false);
+                }
             }
             Transmit::Response { inbound, resp } => {
                 let Some(channel) = self.inbound.remove(&inbound) else {
@@ -326,11 +346,14 @@ impl Driver {
                     if level.level.0 == 0
                         && let Ok(a) = Advert::of(&p.contact)
                     {
+                        let heard = self.contacts.get(&a.peer).map(|(_, at)| *at);
                         peers.push(PeerInfo {
                             peer: a.peer.to_string(),
                             p2p: a.p2p.to_string(),
                             http: a.http,
                             rtt_ms: p.min_rtt.map(|d| d.as_secs_f64() * 1e3),
+                            heard_secs_ago: heard
+                                .map(|at| t.saturating_duration_since(at).as_secs_f64()),
                         });
                     }
                 }
@@ -348,8 +371,11 @@ impl Driver {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Dht(e)) => self.on_rr(e),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result, .. })) => {
-                if let (Ok(rtt), Some(c)) = (result, self.contacts.get(&peer)) {
-                    self.dht.handle_rtt(now(), c, rtt);
+                if let Ok(rtt) = result {
+                    self.heard(&peer);
+                    if let Some((c, _)) = self.contacts.get(&peer) {
+                        self.dht.handle_rtt(now(), c, rtt);
+                    }
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(_) | BehaviourEvent::Stream(())) => {}
@@ -366,7 +392,7 @@ impl Driver {
                         http: None,
                     }
                     .contact();
-                    self.remember(peer_id, contact.clone());
+                    self.remember(peer_id, contact.clone(), true);
                     self.dht.bootstrap(now(), vec![contact]);
                 }
             }
@@ -428,7 +454,7 @@ impl Driver {
                         tracing::debug!(%peer, trace = %hex16(trace), kind = kind_of(&req.body), "DHT request for a traced client request");
                     }
                     let from = advert.contact();
-                    self.remember(peer, from.clone());
+                    self.remember(peer, from.clone(), true);
                     let inbound = InboundId(self.next_inbound);
                     self.next_inbound += 1;
                     self.inbound.insert(inbound, channel);
@@ -448,7 +474,7 @@ impl Driver {
                     {
                         let contact = advert.contact();
                         self.dht.handle_contact(&contact);
-                        self.remember(peer, contact);
+                        self.remember(peer, contact, true);
                     }
                     match decode_response(&response.body, self.max_message) {
                         Ok(resp) => {

@@ -114,6 +114,8 @@ pub struct PeerInfo {
     pub http: Option<SocketAddr>,
     /// The smallest round trip measured to it, if any.
     pub rtt_ms: Option<f64>,
+    /// Seconds since it last sent a message or answered a ping.
+    pub heard_secs_ago: Option<f64>,
 }
 
 /// What the overlay looks like right now.

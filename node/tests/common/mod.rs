@@ -38,6 +38,13 @@ impl Reef {
         Reef::start_with(&BASE, args)
     }
 
+    /// Starts a node whose proxy listens on `http` (e.g. `127.0.0.2:0`).
+    pub fn start_on(http: &str, args: &[&str]) -> Reef {
+        let mut base = BASE;
+        base[3] = http;
+        Reef::start_with(&base, args)
+    }
+
     /// Starts a node with exactly `base` and `args`.
     pub fn start_with(base: &[&str], args: &[&str]) -> Reef {
         // REEF_TEST_LOGS=DIR keeps each node's log (RUST_LOG from REEF_TEST_RUST_LOG).
