@@ -370,14 +370,17 @@ impl Driver {
     fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Dht(e)) => self.on_rr(e),
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result, .. })) => {
-                if let Ok(rtt) = result {
-                    self.heard(&peer);
-                    if let Some((c, _)) = self.contacts.get(&peer) {
-                        self.dht.handle_rtt(now(), c, rtt);
-                    }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            })) => {
+                self.heard(&peer);
+                if let Some((c, _)) = self.contacts.get(&peer) {
+                    self.dht.handle_rtt(now(), c, rtt);
                 }
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(_)) => {}
             SwarmEvent::Behaviour(BehaviourEvent::Identify(_) | BehaviourEvent::Stream(())) => {}
             SwarmEvent::ConnectionEstablished {
                 peer_id,
