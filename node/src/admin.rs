@@ -93,6 +93,10 @@ pub struct CacheStatus {
     pub objects: usize,
     /// Bytes held.
     pub bytes: u64,
+    /// URLs on disk.
+    pub disk_objects: usize,
+    /// Bytes on disk.
+    pub disk_bytes: u64,
     /// Requests served from a fresh copy.
     pub hits: u64,
     /// Requests that needed a fetch.
@@ -175,6 +179,8 @@ impl NodeState {
             cache: CacheStatus {
                 objects: store.len(),
                 bytes: store.weight(),
+                disk_objects: store.disk().map_or(0, |d| d.len()),
+                disk_bytes: store.disk().map_or(0, |d| d.bytes()),
                 hits: p.hits,
                 misses: p.misses,
             },

@@ -87,6 +87,10 @@ pub struct NodeArgs {
     /// Memory cache budget in bytes.
     #[arg(long, env = "REEF_CACHE_MEM", default_value_t = 256 << 20)]
     pub cache_mem: u64,
+    /// Disk cache budget in bytes, in `<data-dir>/cache` (kept across restarts); only with
+    /// `--data-dir`; 0 turns it off.
+    #[arg(long, env = "REEF_CACHE_DISK", default_value_t = 1 << 30)]
+    pub cache_disk: u64,
     /// Largest object fetched and cached, in bytes.
     #[arg(long, env = "REEF_MAX_OBJECT", default_value_t = 50 << 20)]
     pub max_object: u64,
@@ -165,6 +169,7 @@ fn secret(args: &NodeArgs) -> anyhow::Result<NetworkSecret> {
 /// The caching proxy on `--http`.
 async fn start_proxy(
     args: &NodeArgs,
+    data: Option<&DataDir>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, Arc<proxy::Proxy>)> {
     let zone = ZoneSuffix::parse(&args.zone)
@@ -174,6 +179,17 @@ async fn start_proxy(
     config.max_object_bytes = args.max_object;
     config.access_log = args.access_log;
     config.bandwidth_quota = args.bandwidth_quota;
+    if let Some(d) = data.filter(|_| args.cache_disk > 0) {
+        let root = d.path().join("cache");
+        let tier = proxy::disk::DiskTier::open(&root, args.cache_disk)
+            .with_context(|| format!("opening the disk cache in {}", root.display()))?;
+        tracing::info!(
+            objects = tier.len(),
+            bytes = tier.bytes(),
+            "disk cache opened"
+        );
+        config.disk = Some(Arc::new(tier));
+    }
     config.policy.min_ttl = args.min_ttl.map(Duration::from_secs);
     config.allow_private_origins = args.allow_private_origins;
     config.resolve = args.resolve.iter().cloned().collect();
@@ -255,7 +271,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         }
     }
     let (stop_tx, stop) = watch::channel(false);
-    let (http, proxy) = start_proxy(&args, stop.clone()).await?;
+    let (http, proxy) = start_proxy(&args, data.as_ref(), stop.clone()).await?;
     let public_http = args.public_http.unwrap_or(http);
     let dht = dht::Config {
         rng_seed: args.seed,

@@ -232,7 +232,12 @@ fn a_client_gets_the_whole_body_when_the_serving_peer_dies_mid_transfer() {
 }
 
 #[test]
-fn a_restarted_node_rejoins_from_its_data_directory() {
+fn a_restarted_node_rejoins_from_its_data_directory_and_serves_its_cache() {
+    let body = bytes(50_000, 5);
+    let origin = Origin::start(HashMap::from([(
+        "/kept".to_string(),
+        Object::fresh(body.clone()),
+    )]));
     let first = Reef::start(&RESOLVE);
     let dir = temp_dir("data");
     let data = dir.display().to_string();
@@ -244,12 +249,29 @@ fn a_restarted_node_rejoins_from_its_data_directory() {
         .concat(),
     );
     second.wait_peers(1, Duration::from_secs(20));
+    assert_eq!(second.fetch(&origin.host(), "/kept").status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while second.status()["cache"]["disk_objects"] != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never written to disk"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let identity = second.info["peer_id"].clone();
     second.terminate();
     let again = Reef::start(&[&RESOLVE[..], &["--data-dir", &data]].concat());
     assert_eq!(again.info["peer_id"], identity, "the same identity");
     again.wait_peers(1, Duration::from_secs(20));
     first.wait_peers(1, Duration::from_secs(20));
+    let r = again.fetch(&origin.host(), "/kept");
+    assert!(r.body == body);
+    assert!(r.header("cache-status").contains("hit"), "{:?}", r.headers);
+    assert_eq!(
+        origin.count("/kept"),
+        1,
+        "served from the disk cache after the restart"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -6,10 +6,11 @@
 //! into one fetch, and announces what it caches. It knows nothing of the DHT or libp2p.
 //!
 //! Built so far: routing (Host header to origin, the 400 page, `Location` rewriting), RFC 9111
-//! decisions, a memory tier with `Vary` variants, collapsed fetches on a shared growing body,
-//! revalidation with 304 merges, conditionals and byte ranges, stale copies on origin
-//! failure, HTTP and HTTPS origins with the private-address check at connection time. The
-//! disk tier, the `Directory` seam for peers, and the limits (rates, fair share) come next.
+//! decisions, a memory tier with `Vary` variants and a disk tier that survives restarts,
+//! collapsed fetches on a shared growing body, revalidation with 304 merges, conditionals and
+//! byte ranges, stale copies on origin failure, HTTP and HTTPS origins with the private-address
+//! check at connection time, the `Directory` seam for peers, a bandwidth quota. Rate limits
+//! and fair share come next.
 //!
 //! ```text
 //!  client ─▶ server.rs ─▶ service.rs: route ─▶ store (fresh? render) ─▶ in flight? join
@@ -31,6 +32,7 @@ pub mod body;
 pub mod cache;
 pub mod connect;
 pub mod directory;
+pub mod disk;
 mod fetch;
 pub mod headers;
 mod peer;

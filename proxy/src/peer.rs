@@ -117,7 +117,7 @@ impl Proxy {
             return Err(PeerError::NotFound); // out of the network until the cool-down ends
         }
         let now = SystemTime::now();
-        if let Some(stored) = self.store.get(&req.key, &req.headers) {
+        if let Some(stored) = self.store.lookup(&req.key, &req.headers).await {
             let age = stored.age(now);
             let fresh = freshness::usable(
                 &req.headers,

@@ -61,6 +61,8 @@ pub struct Config {
     pub bandwidth_quota: Option<u64>,
     /// How long a node over its quota stays out.
     pub quota_cool_down: Duration,
+    /// The disk tier (opened by the caller; `None`: memory only).
+    pub disk: Option<Arc<crate::disk::DiskTier>>,
     /// Certificates trusted for HTTPS origins besides the webpki roots (a private CA; tests).
     pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
@@ -82,6 +84,7 @@ impl Config {
             origin_concurrency: 16,
             access_log: false,
             bandwidth_quota: None,
+            disk: None,
             quota_cool_down: Duration::from_secs(30 * 60),
             extra_roots: Vec::new(),
         }
@@ -216,7 +219,11 @@ impl Proxy {
         let client = connect::client(resolver.clone(), &config.extra_roots)?;
         Ok(Arc::new(Proxy {
             router: Router::new(config.zone.clone(), config.reverse_origin.clone()),
-            store: Store::new(config.cache_bytes, config.max_object_bytes),
+            store: Store::with_disk(
+                config.cache_bytes,
+                config.max_object_bytes,
+                config.disk.clone(),
+            ),
             inflight: Mutex::new(HashMap::new()),
             client,
             slots: Mutex::new(HashMap::new()),
@@ -362,7 +369,7 @@ impl Proxy {
         let head_only = parts.method == Method::HEAD;
         let now = SystemTime::now();
         let mut validate = None;
-        let stale = match self.store.get(&key, &parts.headers) {
+        let stale = match self.store.lookup(&key, &parts.headers).await {
             Some(stored) => {
                 let age = stored.age(now);
                 match freshness::usable(

@@ -14,6 +14,7 @@ use quick_cache::{OptionsBuilder, Weighter};
 
 use crate::body::SharedBody;
 use crate::cache::freshness::Received;
+use crate::disk::DiskTier;
 
 /// A stored response.
 #[derive(Debug)]
@@ -100,6 +101,9 @@ pub struct Store {
     >,
     /// Variants kept per URL at most (a header with endless values cannot grow one entry).
     max_variants: usize,
+    /// The disk tier, if any: every stored response is also written there, and a memory
+    /// miss reads it back.
+    disk: Option<Arc<DiskTier>>,
 }
 
 impl Store {
@@ -131,7 +135,40 @@ impl Store {
         Store {
             cache,
             max_variants: 16,
+            disk: None,
         }
+    }
+
+    /// The same, backed by `disk`.
+    pub fn with_disk(budget: u64, largest: u64, disk: Option<Arc<DiskTier>>) -> Store {
+        Store {
+            disk,
+            ..Store::new(budget, largest)
+        }
+    }
+
+    /// The disk tier, if any.
+    pub fn disk(&self) -> Option<&DiskTier> {
+        self.disk.as_deref()
+    }
+
+    /// The stored variant of `key` that matches `request`, from memory or else from disk
+    /// (read on a blocking thread, then kept in memory).
+    pub async fn lookup(&self, key: &str, request: &HeaderMap) -> Option<Arc<Stored>> {
+        if let Some(s) = self.get(key, request) {
+            return Some(s);
+        }
+        let disk = self.disk.clone().filter(|d| d.contains(key))?;
+        let k = key.to_string();
+        let stored = tokio::task::spawn_blocking(move || disk.read(&k))
+            .await
+            .ok()??;
+        if !stored.matches(request) {
+            return None;
+        }
+        let stored = Arc::new(stored);
+        self.put_memory(key, stored.clone());
+        Some(stored)
     }
 
     /// The stored variant of `key` that matches `request`, if any.
@@ -140,8 +177,21 @@ impl Store {
         variants.iter().find(|s| s.matches(request)).cloned()
     }
 
-    /// Stores a complete response, replacing the variant with the same `Vary` values.
+    /// Stores a complete response, replacing the variant with the same `Vary` values, and
+    /// writes it to the disk tier in the background.
     pub fn put(&self, key: &str, stored: Arc<Stored>) {
+        if let (Some(disk), Ok(rt)) = (&self.disk, tokio::runtime::Handle::try_current()) {
+            let (disk, k, s) = (disk.clone(), key.to_string(), stored.clone());
+            rt.spawn_blocking(move || {
+                if let Err(e) = disk.write(&k, &s) {
+                    tracing::warn!(key = %k, error = %e, "could not write to the disk cache");
+                }
+            });
+        }
+        self.put_memory(key, stored);
+    }
+
+    fn put_memory(&self, key: &str, stored: Arc<Stored>) {
         let mut variants: Vec<Arc<Stored>> = self
             .cache
             .get(key)
@@ -160,11 +210,15 @@ impl Store {
     /// Drops every variant of `key` (invalidation after an unsafe method, a purge).
     pub fn remove(&self, key: &str) {
         self.cache.remove(key);
+        if let Some(d) = &self.disk {
+            d.remove(key);
+        }
     }
 
-    /// Whether any variant of `key` is held (without counting as a use).
+    /// Whether any variant of `key` is held, in memory or on disk (without counting as a
+    /// use).
     pub fn contains(&self, key: &str) -> bool {
-        self.cache.contains_key(key)
+        self.cache.contains_key(key) || self.disk.as_ref().is_some_and(|d| d.contains(key))
     }
 
     /// Bytes held.

@@ -1,0 +1,454 @@
+//! The disk tier: complete responses in files, under a byte budget, kept across restarts.
+//!
+//! One file per URL, named by the SHA-256 of its cache key (so no key can name a path), in
+//! `objects/`. A file is written in `tmp/` and renamed into place when complete, so a crash
+//! leaves either the old entry or the new one, never half of one; leftovers in `tmp/` are
+//! removed at start. Every entry carries the SHA-256 of its body, checked when it is read:
+//! a damaged file is deleted and counts as a miss. The index (key, size, last use) lives in
+//! memory and is rebuilt at start from the entries' headers.
+//!
+//! ```text
+//! entry = "REEFOBJ1"  meta_len:u32-be  postcard(Meta)  body[meta.body_len]
+//! ```
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use crate::body::{SharedBody, sha256};
+use crate::cache::freshness::Received;
+use crate::store::Stored;
+
+const MAGIC: &[u8; 8] = b"REEFOBJ1";
+/// Largest metadata block (a URL and its headers).
+pub const MAX_META: usize = 1 << 20;
+
+/// Why an entry could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    /// Not an entry (wrong magic, truncated, oversized metadata).
+    #[error("malformed entry: {0}")]
+    Malformed(&'static str),
+    /// The body does not hash to the digest recorded with it.
+    #[error("body does not match its SHA-256")]
+    Corrupt,
+    /// Reading or writing failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    key: String,
+    status: u16,
+    headers: Vec<(String, Vec<u8>)>,
+    request_time_ms: u64,
+    response_time_ms: u64,
+    date_ms: Option<u64>,
+    age_secs: u64,
+    lifetime_ms: u64,
+    vary: Vec<(String, Option<Vec<u8>>)>,
+    body_len: u64,
+    sha256: [u8; 32],
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn time(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// An entry's bytes for `stored` (whose body must be complete).
+pub fn encode_entry(key: &str, stored: &Stored, body: &[u8]) -> Vec<u8> {
+    let meta = Meta {
+        key: key.to_string(),
+        status: stored.status.as_u16(),
+        headers: stored
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+            .collect(),
+        request_time_ms: millis(stored.received.request_time),
+        response_time_ms: millis(stored.received.response_time),
+        date_ms: stored.received.date.map(millis),
+        age_secs: stored.received.age.as_secs(),
+        lifetime_ms: stored.lifetime.as_millis() as u64,
+        vary: stored
+            .vary
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    v.as_ref().map(|v| v.as_bytes().to_vec()),
+                )
+            })
+            .collect(),
+        body_len: body.len() as u64,
+        sha256: stored.body.digest().unwrap_or_else(|| sha256(body)),
+    };
+    let meta = postcard::to_stdvec(&meta).unwrap_or_default();
+    let mut out = Vec::with_capacity(12 + meta.len() + body.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(meta.len() as u32).to_be_bytes());
+    out.extend_from_slice(&meta);
+    out.extend_from_slice(body);
+    out
+}
+
+/// The metadata at the start of an entry, and where its body starts.
+fn decode_meta(head: &[u8]) -> Result<(Meta, usize), EntryError> {
+    let magic = head.get(..8).ok_or(EntryError::Malformed("truncated"))?;
+    if magic != MAGIC {
+        return Err(EntryError::Malformed("not a reef entry"));
+    }
+    let len: [u8; 4] = head
+        .get(8..12)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(EntryError::Malformed("truncated"))?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_META {
+        return Err(EntryError::Malformed("metadata too large"));
+    }
+    let raw = head
+        .get(12..12 + len)
+        .ok_or(EntryError::Malformed("truncated metadata"))?;
+    let meta: Meta = postcard::from_bytes(raw).map_err(|_| EntryError::Malformed("metadata"))?;
+    Ok((meta, 12 + len))
+}
+
+/// Parses a whole entry, checking the body's digest: the key and the stored response.
+pub fn decode_entry(bytes: &[u8]) -> Result<(String, Stored), EntryError> {
+    let (meta, start) = decode_meta(bytes)?;
+    let body = bytes
+        .get(start..)
+        .filter(|b| b.len() as u64 == meta.body_len)
+        .ok_or(EntryError::Malformed("body length"))?;
+    if sha256(body) != meta.sha256 {
+        return Err(EntryError::Corrupt);
+    }
+    let mut headers = HeaderMap::new();
+    for (n, v) in &meta.headers {
+        let name = HeaderName::from_bytes(n.as_bytes())
+            .map_err(|_| EntryError::Malformed("header name"))?;
+        let value =
+            HeaderValue::from_bytes(v).map_err(|_| EntryError::Malformed("header value"))?;
+        headers.append(name, value);
+    }
+    let mut vary = Vec::new();
+    for (n, v) in &meta.vary {
+        let name =
+            HeaderName::from_bytes(n.as_bytes()).map_err(|_| EntryError::Malformed("vary name"))?;
+        let value = match v {
+            Some(v) => {
+                Some(HeaderValue::from_bytes(v).map_err(|_| EntryError::Malformed("vary value"))?)
+            }
+            None => None,
+        };
+        vary.push((name, value));
+    }
+    let status = StatusCode::from_u16(meta.status).map_err(|_| EntryError::Malformed("status"))?;
+    let stored = Stored {
+        status,
+        headers,
+        received: Received {
+            request_time: time(meta.request_time_ms),
+            response_time: time(meta.response_time_ms),
+            date: meta.date_ms.map(time),
+            age: Duration::from_secs(meta.age_secs),
+        },
+        lifetime: Duration::from_millis(meta.lifetime_ms),
+        vary,
+        body: SharedBody::complete_with(Bytes::copy_from_slice(body), meta.sha256),
+    };
+    Ok((meta.key, stored))
+}
+
+#[derive(Debug)]
+struct Entry {
+    size: u64,
+    used: u64,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    /// By file name (the key's hash).
+    entries: HashMap<String, Entry>,
+    bytes: u64,
+    tick: u64,
+}
+
+/// Responses on disk under a byte budget.
+#[derive(Debug)]
+pub struct DiskTier {
+    root: PathBuf,
+    budget: u64,
+    index: Mutex<Index>,
+    next_tmp: AtomicU64,
+}
+
+/// The file name of `key`: its SHA-256 in hex.
+fn file_name(key: &str) -> String {
+    sha256(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl DiskTier {
+    /// Opens (creating) the tier in `root`, indexing what a previous run left there.
+    pub fn open(root: &Path, budget: u64) -> std::io::Result<DiskTier> {
+        let objects = root.join("objects");
+        let tmp = root.join("tmp");
+        std::fs::create_dir_all(&objects)?;
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp)?;
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&objects)?.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            match read_head(&path) {
+                Ok((m, start))
+                    if m.body_len + start as u64 == meta.len() && name == file_name(&m.key) =>
+                {
+                    let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+                    found.push((mtime, name, meta.len()));
+                }
+                _ => {
+                    tracing::warn!(path = %path.display(), "removing a damaged disk-cache entry");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        found.sort();
+        let mut index = Index::default();
+        for (_, name, size) in found {
+            index.tick += 1;
+            index.bytes += size;
+            let used = index.tick;
+            index.entries.insert(name, Entry { size, used });
+        }
+        let tier = DiskTier {
+            root: root.to_path_buf(),
+            budget,
+            index: Mutex::new(index),
+            next_tmp: AtomicU64::new(0),
+        };
+        tier.evict();
+        Ok(tier)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join("objects").join(name)
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.index.lock().map_or(0, |i| i.entries.len())
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.index.lock().map_or(0, |i| i.bytes)
+    }
+
+    /// Whether `key` is held.
+    pub fn contains(&self, key: &str) -> bool {
+        self.index
+            .lock()
+            .is_ok_and(|i| i.entries.contains_key(&file_name(key)))
+    }
+
+    /// Writes `stored` for `key` (blocking: call from a blocking thread).
+    pub fn write(&self, key: &str, stored: &Stored) -> std::io::Result<()> {
+        let Some(body) = stored.body.collect() else {
+            return Ok(()); // only complete bodies are stored
+        };
+        let bytes = encode_entry(key, stored, &body);
+        if bytes.len() as u64 > self.budget {
+            return Ok(());
+        }
+        let name = file_name(key);
+        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.root.join("tmp").join(format!("{name}.{n}"));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        drop(f);
+        std::fs::rename(&tmp, self.path(&name))?;
+        if let Ok(mut i) = self.index.lock() {
+            i.tick += 1;
+            let used = i.tick;
+            let size = bytes.len() as u64;
+            if let Some(old) = i.entries.insert(name, Entry { size, used }) {
+                i.bytes -= old.size;
+            }
+            i.bytes += size;
+        }
+        self.evict();
+        Ok(())
+    }
+
+    /// Reads `key`'s entry (blocking). A damaged entry is deleted and reads as `None`.
+    pub fn read(&self, key: &str) -> Option<Stored> {
+        let name = file_name(key);
+        {
+            let mut i = self.index.lock().ok()?;
+            i.tick += 1;
+            let tick = i.tick;
+            i.entries.get_mut(&name)?.used = tick;
+        }
+        let path = self.path(&name);
+        let result = std::fs::read(&path)
+            .map_err(EntryError::from)
+            .and_then(|bytes| decode_entry(&bytes));
+        match result {
+            Ok((k, stored)) if k == key => Some(stored),
+            Ok(_) => None, // a hash collision: never serve another URL's body
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "dropping a damaged disk-cache entry");
+                self.remove(key);
+                None
+            }
+        }
+    }
+
+    /// Deletes `key`'s entry.
+    pub fn remove(&self, key: &str) {
+        let name = file_name(key);
+        if let Ok(mut i) = self.index.lock()
+            && let Some(old) = i.entries.remove(&name)
+        {
+            i.bytes -= old.size;
+            let _ = std::fs::remove_file(self.path(&name));
+        }
+    }
+
+    /// Deletes least recently used entries until the tier fits its budget.
+    fn evict(&self) {
+        let Ok(mut i) = self.index.lock() else { return };
+        while i.bytes > self.budget {
+            let Some(name) = i
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(n, _)| n.clone())
+            else {
+                break;
+            };
+            if let Some(old) = i.entries.remove(&name) {
+                i.bytes -= old.size;
+                let _ = std::fs::remove_file(self.path(&name));
+            }
+        }
+    }
+}
+
+/// Reads just an entry's metadata.
+fn read_head(path: &Path) -> Result<(Meta, usize), EntryError> {
+    let mut f = std::fs::File::open(path)?;
+    let mut head = [0u8; 12];
+    f.read_exact(&mut head)?;
+    let len = u32::from_be_bytes([head[8], head[9], head[10], head[11]]) as usize;
+    if len > MAX_META {
+        return Err(EntryError::Malformed("metadata too large"));
+    }
+    let mut all = head.to_vec();
+    all.resize(12 + len, 0);
+    f.read_exact(&mut all[12..])?;
+    decode_meta(&all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(body: &'static [u8]) -> Stored {
+        let mut headers = HeaderMap::new();
+        headers.insert("cache-control", HeaderValue::from_static("max-age=60"));
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        Stored {
+            status: StatusCode::OK,
+            received: Received::new(t, t, &headers),
+            headers,
+            lifetime: Duration::from_secs(60),
+            vary: vec![(HeaderName::from_static("accept-encoding"), None)],
+            body: SharedBody::complete(Bytes::from_static(body)),
+        }
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("reef-disk-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn entries_round_trip_and_damage_is_detected() {
+        let s = stored(b"hello");
+        let bytes = encode_entry("http://a/b", &s, b"hello");
+        let (key, back) = decode_entry(&bytes).expect("decode");
+        assert_eq!(key, "http://a/b");
+        assert_eq!(back.status, s.status);
+        assert_eq!(back.headers, s.headers);
+        assert_eq!(back.received, s.received);
+        assert_eq!(back.vary, s.vary);
+        assert_eq!(back.body.collect().as_deref(), Some(&b"hello"[..]));
+        let mut flipped = bytes.clone();
+        if let Some(last) = flipped.last_mut() {
+            *last ^= 1;
+        }
+        assert!(matches!(decode_entry(&flipped), Err(EntryError::Corrupt)));
+        assert!(decode_entry(&bytes[..bytes.len() - 1]).is_err());
+        assert!(decode_entry(b"REEFOBJ1\xff\xff\xff\xff").is_err());
+        assert!(decode_entry(b"").is_err());
+    }
+
+    #[test]
+    fn the_tier_survives_a_reopen_keeps_its_budget_and_drops_damaged_files() {
+        let root = temp("tier");
+        let tier = DiskTier::open(&root, 10_000).expect("open");
+        tier.write("http://a/1", &stored(b"one")).expect("write");
+        tier.write("http://a/2", &stored(b"two")).expect("write");
+        assert_eq!(tier.len(), 2);
+        drop(tier);
+        let tier = DiskTier::open(&root, 10_000).expect("reopen");
+        assert_eq!(tier.len(), 2);
+        let one = tier.read("http://a/1").expect("read");
+        assert_eq!(one.body.collect().as_deref(), Some(&b"one"[..]));
+        assert!(tier.read("http://a/3").is_none());
+        // Damage a file: it reads as a miss and is gone.
+        let path = tier.path(&file_name("http://a/2"));
+        let mut bytes = std::fs::read(&path).expect("read file");
+        if let Some(last) = bytes.last_mut() {
+            *last ^= 1;
+        }
+        std::fs::write(&path, bytes).expect("write file");
+        assert!(tier.read("http://a/2").is_none());
+        assert!(!tier.contains("http://a/2"));
+        assert!(!path.exists());
+        // A budget smaller than two entries keeps only the most recently used one.
+        let size = tier.bytes();
+        drop(tier);
+        let tier = DiskTier::open(&root, size + 10).expect("reopen");
+        tier.write("http://a/4", &stored(b"four")).expect("write");
+        assert!(tier.bytes() <= size + 10);
+        assert!(tier.contains("http://a/4"));
+        assert!(!tier.contains("http://a/1"));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
