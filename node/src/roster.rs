@@ -2,8 +2,9 @@
 //!
 //! Every second a task rebuilds the snapshot from the overlay's level-0 peers: those that
 //! advertise a proxy address, with the time they were last heard from (a DHT message or a
-//! ping), so the nameserver only ever names proxies seen alive recently. This node is always
-//! in it, marked overloaded while it is over its bandwidth quota.
+//! ping), so the nameserver only ever names proxies seen alive recently. Peers whose messages
+//! say they are over their bandwidth quota are marked overloaded, and so is this node while it
+//! is: overloaded proxies leave the answers until they recover.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
@@ -84,7 +85,7 @@ impl LiveRoster {
                     .filter_map(|p| {
                         let ip = client_ip(p.http?)?;
                         let ago = Duration::from_secs_f64(p.heard_secs_ago?.max(0.0));
-                        Some(proxy(ip, None, now.checked_sub(ago)?, false))
+                        Some(proxy(ip, None, now.checked_sub(ago)?, p.withdrawn))
                     })
                     .filter(|p| p.addr != me.addr)
                     .collect();

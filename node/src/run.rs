@@ -293,6 +293,10 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
                 ..TransportConfig::default()
             },
             dht,
+            withdrawn: {
+                let p = Arc::downgrade(&proxy);
+                Box::new(move || p.upgrade().is_some_and(|p| p.over_quota()))
+            },
         },
         stop.clone(),
     )

@@ -333,3 +333,48 @@ fn dns_answers_name_live_proxies_of_the_overlay() {
     }
     assert_eq!(most, 2, "with three live proxies, answers name two");
 }
+
+#[test]
+fn a_node_over_its_quota_leaves_the_other_nodes_dns_answers() {
+    let origin = Origin::start(HashMap::from([(
+        "/page".to_string(),
+        Object::fresh(vec![b'x'; 2000]),
+    )]));
+    let first = Reef::start(&RESOLVE);
+    let busy = Reef::start_on(
+        "127.0.0.2:0",
+        &[
+            &RESOLVE[..],
+            &["--bandwidth-quota", "1000", "--bootstrap", &first.p2p()],
+        ]
+        .concat(),
+    );
+    first.wait_peers(1, Duration::from_secs(20));
+    let two: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !resolve_a(&first, "www.example.com.cdn.").contains(&two) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the busy node never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(busy.fetch(&origin.host(), "/page").status, 200);
+    assert_eq!(busy.status()["over_quota"], true);
+    // Any DHT message now says so; a lookup makes one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        common::post(busy.admin(), "/locate", b"http://origin.test:1/x");
+        std::thread::sleep(Duration::from_millis(1200)); // the roster is rebuilt every second
+        let answers: Vec<_> = (0..5)
+            .flat_map(|_| resolve_a(&first, "www.example.com.cdn."))
+            .collect();
+        if !answers.contains(&two) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still answered with the busy node"
+        );
+    }
+}

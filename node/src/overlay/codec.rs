@@ -7,8 +7,8 @@
 //! stream, never the connection or the node.
 //!
 //! ```text
-//! request  = postcard(Envelope { advert, trace, body = dht::wire::encode_request(..) })
-//! response = postcard(Envelope { advert, trace: None, body = dht::wire::encode_response(..) })
+//! request  = postcard(Envelope { advert, trace, withdrawn, body = dht::wire::encode_request(..) })
+//! response = postcard(Envelope { advert, trace: None, withdrawn, body = dht::wire::encode_response(..) })
 //! ```
 //!
 //! Both carry the sender's advert: a node that joined through a bare bootstrap address
@@ -33,6 +33,8 @@ pub struct Envelope {
     pub advert: Vec<u8>,
     /// The trace ID of the client request that caused this lookup, if any.
     pub trace: Option<[u8; 16]>,
+    /// The sender is over its bandwidth quota: leave it out of DNS answers.
+    pub withdrawn: bool,
     /// `dht::wire` request bytes.
     pub body: Vec<u8>,
 }
@@ -151,6 +153,7 @@ mod tests {
         let env = Envelope {
             advert: vec![1, 2, 3],
             trace: Some([7; 16]),
+            withdrawn: true,
             body: vec![9; 100],
         };
         let mut codec = DhtCodec::new(1024);

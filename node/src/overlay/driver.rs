@@ -75,6 +75,9 @@ pub(super) enum Command {
     },
 }
 
+/// Tells whether this node is over its bandwidth quota.
+pub(crate) type Withdrawn = Box<dyn Fn() -> bool + Send + Sync>;
+
 /// A client request's trace ID (W3C trace-context, 16 bytes).
 pub(super) type Trace = [u8; 16];
 
@@ -101,6 +104,10 @@ pub(super) struct Driver {
     next_inbound: u64,
     /// Peers' contacts, and when each was last heard from (a message or a ping).
     contacts: HashMap<PeerId, (Contact, Instant)>,
+    /// Peers whose last message said they are over their bandwidth quota.
+    withdrawn_peers: std::collections::HashSet<PeerId>,
+    /// Whether this node is over its quota (said in every message it sends).
+    withdrawn: Withdrawn,
     gets: HashMap<QueryId, oneshot::Sender<Result<Found, QueryError>>>,
     puts: HashMap<QueryId, oneshot::Sender<bool>>,
     bootstrap_dials: HashMap<ConnectionId, Multiaddr>,
@@ -115,6 +122,7 @@ impl Driver {
         commands: mpsc::Receiver<Command>,
         counters: Arc<Counters>,
         bootstrap: Vec<Multiaddr>,
+        withdrawn: Withdrawn,
     ) -> Driver {
         let max_message = dht.config().max_message_size;
         Driver {
@@ -128,6 +136,8 @@ impl Driver {
             bootstrap,
             outbound: HashMap::new(),
             current_trace: None,
+            withdrawn_peers: std::collections::HashSet::new(),
+            withdrawn,
             inbound: HashMap::new(),
             next_inbound: 0,
             contacts: HashMap::new(),
@@ -205,6 +215,16 @@ impl Driver {
         }
     }
 
+    fn note_withdrawn(&mut self, peer: PeerId, withdrawn: bool) {
+        if withdrawn {
+            if self.withdrawn_peers.len() < MAX_CONTACTS {
+                self.withdrawn_peers.insert(peer);
+            }
+        } else {
+            self.withdrawn_peers.remove(&peer);
+        }
+    }
+
     fn heard(&mut self, peer: &PeerId) {
         if let Some((_, at)) = self.contacts.get_mut(peer) {
             *at = now();
@@ -244,6 +264,7 @@ impl Driver {
                 let envelope = Envelope {
                     advert: self.me_bytes.clone(),
                     trace: self.current_trace,
+                    withdrawn: (self.withdrawn)(),
                     body,
                 };
                 let id = self.swarm.behaviour_mut().dht.send_request_with_addresses(
@@ -264,6 +285,7 @@ impl Driver {
                     let envelope = Envelope {
                         advert: self.me_bytes.clone(),
                         trace: None,
+                        withdrawn: (self.withdrawn)(),
                         body,
                     };
                     let _ = self
@@ -354,6 +376,7 @@ impl Driver {
                             rtt_ms: p.min_rtt.map(|d| d.as_secs_f64() * 1e3),
                             heard_secs_ago: heard
                                 .map(|at| t.saturating_duration_since(at).as_secs_f64()),
+                            withdrawn: self.withdrawn_peers.contains(&a.peer),
                         });
                     }
                 }
@@ -456,6 +479,7 @@ impl Driver {
                     if let Some(trace) = &request.trace {
                         tracing::debug!(%peer, trace = %hex16(trace), kind = kind_of(&req.body), "DHT request for a traced client request");
                     }
+                    self.note_withdrawn(peer, request.withdrawn);
                     let from = advert.contact();
                     self.remember(peer, from.clone(), true);
                     let inbound = InboundId(self.next_inbound);
@@ -472,6 +496,7 @@ impl Driver {
                         return;
                     };
                     // The answerer's own advert replaces whatever address we had for it.
+                    self.note_withdrawn(peer, response.withdrawn);
                     if let Ok(advert) = Advert::decode(&response.advert)
                         && advert.peer == peer
                     {

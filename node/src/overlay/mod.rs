@@ -39,7 +39,6 @@ pub use transport::TransportConfig;
 use crate::secret::NetworkSecret;
 
 /// Everything the overlay needs to start.
-#[derive(Debug)]
 pub struct OverlayConfig {
     /// Where to accept connections (`/ip4/127.0.0.1/tcp/4001`; port 0 picks one).
     pub listen: Multiaddr,
@@ -55,6 +54,19 @@ pub struct OverlayConfig {
     pub transport: TransportConfig,
     /// DHT settings.
     pub dht: dht::Config,
+    /// Whether this node is over its bandwidth quota (then every message says so, and peers
+    /// leave it out of their DNS answers).
+    pub withdrawn: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for OverlayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OverlayConfig")
+            .field("listen", &self.listen)
+            .field("bootstrap", &self.bootstrap)
+            .field("http", &self.http)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why the overlay could not start.
@@ -116,6 +128,8 @@ pub struct PeerInfo {
     pub rtt_ms: Option<f64>,
     /// Seconds since it last sent a message or answered a ping.
     pub heard_secs_ago: Option<f64>,
+    /// Its last message said it is over its bandwidth quota.
+    pub withdrawn: bool,
 }
 
 /// What the overlay looks like right now.
@@ -191,6 +205,7 @@ pub async fn start(
         rx,
         counters.clone(),
         config.bootstrap,
+        config.withdrawn,
     );
     let task = tokio::spawn(driver.run(stop));
     Ok((
