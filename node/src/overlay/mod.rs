@@ -27,6 +27,7 @@ use std::time::Duration;
 use dht::{Found, QueryError};
 use futures::StreamExt;
 use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId};
 use serde::Serialize;
@@ -174,21 +175,46 @@ pub async fn start(
     swarm
         .listen_on(config.listen.clone())
         .map_err(|e| listen_err(e.to_string()))?;
-    let bound = tokio::time::timeout(LISTEN_WAIT, async {
-        loop {
-            match swarm.select_next_some().await {
-                SwarmEvent::NewListenAddr { address, .. } => return Ok(address),
-                SwarmEvent::ListenerError { error, .. } => return Err(error.to_string()),
-                SwarmEvent::ListenerClosed { reason, .. } => {
-                    return Err(format!("listener closed: {reason:?}"));
+    // A wildcard listen address reports one address per interface: advertise one that other
+    // hosts can reach (not loopback) if there is one within a moment of the first.
+    let wildcard = config.listen.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    });
+    let mut bound: Option<Multiaddr> = None;
+    let deadline = tokio::time::Instant::now() + LISTEN_WAIT;
+    loop {
+        let wait = match &bound {
+            Some(_) => tokio::time::Instant::now() + Duration::from_millis(200),
+            None => deadline,
+        };
+        let event = tokio::select! {
+            e = swarm.select_next_some() => e,
+            _ = tokio::time::sleep_until(wait.min(deadline)) => break,
+        };
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let loopback = address.iter().any(|p| match p {
+                    Protocol::Ip4(ip) => ip.is_loopback(),
+                    Protocol::Ip6(ip) => ip.is_loopback(),
+                    _ => false,
+                });
+                if bound.is_none() || !loopback {
+                    bound = Some(address);
                 }
-                _ => {}
+                if !wildcard || !loopback {
+                    break;
+                }
             }
+            SwarmEvent::ListenerError { error, .. } => return Err(listen_err(error.to_string())),
+            SwarmEvent::ListenerClosed { reason, .. } => {
+                return Err(listen_err(format!("listener closed: {reason:?}")));
+            }
+            _ => {}
         }
-    })
-    .await
-    .map_err(|_| listen_err("no address bound in time".into()))?
-    .map_err(listen_err)?;
+    }
+    let bound = bound.ok_or_else(|| listen_err("no address bound in time".into()))?;
     let me = Advert {
         peer,
         p2p: bound,
