@@ -209,146 +209,44 @@ impl NodeState {
 
 /// Prometheus text for `status`.
 pub fn metrics(s: &Status) -> String {
+    const COUNTER: &str = "counter";
+    const GAUGE: &str = "gauge";
+    let n = |v: u64| v as f64;
+    #[rustfmt::skip] // one metric a line
+    let table: [(&str, &str, &str, f64); 25] = [
+        ("reef_cache_hits_total", COUNTER, "Requests served from a fresh stored copy.", n(s.cache.hits)),
+        ("reef_cache_misses_total", COUNTER, "Requests that needed a fetch.", n(s.cache.misses)),
+        ("reef_cache_objects", GAUGE, "URLs in the memory cache.", s.cache.objects as f64),
+        ("reef_cache_bytes", GAUGE, "Bytes in the memory cache.", n(s.cache.bytes)),
+        ("reef_cache_disk_objects", GAUGE, "URLs in the disk cache.", s.cache.disk_objects as f64),
+        ("reef_cache_disk_bytes", GAUGE, "Bytes in the disk cache.", n(s.cache.disk_bytes)),
+        ("reef_origin_fetches_total", COUNTER, "Fetches sent to origins.", n(s.fetches.origin)),
+        ("reef_peer_fetches_total", COUNTER, "Objects fetched from peers.", n(s.fetches.peer)),
+        ("reef_origin_bytes_total", COUNTER, "Body bytes received from origins.", n(s.fetches.origin_bytes)),
+        ("reef_peer_bytes_total", COUNTER, "Body bytes received from peers.", n(s.fetches.peer_bytes)),
+        ("reef_served_to_peers_total", COUNTER, "Objects served to peers.", n(s.fetches.served_to_peers)),
+        ("reef_served_to_peers_bytes_total", COUNTER, "Body bytes served to peers.", n(s.fetches.bytes_served_to_peers)),
+        ("reef_directory_lookups_total", COUNTER, "Directory lookups.", n(s.fetches.lookups)),
+        ("reef_directory_lookup_hits_total", COUNTER, "Lookups that named a holder.", n(s.fetches.lookup_hits)),
+        ("reef_directory_announced", GAUGE, "Objects this node announces.", s.fetches.announced as f64),
+        ("reef_peers_connected", GAUGE, "Peers with an open overlay connection.", s.peers_connected as f64),
+        ("reef_dht_peers_known", GAUGE, "Peers in the level-0 routing table.", s.peers.len() as f64),
+        ("reef_dht_requests_in_total", COUNTER, "DHT requests received.", n(s.overlay.dht_requests_in)),
+        ("reef_dht_requests_out_total", COUNTER, "DHT requests sent.", n(s.overlay.dht_requests_out)),
+        ("reef_overlay_handshake_failures_total", COUNTER, "Inbound connections that failed the keyed handshake.", n(s.overlay.handshake_failures)),
+        ("reef_overlay_dial_failures_total", COUNTER, "Outbound connections that failed.", n(s.overlay.dial_failures)),
+        ("reef_overlay_rejected_messages_total", COUNTER, "DHT messages refused.", n(s.overlay.rejected_messages)),
+        ("reef_bad_peers_total", COUNTER, "Peers reported for serving wrong bytes.", n(s.overlay.bad_peers)),
+        ("reef_over_quota", GAUGE, "1 while over the bandwidth quota.", f64::from(u8::from(s.over_quota))),
+        ("reef_uptime_seconds", GAUGE, "Seconds since the node started.", n(s.uptime_secs)),
+    ];
     let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
+    for (name, kind, help, value) in table {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
-    };
-    let n = |v: u64| v as f64;
-    metric(
-        "reef_cache_hits_total",
-        "counter",
-        "Requests served from a fresh stored copy.",
-        n(s.cache.hits),
-    );
-    metric(
-        "reef_cache_misses_total",
-        "counter",
-        "Requests that needed a fetch.",
-        n(s.cache.misses),
-    );
-    metric(
-        "reef_cache_objects",
-        "gauge",
-        "URLs in the memory cache.",
-        s.cache.objects as f64,
-    );
-    metric(
-        "reef_cache_bytes",
-        "gauge",
-        "Bytes in the memory cache.",
-        n(s.cache.bytes),
-    );
-    metric(
-        "reef_origin_fetches_total",
-        "counter",
-        "Fetches sent to origins.",
-        n(s.fetches.origin),
-    );
-    metric(
-        "reef_peer_fetches_total",
-        "counter",
-        "Objects fetched from peers.",
-        n(s.fetches.peer),
-    );
-    metric(
-        "reef_origin_bytes_total",
-        "counter",
-        "Body bytes received from origins.",
-        n(s.fetches.origin_bytes),
-    );
-    metric(
-        "reef_peer_bytes_total",
-        "counter",
-        "Body bytes received from peers.",
-        n(s.fetches.peer_bytes),
-    );
-    metric(
-        "reef_served_to_peers_total",
-        "counter",
-        "Objects served to peers.",
-        n(s.fetches.served_to_peers),
-    );
-    metric(
-        "reef_served_to_peers_bytes_total",
-        "counter",
-        "Body bytes served to peers.",
-        n(s.fetches.bytes_served_to_peers),
-    );
-    metric(
-        "reef_directory_lookups_total",
-        "counter",
-        "Directory lookups.",
-        n(s.fetches.lookups),
-    );
-    metric(
-        "reef_directory_lookup_hits_total",
-        "counter",
-        "Lookups that named a holder.",
-        n(s.fetches.lookup_hits),
-    );
-    metric(
-        "reef_directory_announced",
-        "gauge",
-        "Objects this node announces.",
-        s.fetches.announced as f64,
-    );
-    metric(
-        "reef_peers_connected",
-        "gauge",
-        "Peers with an open overlay connection.",
-        s.peers_connected as f64,
-    );
-    metric(
-        "reef_dht_peers_known",
-        "gauge",
-        "Peers in the level-0 routing table.",
-        s.peers.len() as f64,
-    );
-    metric(
-        "reef_dht_requests_in_total",
-        "counter",
-        "DHT requests received.",
-        n(s.overlay.dht_requests_in),
-    );
-    metric(
-        "reef_dht_requests_out_total",
-        "counter",
-        "DHT requests sent.",
-        n(s.overlay.dht_requests_out),
-    );
-    metric(
-        "reef_overlay_handshake_failures_total",
-        "counter",
-        "Inbound connections that failed the keyed handshake.",
-        n(s.overlay.handshake_failures),
-    );
-    metric(
-        "reef_overlay_dial_failures_total",
-        "counter",
-        "Outbound connections that failed.",
-        n(s.overlay.dial_failures),
-    );
-    metric(
-        "reef_overlay_rejected_messages_total",
-        "counter",
-        "DHT messages refused.",
-        n(s.overlay.rejected_messages),
-    );
-    metric(
-        "reef_bad_peers_total",
-        "counter",
-        "Peers reported for serving wrong bytes.",
-        n(s.overlay.bad_peers),
-    );
-    metric(
-        "reef_uptime_seconds",
-        "gauge",
-        "Seconds since the node started.",
-        n(s.uptime_secs),
-    );
+    }
     out
 }
 

@@ -5,7 +5,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::process::Command;
-use std::time::Duration;
 
 use common::{Object, Origin, Reef};
 
@@ -53,23 +52,12 @@ fn says_loudly_that_it_runs_on_the_development_secret() {
 
 #[test]
 fn node_answers_dns_for_the_zone_with_itself() {
-    use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-    use hickory_proto::rr::{Name, RecordType};
-
     let node = Reef::start(&["--zone", "cdn.test"]);
-    let addr: std::net::SocketAddr = node.info["dns"].as_str().unwrap().parse().unwrap();
-    let mut msg = Message::new(7, MessageType::Query, OpCode::Query);
-    msg.add_query(Query::query(
-        Name::from_ascii("www.example.com.cdn.test.").unwrap(),
-        RecordType::A,
-    ));
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    sock.send_to(&msg.to_vec().unwrap(), addr).unwrap();
-    let mut buf = [0u8; 2048];
-    let (n, _) = sock.recv_from(&mut buf).expect("an answer");
-    let resp = Message::from_vec(&buf[..n]).unwrap();
-    assert_eq!(resp.metadata.response_code, ResponseCode::NoError);
+    let resp = common::dns_query(&node, "www.example.com.cdn.test.");
+    assert_eq!(
+        resp.metadata.response_code,
+        hickory_proto::op::ResponseCode::NoError
+    );
     let ips: Vec<_> = resp
         .answers
         .iter()

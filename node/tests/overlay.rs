@@ -275,25 +275,6 @@ fn a_restarted_node_rejoins_from_its_data_directory_and_serves_its_cache() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The A records a node's nameserver gives for `name`.
-fn resolve_a(node: &Reef, name: &str) -> Vec<std::net::IpAddr> {
-    use hickory_proto::op::{Message, MessageType, OpCode, Query};
-    use hickory_proto::rr::{Name, RecordType};
-    let addr: std::net::SocketAddr = node.info["dns"].as_str().unwrap().parse().unwrap();
-    let mut msg = Message::new(1, MessageType::Query, OpCode::Query);
-    msg.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    sock.send_to(&msg.to_vec().unwrap(), addr).unwrap();
-    let mut buf = [0u8; 2048];
-    let (n, _) = sock.recv_from(&mut buf).expect("an answer");
-    let resp = Message::from_vec(&buf[..n]).unwrap();
-    resp.answers
-        .iter()
-        .filter_map(|r| r.data.ip_addr())
-        .collect()
-}
-
 #[test]
 fn dns_answers_name_live_proxies_of_the_overlay() {
     let first = Reef::start(&[]);
@@ -319,7 +300,7 @@ fn dns_answers_name_live_proxies_of_the_overlay() {
             std::time::Instant::now() < deadline,
             "answers named only {seen:?}"
         );
-        let ips = resolve_a(&first, "www.example.com.cdn.");
+        let ips = common::resolve_a(&first, "www.example.com.cdn.");
         assert!(
             (1..=2).contains(&ips.len()),
             "one or two proxies per answer: {ips:?}"
@@ -352,7 +333,7 @@ fn a_node_over_its_quota_leaves_the_other_nodes_dns_answers() {
     first.wait_peers(1, Duration::from_secs(20));
     let two: std::net::IpAddr = "127.0.0.2".parse().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !resolve_a(&first, "www.example.com.cdn.").contains(&two) {
+    while !common::resolve_a(&first, "www.example.com.cdn.").contains(&two) {
         assert!(
             std::time::Instant::now() < deadline,
             "the busy node never appeared"
@@ -367,7 +348,7 @@ fn a_node_over_its_quota_leaves_the_other_nodes_dns_answers() {
         common::post(busy.admin(), "/locate", b"http://origin.test:1/x");
         std::thread::sleep(Duration::from_millis(1200)); // the roster is rebuilt every second
         let answers: Vec<_> = (0..5)
-            .flat_map(|_| resolve_a(&first, "www.example.com.cdn."))
+            .flat_map(|_| common::resolve_a(&first, "www.example.com.cdn."))
             .collect();
         if !answers.contains(&two) {
             break;

@@ -36,6 +36,17 @@ pub enum Holding {
     Dropped,
 }
 
+impl Holding {
+    /// How a fetch that stored the object (or not) leaves this node holding it.
+    pub fn after_fetch(stored: bool) -> Holding {
+        if stored {
+            Holding::Cached
+        } else {
+            Holding::Dropped
+        }
+    }
+}
+
 /// What a peer is asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerRequest {

@@ -180,14 +180,7 @@ impl Proxy {
         }
         let stored = self.fetch_origin(&want, &head_tx, &body).await;
         if let Some(dir) = &directory {
-            dir.announce(
-                &want.key,
-                if stored {
-                    Holding::Cached
-                } else {
-                    Holding::Dropped
-                },
-            );
+            dir.announce(&want.key, Holding::after_fetch(stored));
         }
     }
 

@@ -239,14 +239,7 @@ impl Proxy {
             let stored = self
                 .pump_peers(dir, holder.clone(), resp.body, rest, want, &head, body)
                 .await;
-            dir.announce(
-                &want.key,
-                if stored {
-                    Holding::Cached
-                } else {
-                    Holding::Dropped
-                },
-            );
+            dir.announce(&want.key, Holding::after_fetch(stored));
             return true;
         }
         false

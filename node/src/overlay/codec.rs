@@ -93,6 +93,24 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
+async fn read_envelope<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    max: usize,
+) -> io::Result<Envelope> {
+    let frame = read_frame(io, max).await?;
+    postcard::from_bytes(&frame).map_err(invalid)
+}
+
+/// Writes one envelope and ends the stream (one message per stream).
+async fn write_envelope<T: AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    env: &Envelope,
+) -> io::Result<()> {
+    let bytes = postcard::to_stdvec(env).map_err(invalid)?;
+    write_frame(io, &bytes).await?;
+    io.close().await
+}
+
 impl libp2p::request_response::Codec for DhtCodec {
     type Protocol = StreamProtocol;
     type Request = Envelope;
@@ -103,8 +121,7 @@ impl libp2p::request_response::Codec for DhtCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Envelope> {
-        let frame = read_frame(io, self.max_request()).await?;
-        postcard::from_bytes(&frame).map_err(invalid)
+        read_envelope(io, self.max_request()).await
     }
 
     async fn read_response<T: AsyncRead + Unpin + Send>(
@@ -112,8 +129,7 @@ impl libp2p::request_response::Codec for DhtCodec {
         _: &StreamProtocol,
         io: &mut T,
     ) -> io::Result<Envelope> {
-        let frame = read_frame(io, self.max_request()).await?;
-        postcard::from_bytes(&frame).map_err(invalid)
+        read_envelope(io, self.max_request()).await
     }
 
     async fn write_request<T: AsyncWrite + Unpin + Send>(
@@ -122,9 +138,7 @@ impl libp2p::request_response::Codec for DhtCodec {
         io: &mut T,
         req: Envelope,
     ) -> io::Result<()> {
-        let bytes = postcard::to_stdvec(&req).map_err(invalid)?;
-        write_frame(io, &bytes).await?;
-        io.close().await
+        write_envelope(io, &req).await
     }
 
     async fn write_response<T: AsyncWrite + Unpin + Send>(
@@ -133,9 +147,7 @@ impl libp2p::request_response::Codec for DhtCodec {
         io: &mut T,
         resp: Envelope,
     ) -> io::Result<()> {
-        let bytes = postcard::to_stdvec(&resp).map_err(invalid)?;
-        write_frame(io, &bytes).await?;
-        io.close().await
+        write_envelope(io, &resp).await
     }
 }
 

@@ -410,3 +410,27 @@ pub fn bytes(n: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A DNS query for `name` (type A) to `node`'s nameserver over UDP.
+pub fn dns_query(node: &Reef, name: &str) -> hickory_proto::op::Message {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::{Name, RecordType};
+    let addr: SocketAddr = node.info["dns"].as_str().unwrap().parse().unwrap();
+    let mut msg = Message::new(1, MessageType::Query, OpCode::Query);
+    msg.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.send_to(&msg.to_vec().unwrap(), addr).unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, _) = sock.recv_from(&mut buf).expect("an answer");
+    Message::from_vec(&buf[..n]).unwrap()
+}
+
+/// The A records `node`'s nameserver gives for `name`.
+pub fn resolve_a(node: &Reef, name: &str) -> Vec<std::net::IpAddr> {
+    dns_query(node, name)
+        .answers
+        .iter()
+        .filter_map(|r| r.data.ip_addr())
+        .collect()
+}
