@@ -35,7 +35,7 @@ taskset -c 0 nginx -c "$s/proxy.conf" -p "$s" >/dev/null 2>&1 &
 pid_nginx=$!
 pids+=($pid_nginx)
 TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/reef node --p2p /ip4/127.0.0.1/tcp/0 --admin 127.0.0.1:0 --dns 127.0.0.1:0 \
-  --http "127.0.0.1:$p_reef" --allow-private-origins --resolve origin.test=127.0.0.1 \
+  --http "127.0.0.1:$p_reef" --client-rate 0 --max-connections 0 --max-connections-per-client 0 --allow-private-origins --resolve origin.test=127.0.0.1 \
   --cache-mem $((1 << 30)) >"$s/reef.log" 2>&1 &
 pid_reef=$!
 pids+=($pid_reef)

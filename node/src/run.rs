@@ -107,6 +107,19 @@ pub struct NodeArgs {
     /// and leaves the directory and DNS answers for 30 minutes.
     #[arg(long, env = "REEF_BANDWIDTH_QUOTA", value_name = "BYTES_PER_HOUR")]
     pub bandwidth_quota: Option<u64>,
+    /// Requests per second one client (an IPv4 address or IPv6 /64) may sustain; beyond it,
+    /// 429. 0 = no limit.
+    #[arg(long, env = "REEF_CLIENT_RATE", default_value_t = 50.0)]
+    pub client_rate: f64,
+    /// Requests one client may make at once before `--client-rate` applies.
+    #[arg(long, env = "REEF_CLIENT_BURST", default_value_t = 200.0)]
+    pub client_burst: f64,
+    /// Open client connections in all; 0 = no limit.
+    #[arg(long, env = "REEF_MAX_CONNECTIONS", default_value_t = 16_384)]
+    pub max_connections: usize,
+    /// Open connections from one client; 0 = no limit.
+    #[arg(long, env = "REEF_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
+    pub max_connections_per_client: usize,
     /// Longest a directory lookup may take before a miss goes to the origin, in ms.
     #[arg(long, env = "REEF_LOCATE_BUDGET_MS", default_value_t = 300)]
     pub locate_budget_ms: u64,
@@ -179,6 +192,12 @@ async fn start_proxy(
     config.max_object_bytes = args.max_object;
     config.access_log = args.access_log;
     config.bandwidth_quota = args.bandwidth_quota;
+    config.limits = proxy::limits::LimitsConfig {
+        requests_per_second: args.client_rate,
+        burst: args.client_burst,
+        connections_per_client: args.max_connections_per_client,
+        connections: args.max_connections,
+    };
     if let Some(d) = data.filter(|_| args.cache_disk > 0) {
         let root = d.path().join("cache");
         let tier = proxy::disk::DiskTier::open(&root, args.cache_disk)

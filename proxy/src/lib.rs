@@ -35,6 +35,7 @@ pub mod directory;
 pub mod disk;
 mod fetch;
 pub mod headers;
+pub mod limits;
 mod peer;
 pub mod quota;
 mod render;

@@ -1,5 +1,6 @@
 //! Accepting connections: `run(listener, proxy, shutdown)` as in mini-redis. HTTP/1.1 and
-//! h2c (prior knowledge) on one port; a header-read timeout against slowloris.
+//! h2c (prior knowledge) on one port; a header-read timeout against slowloris; connection
+//! limits per client and in all.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,9 +40,16 @@ pub async fn run(listener: TcpListener, proxy: Arc<Proxy>, mut shutdown: watch::
             },
             _ = shutdown.changed() => return,
         };
+        // Over a connection limit: closed at once (the client sees a reset), like limit_conn.
+        let Some(slot) = proxy.limits().open_connection(client.ip()) else {
+            tracing::debug!(%client, "connection refused: over the connection limit");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let (proxy, builder) = (proxy.clone(), builder.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let proxy = proxy.clone();
                 async move {

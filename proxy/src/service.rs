@@ -20,6 +20,7 @@ use crate::cache::conditional;
 use crate::cache::freshness::{self, Policy, Received, Use};
 use crate::connect::{self, OriginClient, OriginResolver, TlsError};
 use crate::directory::Directory;
+use crate::limits::Limits;
 use crate::quota::Quota;
 use crate::render::{Rendition, full, render};
 use crate::route::{Route, Router, Upstream};
@@ -61,6 +62,8 @@ pub struct Config {
     pub bandwidth_quota: Option<u64>,
     /// How long a node over its quota stays out.
     pub quota_cool_down: Duration,
+    /// Per-client request rate and connection limits.
+    pub limits: crate::limits::LimitsConfig,
     /// The disk tier (opened by the caller; `None`: memory only).
     pub disk: Option<Arc<crate::disk::DiskTier>>,
     /// Certificates trusted for HTTPS origins besides the webpki roots (a private CA; tests).
@@ -84,6 +87,7 @@ impl Config {
             origin_concurrency: 16,
             access_log: false,
             bandwidth_quota: None,
+            limits: crate::limits::LimitsConfig::default(),
             disk: None,
             quota_cool_down: Duration::from_secs(30 * 60),
             extra_roots: Vec::new(),
@@ -200,6 +204,7 @@ pub struct Proxy {
     pub(crate) directory: OnceLock<Arc<dyn Directory>>,
     pub(crate) stats: Stats,
     pub(crate) quota: Option<Arc<Quota>>,
+    pub(crate) limits: Arc<Limits>,
 }
 
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
@@ -230,6 +235,7 @@ impl Proxy {
             resolver,
             directory: OnceLock::new(),
             stats: Stats::default(),
+            limits: Limits::new(config.limits),
             quota: config
                 .bandwidth_quota
                 .map(|q| Arc::new(Quota::new(q, config.quota_cool_down, Instant::now()))),
@@ -245,6 +251,11 @@ impl Proxy {
     /// Whether requests are logged (see [`Config::access_log`]).
     pub fn access_log(&self) -> bool {
         self.config.access_log
+    }
+
+    /// The client limits in force (the server takes connection slots from them).
+    pub fn limits(&self) -> &Arc<Limits> {
+        &self.limits
     }
 
     /// What it did since start.
@@ -270,6 +281,19 @@ impl Proxy {
         client: SocketAddr,
     ) -> Response<ProxyBody> {
         let now = Instant::now();
+        if !self.limits.admit_request(client.ip(), now) {
+            let mut r = text(
+                StatusCode::TOO_MANY_REQUESTS,
+                "429 Too Many Requests: slow down\n".into(),
+            );
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r.headers_mut().insert(
+                "cache-status",
+                self.cache_status("fwd=request; detail=rate-limited"),
+            );
+            return r;
+        }
         if self.quota.as_ref().is_some_and(|q| q.over(now))
             && let Some(r) = self.redirect_to_origin(&req)
         {

@@ -639,3 +639,43 @@ async fn an_origin_gets_at_most_its_concurrency_of_fetches() {
         "eight URLs, two at a time"
     );
 }
+
+#[tokio::test]
+async fn a_client_over_its_request_rate_gets_429() {
+    let s = setup_with(true, |c| {
+        c.limits.requests_per_second = 1.0;
+        c.limits.burst = 2.0;
+    })
+    .await;
+    assert_eq!(s.cdn("/cache").await.0.status(), 200);
+    assert_eq!(s.cdn("/cache").await.0.status(), 200);
+    let (r, _) = s.cdn("/cache").await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(header(&r, "retry-after"), "1");
+    assert!(header(&r, "cache-status").contains("rate-limited"));
+}
+
+#[tokio::test]
+async fn connections_beyond_a_clients_limit_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = setup_with(true, |c| c.limits.connections_per_client = 2).await;
+    let _first = tokio::net::TcpStream::connect(s.proxy).await.unwrap();
+    let _second = tokio::net::TcpStream::connect(s.proxy).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let mut third = tokio::net::TcpStream::connect(s.proxy).await.unwrap();
+    let req = format!(
+        "GET /cache HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        s.host
+    );
+    let _ = third.write_all(req.as_bytes()).await;
+    let mut buf = Vec::new();
+    let n = third.read_to_end(&mut buf).await.unwrap_or(0);
+    assert_eq!(n, 0, "the third connection is closed unanswered");
+    drop(_first);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(
+        s.cdn("/cache").await.0.status(),
+        200,
+        "a freed slot serves again"
+    );
+}
