@@ -325,6 +325,9 @@ fn nearest<'a>(
     n: usize,
     turn: u64,
 ) -> Vec<&'a Proxy> {
+    // With equal weights, u orders as ln(u)/w does: the logarithm is needed only when
+    // spare capacities differ.
+    let weighted = candidates.windows(2).any(|w| w[0].spare != w[1].spare);
     let mut scored: Vec<(f64, f64, &Proxy)> = candidates
         .iter()
         .map(|p| {
@@ -341,7 +344,12 @@ fn nearest<'a>(
                 })
                 .unwrap_or(f64::INFINITY);
             // Efraimidis-Spirakis: the largest u^(1/w) wins; ln(u)/w orders the same, cheaper.
-            let key = unit(turn, p.addr).ln() / p.spare.max(1e-6);
+            let u = unit(turn, p.addr);
+            let key = if weighted {
+                u.ln() / p.spare.max(1e-6)
+            } else {
+                u
+            };
             (distance, key, *p)
         })
         .collect();
@@ -358,16 +366,18 @@ fn nearest<'a>(
 
 /// A number in (0, 1) from (turn, address): stable per query, different across queries.
 fn unit(turn: u64, ip: IpAddr) -> f64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ turn.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let bytes = match ip {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
+    let bits = match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6) ^ (1 << 127),
     };
-    for b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h ^= h >> 33;
+    // Two rounds of splitmix64's finaliser over (turn, address): no allocation, well mixed.
+    let mix = |mut z: u64| {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let h = mix(turn.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (bits as u64));
+    let h = mix(h ^ ((bits >> 64) as u64));
     ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64
 }
 
