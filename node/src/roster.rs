@@ -2,9 +2,9 @@
 //!
 //! Every second a task rebuilds the snapshot from the overlay's level-0 peers: those that
 //! advertise a proxy address, with the time they were last heard from (a DHT message or a
-//! ping), so the nameserver only ever names proxies seen alive recently. Peers whose messages
-//! say they are over their bandwidth quota are marked overloaded, and so is this node while it
-//! is: overloaded proxies leave the answers until they recover.
+//! ping), so the nameserver only ever names proxies seen alive recently. Every DHT message
+//! carries its sender's load: a proxy over its bandwidth quota leaves the answers until it
+//! recovers, and the others are weighted by the share of their quota they have left.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use dns::{Location, Proxy, Roster, RosterSnapshot};
 
 use crate::overlay::Overlay;
+use crate::overlay::codec::Load;
 
 /// The roster the nameserver reads; cheap to read, replaced whole.
 #[derive(Debug)]
@@ -41,12 +42,12 @@ pub struct Me {
 /// How often the roster is rebuilt.
 const REBUILD_EVERY: Duration = Duration::from_secs(1);
 
-fn proxy(addr: IpAddr, location: Option<Location>, last_seen: Instant, overloaded: bool) -> Proxy {
+fn proxy(addr: IpAddr, location: Option<Location>, last_seen: Instant, load: Load) -> Proxy {
     Proxy {
         addr,
         location,
-        spare: 1.0,
-        overloaded,
+        spare: f64::from(load.spare),
+        overloaded: load.withdrawn,
         last_seen,
         nameserver: true,
     }
@@ -63,9 +64,9 @@ impl LiveRoster {
     pub fn start(
         overlay: Overlay,
         me: Me,
-        overloaded: Box<dyn Fn() -> bool + Send + Sync>,
+        load: Box<dyn Fn() -> Load + Send + Sync>,
     ) -> Arc<LiveRoster> {
-        let alone = RosterSnapshot::alone(proxy(me.addr, me.location, Instant::now(), false));
+        let alone = RosterSnapshot::alone(proxy(me.addr, me.location, Instant::now(), load()));
         let roster = Arc::new(LiveRoster {
             current: RwLock::new(Arc::new(alone)),
         });
@@ -85,12 +86,16 @@ impl LiveRoster {
                     .filter_map(|p| {
                         let ip = client_ip(p.http?)?;
                         let ago = Duration::from_secs_f64(p.heard_secs_ago?.max(0.0));
-                        Some(proxy(ip, None, now.checked_sub(ago)?, p.withdrawn))
+                        let load = Load {
+                            withdrawn: p.withdrawn,
+                            spare: p.spare as f32,
+                        };
+                        Some(proxy(ip, None, now.checked_sub(ago)?, load))
                     })
                     .filter(|p| p.addr != me.addr)
                     .collect();
                 let snapshot = RosterSnapshot {
-                    me: proxy(me.addr, me.location, now, overloaded()),
+                    me: proxy(me.addr, me.location, now, load()),
                     others,
                 };
                 if let Ok(mut current) = roster.current.write() {

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use crate::admin::{self, NodeState};
 use crate::data_dir::DataDir;
 use crate::directory::{DirectoryConfig, OverlayDirectory, ProxyHooks};
+use crate::overlay::codec::Load;
 use crate::overlay::transfer::{self, TransferCounters};
 use crate::overlay::{self, OverlayConfig, TransportConfig};
 use crate::roster::{LiveRoster, Me};
@@ -249,6 +250,21 @@ async fn start_dns(args: &NodeArgs, roster: Arc<LiveRoster>) -> anyhow::Result<d
         .with_context(|| format!("starting the nameserver on {}", args.dns))
 }
 
+/// This node's load as the proxy sees it (a dropped proxy is withdrawn).
+fn load_of(proxy: &Arc<proxy::Proxy>) -> Box<dyn Fn() -> Load + Send + Sync> {
+    let p = Arc::downgrade(proxy);
+    Box::new(move || match p.upgrade() {
+        Some(p) => Load {
+            withdrawn: p.over_quota(),
+            spare: p.spare() as f32,
+        },
+        None => Load {
+            withdrawn: true,
+            spare: 0.0,
+        },
+    })
+}
+
 /// How often the known peers are saved to the data directory.
 const SAVE_PEERS_EVERY: Duration = Duration::from_secs(60);
 
@@ -312,10 +328,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
                 ..TransportConfig::default()
             },
             dht,
-            withdrawn: {
-                let p = Arc::downgrade(&proxy);
-                Box::new(move || p.upgrade().is_some_and(|p| p.over_quota()))
-            },
+            load: load_of(&proxy),
         },
         stop.clone(),
     )
@@ -349,14 +362,13 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         } else {
             public_http.ip()
         });
-    let over = Arc::downgrade(&proxy);
     let roster = LiveRoster::start(
         overlay.clone(),
         Me {
             addr: advertise,
             location: args.location,
         },
-        Box::new(move || over.upgrade().is_some_and(|p| p.over_quota())),
+        load_of(&proxy),
     );
     let dns = start_dns(&args, roster).await?;
     let state = Arc::new(NodeState {

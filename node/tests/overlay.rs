@@ -359,3 +359,36 @@ fn a_node_over_its_quota_leaves_the_other_nodes_dns_answers() {
         );
     }
 }
+
+#[test]
+fn a_nodes_spare_capacity_reaches_the_others() {
+    let origin = Origin::start(HashMap::from([(
+        "/page".to_string(),
+        Object::fresh(vec![b'x'; 2500]),
+    )]));
+    let first = Reef::start(&RESOLVE);
+    let busy = Reef::start(
+        &[
+            &RESOLVE[..],
+            &["--bandwidth-quota", "10000", "--bootstrap", &first.p2p()],
+        ]
+        .concat(),
+    );
+    first.wait_peers(1, Duration::from_secs(20));
+    assert_eq!(busy.fetch(&origin.host(), "/page").status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        // Any DHT message carries the sender's load; a lookup makes one.
+        common::post(busy.admin(), "/locate", b"http://origin.test:1/x");
+        let s = first.status();
+        let spare = s["peers"][0]["spare"].as_f64().unwrap_or(1.0);
+        if (spare - 0.75).abs() < 0.01 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "spare never arrived: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

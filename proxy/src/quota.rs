@@ -72,6 +72,24 @@ impl Quota {
         s.over_until.is_some_and(|t| t > now)
     }
 
+    /// The share of the hour's quota still unused at `now` (0 while over it).
+    pub fn spare(&self, now: Instant) -> f64 {
+        let Ok(s) = self.state.lock() else {
+            return 1.0;
+        };
+        if s.over_until.is_some_and(|t| t > now) {
+            return 0.0;
+        }
+        let minute = now.saturating_duration_since(s.start).as_secs() / 60;
+        let served: u64 = s
+            .minutes
+            .iter()
+            .filter(|(m, _)| *m + WINDOW_MINUTES > minute)
+            .map(|(_, b)| *b)
+            .sum();
+        (1.0 - served as f64 / self.bytes_per_hour.max(1) as f64).clamp(0.0, 1.0)
+    }
+
     /// Whether the node is over quota at `now`.
     pub fn over(&self, now: Instant) -> bool {
         self.state
@@ -100,6 +118,17 @@ mod tests {
             !q.serve(999, t0 + Duration::from_secs(130 + 1801)),
             "forgiven after"
         );
+    }
+
+    #[test]
+    fn spare_capacity_is_what_is_left_of_the_hour() {
+        let t0 = Instant::now();
+        let q = Quota::new(1000, Duration::from_secs(1800), t0);
+        assert_eq!(q.spare(t0), 1.0);
+        q.serve(250, t0);
+        assert!((q.spare(t0) - 0.75).abs() < 1e-9);
+        q.serve(800, t0);
+        assert_eq!(q.spare(t0), 0.0);
     }
 
     #[test]

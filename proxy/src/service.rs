@@ -323,6 +323,12 @@ impl Proxy {
         }
     }
 
+    /// The share of its bandwidth quota this node has left this hour (1 without a quota):
+    /// the weight DNS gives it among proxies.
+    pub fn spare(&self) -> f64 {
+        self.quota.as_ref().map_or(1.0, |q| q.spare(Instant::now()))
+    }
+
     /// Whether the node is over its bandwidth quota (out of the network's answers).
     pub fn over_quota(&self) -> bool {
         self.quota.as_ref().is_some_and(|q| q.over(Instant::now()))

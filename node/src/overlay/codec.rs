@@ -7,8 +7,8 @@
 //! stream, never the connection or the node.
 //!
 //! ```text
-//! request  = postcard(Envelope { advert, trace, withdrawn, body = dht::wire::encode_request(..) })
-//! response = postcard(Envelope { advert, trace: None, withdrawn, body = dht::wire::encode_response(..) })
+//! request  = postcard(Envelope { advert, trace, load, body = dht::wire::encode_request(..) })
+//! response = postcard(Envelope { advert, trace: None, load, body = dht::wire::encode_response(..) })
 //! ```
 //!
 //! Both carry the sender's advert: a node that joined through a bare bootstrap address
@@ -26,17 +26,35 @@ use super::advert::MAX_ADVERT;
 pub const DHT_PROTOCOL: StreamProtocol = StreamProtocol::new("/reef/dht/1");
 
 /// What travels with each DHT request besides the message itself.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
     /// The sender's [`Advert`](super::advert::Advert): where it listens (the connection's
     /// source port is ephemeral).
     pub advert: Vec<u8>,
     /// The trace ID of the client request that caused this lookup, if any.
     pub trace: Option<[u8; 16]>,
-    /// The sender is over its bandwidth quota: leave it out of DNS answers.
-    pub withdrawn: bool,
+    /// The sender's load, for other nodes' DNS answers.
+    pub load: Load,
     /// `dht::wire` request bytes.
     pub body: Vec<u8>,
+}
+
+/// How busy a node says it is: its weight in DNS answers.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Load {
+    /// Over its bandwidth quota: leave it out of DNS answers until it says otherwise.
+    pub withdrawn: bool,
+    /// Share of its capacity left, 0 to 1 (its weight among proxies).
+    pub spare: f32,
+}
+
+impl Default for Load {
+    fn default() -> Self {
+        Load {
+            withdrawn: false,
+            spare: 1.0,
+        }
+    }
 }
 
 /// Frames DHT messages; `max_message` is the DHT's own message cap.
@@ -165,7 +183,10 @@ mod tests {
         let env = Envelope {
             advert: vec![1, 2, 3],
             trace: Some([7; 16]),
-            withdrawn: true,
+            load: Load {
+                withdrawn: true,
+                spare: 0.5,
+            },
             body: vec![9; 100],
         };
         let mut codec = DhtCodec::new(1024);

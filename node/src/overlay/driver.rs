@@ -17,7 +17,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, ping};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::advert::Advert;
-use super::codec::Envelope;
+use super::codec::{Envelope, Load};
 use super::transport::{Behaviour, BehaviourEvent};
 use super::{Counters, OverlayStatus, PeerInfo};
 
@@ -75,8 +75,8 @@ pub(super) enum Command {
     },
 }
 
-/// Tells whether this node is over its bandwidth quota.
-pub(crate) type Withdrawn = Box<dyn Fn() -> bool + Send + Sync>;
+/// Tells this node's load.
+pub(crate) type LoadFn = Box<dyn Fn() -> Load + Send + Sync>;
 
 /// A client request's trace ID (W3C trace-context, 16 bytes).
 pub(super) type Trace = [u8; 16];
@@ -104,10 +104,10 @@ pub(super) struct Driver {
     next_inbound: u64,
     /// Peers' contacts, and when each was last heard from (a message or a ping).
     contacts: HashMap<PeerId, (Contact, Instant)>,
-    /// Peers whose last message said they are over their bandwidth quota.
-    withdrawn_peers: std::collections::HashSet<PeerId>,
-    /// Whether this node is over its quota (said in every message it sends).
-    withdrawn: Withdrawn,
+    /// What each peer's last message said of its load.
+    peer_load: HashMap<PeerId, Load>,
+    /// This node's load (said in every message it sends).
+    load: LoadFn,
     gets: HashMap<QueryId, oneshot::Sender<Result<Found, QueryError>>>,
     puts: HashMap<QueryId, oneshot::Sender<bool>>,
     bootstrap_dials: HashMap<ConnectionId, Multiaddr>,
@@ -122,7 +122,7 @@ impl Driver {
         commands: mpsc::Receiver<Command>,
         counters: Arc<Counters>,
         bootstrap: Vec<Multiaddr>,
-        withdrawn: Withdrawn,
+        load: LoadFn,
     ) -> Driver {
         let max_message = dht.config().max_message_size;
         Driver {
@@ -136,8 +136,8 @@ impl Driver {
             bootstrap,
             outbound: HashMap::new(),
             current_trace: None,
-            withdrawn_peers: std::collections::HashSet::new(),
-            withdrawn,
+            peer_load: HashMap::new(),
+            load,
             inbound: HashMap::new(),
             next_inbound: 0,
             contacts: HashMap::new(),
@@ -215,13 +215,14 @@ impl Driver {
         }
     }
 
-    fn note_withdrawn(&mut self, peer: PeerId, withdrawn: bool) {
-        if withdrawn {
-            if self.withdrawn_peers.len() < MAX_CONTACTS {
-                self.withdrawn_peers.insert(peer);
-            }
-        } else {
-            self.withdrawn_peers.remove(&peer);
+    fn note_load(&mut self, peer: PeerId, load: Load) {
+        if self.peer_load.len() < MAX_CONTACTS || self.peer_load.contains_key(&peer) {
+            let spare = if load.spare.is_finite() {
+                load.spare.clamp(0.0, 1.0)
+            } else {
+                1.0
+            };
+            self.peer_load.insert(peer, Load { spare, ..load });
         }
     }
 
@@ -264,7 +265,7 @@ impl Driver {
                 let envelope = Envelope {
                     advert: self.me_bytes.clone(),
                     trace: self.current_trace,
-                    withdrawn: (self.withdrawn)(),
+                    load: (self.load)(),
                     body,
                 };
                 let id = self.swarm.behaviour_mut().dht.send_request_with_addresses(
@@ -285,7 +286,7 @@ impl Driver {
                     let envelope = Envelope {
                         advert: self.me_bytes.clone(),
                         trace: None,
-                        withdrawn: (self.withdrawn)(),
+                        load: (self.load)(),
                         body,
                     };
                     let _ = self
@@ -376,7 +377,11 @@ impl Driver {
                             rtt_ms: p.min_rtt.map(|d| d.as_secs_f64() * 1e3),
                             heard_secs_ago: heard
                                 .map(|at| t.saturating_duration_since(at).as_secs_f64()),
-                            withdrawn: self.withdrawn_peers.contains(&a.peer),
+                            withdrawn: self.peer_load.get(&a.peer).is_some_and(|l| l.withdrawn),
+                            spare: self
+                                .peer_load
+                                .get(&a.peer)
+                                .map_or(1.0, |l| f64::from(l.spare)),
                         });
                     }
                 }
@@ -479,7 +484,7 @@ impl Driver {
                     if let Some(trace) = &request.trace {
                         tracing::debug!(%peer, trace = %hex16(trace), kind = kind_of(&req.body), "DHT request for a traced client request");
                     }
-                    self.note_withdrawn(peer, request.withdrawn);
+                    self.note_load(peer, request.load);
                     let from = advert.contact();
                     self.remember(peer, from.clone(), true);
                     let inbound = InboundId(self.next_inbound);
@@ -496,7 +501,7 @@ impl Driver {
                         return;
                     };
                     // The answerer's own advert replaces whatever address we had for it.
-                    self.note_withdrawn(peer, response.withdrawn);
+                    self.note_load(peer, response.load);
                     if let Ok(advert) = Advert::decode(&response.advert)
                         && advert.peer == peer
                     {

@@ -55,9 +55,9 @@ pub struct OverlayConfig {
     pub transport: TransportConfig,
     /// DHT settings.
     pub dht: dht::Config,
-    /// Whether this node is over its bandwidth quota (then every message says so, and peers
-    /// leave it out of their DNS answers).
-    pub withdrawn: Box<dyn Fn() -> bool + Send + Sync>,
+    /// This node's load, said in every message: over quota, peers leave it out of their DNS
+    /// answers; its spare capacity is its weight in them.
+    pub load: Box<dyn Fn() -> codec::Load + Send + Sync>,
 }
 
 impl std::fmt::Debug for OverlayConfig {
@@ -131,6 +131,8 @@ pub struct PeerInfo {
     pub heard_secs_ago: Option<f64>,
     /// Its last message said it is over its bandwidth quota.
     pub withdrawn: bool,
+    /// The share of its capacity its last message said it has left.
+    pub spare: f64,
 }
 
 /// What the overlay looks like right now.
@@ -231,7 +233,7 @@ pub async fn start(
         rx,
         counters.clone(),
         config.bootstrap,
-        config.withdrawn,
+        config.load,
     );
     let task = tokio::spawn(driver.run(stop));
     Ok((
