@@ -7,11 +7,6 @@ use clap::{Parser, Subcommand};
 use node::run::NodeArgs;
 use node::secret::NetworkSecret;
 
-/// mimalloc: glibc malloc took a fifth of the nameserver's CPU under load (many small,
-/// short-lived allocations per query and per request); see scripts/bench-dns.sh.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser, Debug)]
 #[command(name = "reef", version, about = "A peer-to-peer cooperative CDN node")]
 struct Cli {

@@ -52,6 +52,17 @@ pub struct NodeArgs {
     /// Admin HTTP address (`/status`, `/metrics`).
     #[arg(long, env = "REEF_ADMIN", default_value = "127.0.0.1:9090")]
     pub admin: SocketAddr,
+    /// Also serve HTTPS on this address (HTTP/2 or HTTP/1.1 by ALPN); needs `--tls-cert`
+    /// and `--tls-key` (a wildcard certificate for `*.<zone>` covers every single-label
+    /// CDN name).
+    #[arg(long, env = "REEF_TLS", value_name = "ADDR", requires_all = ["tls_cert", "tls_key"])]
+    pub tls: Option<SocketAddr>,
+    /// The certificate chain for `--tls` (PEM).
+    #[arg(long, env = "REEF_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key for `--tls` (PEM).
+    #[arg(long, env = "REEF_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
     /// The proxy address peers and DNS answers give out (defaults to the bound `--http`).
     #[arg(long, env = "REEF_PUBLIC_HTTP", value_name = "ADDR")]
     pub public_http: Option<SocketAddr>,
@@ -185,7 +196,7 @@ async fn start_proxy(
     args: &NodeArgs,
     data: Option<&DataDir>,
     stop: watch::Receiver<bool>,
-) -> anyhow::Result<(SocketAddr, Arc<proxy::Proxy>)> {
+) -> anyhow::Result<(SocketAddr, Option<SocketAddr>, Arc<proxy::Proxy>)> {
     let zone = ZoneSuffix::parse(&args.zone)
         .map_err(|e| anyhow::anyhow!("--zone {:?}: {e}", args.zone))?;
     let mut config = proxy::Config::new(zone);
@@ -224,8 +235,25 @@ async fn start_proxy(
         .with_context(|| format!("starting the HTTP proxy on {}", args.http))?;
     let addr = listener.local_addr()?;
     let proxy = proxy::Proxy::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let https = match (&args.tls, &args.tls_cert, &args.tls_key) {
+        (Some(tls_addr), Some(cert), Some(key)) => {
+            let tls = proxy::tls::server_config(cert, key)?;
+            let tls_listener = tokio::net::TcpListener::bind(tls_addr)
+                .await
+                .with_context(|| format!("starting HTTPS on {tls_addr}"))?;
+            let bound = tls_listener.local_addr()?;
+            tokio::spawn(proxy::server::run_tls(
+                tls_listener,
+                proxy.clone(),
+                tls,
+                stop.clone(),
+            ));
+            Some(bound)
+        }
+        _ => None,
+    };
     tokio::spawn(proxy::server::run(listener, proxy.clone(), stop));
-    Ok((addr, proxy))
+    Ok((addr, https, proxy))
 }
 
 /// The nameserver, answering with the live proxies of the overlay.
@@ -306,7 +334,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         }
     }
     let (stop_tx, stop) = watch::channel(false);
-    let (http, proxy) = start_proxy(&args, data.as_ref(), stop.clone()).await?;
+    let (http, https, proxy) = start_proxy(&args, data.as_ref(), stop.clone()).await?;
     let public_http = args.public_http.unwrap_or(http);
     let dht = dht::Config {
         rng_seed: args.seed,
@@ -388,6 +416,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         "node_id": crate::overlay::advert::hex(&crate::overlay::advert::node_id(&overlay.peer_id())),
         "peer_id": overlay.peer_id().to_string(),
         "http": http.to_string(),
+        "https": https.map(|a| a.to_string()),
         "p2p": format!("{}/p2p/{}", overlay.me().p2p, overlay.peer_id()),
         "admin": admin_addr.to_string(),
         "dns": dns.local_addr().to_string(),

@@ -190,3 +190,40 @@ fn over_its_bandwidth_quota_a_node_sends_clients_to_the_origin() {
         "the redirected request cost this node nothing"
     );
 }
+
+#[test]
+fn https_is_served_with_the_given_certificate_and_bad_files_are_refused() {
+    let dir = std::env::temp_dir().join(format!("reef-node-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["*.cdn.test".to_string()]).unwrap();
+    let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&c, cert.cert.pem()).unwrap();
+    std::fs::write(&k, cert.signing_key.serialize_pem()).unwrap();
+    let (c, k) = (c.display().to_string(), k.display().to_string());
+    let node = Reef::start(&["--tls", "127.0.0.1:0", "--tls-cert", &c, "--tls-key", &k]);
+    let https: std::net::SocketAddr = node.info["https"].as_str().unwrap().parse().unwrap();
+    assert!(
+        std::net::TcpStream::connect(https).is_ok(),
+        "HTTPS listens on {https}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_reef"))
+        .arg("node")
+        .args(&common::BASE[..9])
+        .args([
+            "--run-for",
+            "1",
+            "--tls",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &k,
+            "--tls-key",
+            &k,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("certificate"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

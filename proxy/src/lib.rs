@@ -44,6 +44,7 @@ pub mod server;
 pub mod service;
 pub mod stats;
 pub mod store;
+pub mod tls;
 pub mod trace;
 
 pub use service::{Config, Proxy};

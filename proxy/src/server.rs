@@ -1,6 +1,6 @@
 //! Accepting connections: `run(listener, proxy, shutdown)` as in mini-redis. HTTP/1.1 and
-//! h2c (prior knowledge) on one port; a header-read timeout against slowloris; connection
-//! limits per client and in all.
+//! h2c (prior knowledge) on one port, or HTTPS with `run_tls` (h2 or HTTP/1.1 by ALPN); a
+//! header-read timeout against slowloris; connection limits per client and in all.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,15 +19,45 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Time a client has to send a request's headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `listener` until `shutdown` turns true; connections in progress are finished.
-pub async fn run(listener: TcpListener, proxy: Arc<Proxy>, mut shutdown: watch::Receiver<bool>) {
+/// Time a client has to complete the TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Builder = Arc<auto::Builder<TokioExecutor>>;
+
+fn builder() -> Builder {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_HEADER_BYTES);
-    let builder = Arc::new(builder);
+    Arc::new(builder)
+}
+
+/// Serves `listener` (plain HTTP/1.1 and h2c) until `shutdown` turns true; connections in
+/// progress are finished.
+pub async fn run(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::Receiver<bool>) {
+    accept_loop(listener, proxy, None, shutdown).await;
+}
+
+/// Serves HTTPS on `listener` (HTTP/2 or HTTP/1.1 by ALPN) until `shutdown` turns true.
+pub async fn run_tls(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    accept_loop(listener, proxy, Some(acceptor), shutdown).await;
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let builder = builder();
     loop {
         let (stream, client) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -47,32 +77,51 @@ pub async fn run(listener: TcpListener, proxy: Arc<Proxy>, mut shutdown: watch::
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (proxy, builder) = (proxy.clone(), builder.clone());
+        let (proxy, builder, tls) = (proxy.clone(), builder.clone(), tls.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let proxy = proxy.clone();
-                async move {
-                    let line = proxy.access_log().then(|| access_prefix(&req, client));
-                    let resp = proxy.handle(req, client).await;
-                    if let Some(prefix) = line {
-                        let size = resp
-                            .headers()
-                            .get(http::header::CONTENT_LENGTH)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("-");
-                        println!("{prefix} {} {size}", resp.status().as_u16());
+            match tls {
+                None => serve(stream, client, proxy, builder).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(tls)) => serve(tls, client, proxy, builder).await,
+                        Ok(Err(e)) => tracing::debug!(%client, error = %e, "tls handshake failed"),
+                        Err(_) => tracing::debug!(%client, "tls handshake timed out"),
                     }
-                    Ok::<_, std::convert::Infallible>(resp)
                 }
-            });
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%client, error = %e, "connection ended with an error");
             }
         });
+    }
+}
+
+/// Serves one connection.
+async fn serve<S>(stream: S, client: std::net::SocketAddr, proxy: Arc<Proxy>, builder: Builder)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let proxy = proxy.clone();
+        async move {
+            let line = proxy.access_log().then(|| access_prefix(&req, client));
+            let resp = proxy.handle(req, client).await;
+            if let Some(prefix) = line {
+                let size = resp
+                    .headers()
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                println!("{prefix} {} {size}", resp.status().as_u16());
+            }
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
+    if let Err(e) = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!(%client, error = %e, "connection ended with an error");
     }
 }
 
