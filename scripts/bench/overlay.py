@@ -90,8 +90,10 @@ try:
         wait_peers(info, 1)
     wait_peers(i0, min(nodes_n - 1, 20))
     time.sleep(2)
+    holder = {}
     for i in range(1, 65):
-        fetch(random.choice(infos), f"/small{i}.bin")
+        holder[i] = random.choice(infos)
+        fetch(holder[i], f"/small{i}.bin")
     time.sleep(1)
 
     def locate(info, key):
@@ -102,7 +104,10 @@ try:
 
     held, missing, found = [], [], 0
     for n in range(locates):
-        ms, holders = locate(random.choice(infos), f"http://origin.test:{port}/small{random.randint(1, 64)}.bin")
+        i = random.randint(1, 64)
+        # Ask a node other than the one holding it: a lookup never returns the asker's own copy.
+        asker = random.choice([x for x in infos if x is not holder[i]])
+        ms, holders = locate(asker, f"http://origin.test:{port}/small{i}.bin")
         held.append(ms)
         found += holders > 0
         ms, _ = locate(random.choice(infos), f"http://origin.test:{port}/nobody-has-{n}")
