@@ -30,7 +30,7 @@ pub const OBJECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/reef/object/1"
 /// Largest request or head frame (a URL and its headers).
 const MAX_HEAD: usize = 64 << 10;
 /// Largest data frame; bigger chunks are split.
-const MAX_DATA: usize = 256 << 10;
+const MAX_DATA: usize = 64 << 10;
 /// Largest error message.
 const MAX_ERROR: usize = 1024;
 /// Time for the asker to send its request.
