@@ -9,6 +9,7 @@
 //! # Layout
 //! - `main.rs`: the command line; [`run`]: `reef node` (options, start, stop); [`cli`]: the
 //!   small commands.
+//! - [`config_file`]: `--config FILE` (TOML) as command-line words.
 //! - [`secret`]: the network secret and the pre-shared key derived from it.
 //! - [`overlay`]: the swarm, the DHT codec, the driver loop, object transfer.
 //! - [`directory`]: `proxy::Directory` over the overlay (locate, claim, announce, renew).
@@ -19,6 +20,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod config_file;
 pub mod data_dir;
 pub mod directory;
 pub mod overlay;

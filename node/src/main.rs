@@ -9,6 +9,9 @@ use node::secret::NetworkSecret;
 
 #[derive(Parser, Debug)]
 #[command(name = "reef", version, about = "A peer-to-peer cooperative CDN node")]
+// A later occurrence of an option replaces an earlier one: the command line comes after the
+// words of a --config file.
+#[command(args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -50,6 +53,30 @@ enum SecretCommand {
     },
 }
 
+/// The command line, with the words of `reef node --config FILE` placed before it.
+fn parse() -> anyhow::Result<Cli> {
+    use clap::CommandFactory;
+    let mut args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("node")
+        && let Some(path) = node::config_file::named(&args)
+    {
+        let command = Cli::command();
+        let options: Vec<String> = command
+            .find_subcommand("node")
+            .map(|node| {
+                node.get_arguments()
+                    .filter_map(|a| a.get_long().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let env_name = |option: &str| format!("REEF_{}", option.replace('-', "_").to_uppercase());
+        let words =
+            node::config_file::read(&path, &options, |o| std::env::var_os(env_name(o)).is_some())?;
+        args.splice(2..2, words);
+    }
+    Ok(Cli::parse_from(args))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -58,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    match parse()?.command {
         Command::Node(args) => node::run::run(*args).await,
         Command::Secret(SecretCommand::New { out }) => {
             let secret = NetworkSecret::generate()?;

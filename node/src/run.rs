@@ -30,6 +30,10 @@ use crate::secret::{NetworkSecret, PROTOCOL_VERSION};
 /// `REEF_<OPTION>` (e.g. `REEF_HTTP=127.0.0.1:8081`).
 #[derive(clap::Args, Debug)]
 pub struct NodeArgs {
+    /// Read options from this TOML file (keys are these options' names); the command line
+    /// and `REEF_*` variables win over it.
+    #[arg(long, env = "REEF_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Overlay (libp2p) listen address.
     #[arg(long, env = "REEF_P2P", default_value = "/ip4/127.0.0.1/tcp/4001")]
     pub p2p: Multiaddr,

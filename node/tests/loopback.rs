@@ -227,3 +227,33 @@ fn https_is_served_with_the_given_certificate_and_bad_files_are_refused() {
     assert!(err.contains("certificate"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn options_can_come_from_a_config_file_and_the_command_line_wins() {
+    let dir = std::env::temp_dir().join(format!("reef-node-config-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("reef.toml");
+    std::fs::write(
+        &file,
+        "zone = \"from.file\"\ncache_mem = 1048576\naccess-log = true\n",
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    let node = Reef::start(&["--config", &file]);
+    assert_eq!(node.info["zone"], "from.file");
+    drop(node);
+    let node = Reef::start(&["--config", &file, "--zone", "from.cli"]);
+    assert_eq!(node.info["zone"], "from.cli");
+    drop(node);
+    std::fs::write(dir.join("bad.toml"), "no_such_option = 1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_reef"))
+        .args(["node", "--config"])
+        .arg(dir.join("bad.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown option `no_such_option`"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
