@@ -81,7 +81,7 @@ pub fn to_args(
     let mut out = Vec::new();
     for (key, value) in &table {
         let name = key.replace('_', "-");
-        if name == "config" || !options.iter().any(|o| *o == name) {
+        if name == "config" || !options.contains(&name) {
             return Err(key_err(format!(
                 "unknown option `{key}` (the keys are `reef node` option names, e.g. zone, http, cache-mem)"
             )));
