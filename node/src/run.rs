@@ -113,6 +113,10 @@ pub struct NodeArgs {
     /// Serve hosts outside the zone from this origin (reverse-proxy mode for one's own site).
     #[arg(long, env = "REEF_ORIGIN", value_name = "URL")]
     pub origin: Option<String>,
+    /// With `--origin`: pass methods other than GET and HEAD to it, uncached (a successful
+    /// POST, PUT or DELETE invalidates the cached URL). Never for CDN names.
+    #[arg(long, env = "REEF_PASS_METHODS", requires = "origin")]
+    pub pass_methods: bool,
     /// Fetch from origins on loopback, private or link-local addresses (tests, local demos).
     #[arg(long, env = "REEF_ALLOW_PRIVATE_ORIGINS")]
     pub allow_private_origins: bool,
@@ -208,6 +212,7 @@ async fn start_proxy(
     config.max_object_bytes = args.max_object;
     config.access_log = args.access_log;
     config.bandwidth_quota = args.bandwidth_quota;
+    config.pass_methods = args.pass_methods;
     config.limits = proxy::limits::LimitsConfig {
         requests_per_second: args.client_rate,
         burst: args.client_burst,

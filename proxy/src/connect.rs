@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Empty;
+use http_body_util::combinators::BoxBody;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -24,7 +24,11 @@ use rustls::pki_types::CertificateDer;
 use crate::service::is_public;
 
 /// The origin client type.
-pub type OriginClient = Client<HttpsConnector<HttpConnector<OriginResolver>>, Empty<Bytes>>;
+/// A request body to an origin: empty for fetches, the client's for passed-through methods.
+pub type OriginBody = BoxBody<Bytes, hyper::Error>;
+
+/// The client every origin request goes through.
+pub type OriginClient = Client<HttpsConnector<HttpConnector<OriginResolver>>, OriginBody>;
 
 /// Resolves origin names for the connector.
 #[derive(Debug, Clone)]

@@ -22,6 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::body::{BodyError, SharedBody};
 use crate::cache::conditional;
 use crate::cache::freshness::{self, Received};
+use crate::connect::OriginBody;
 use crate::directory::Holding;
 use crate::headers;
 use crate::route::Upstream;
@@ -35,6 +36,13 @@ pub(crate) struct Answer {
     pub(crate) headers: HeaderMap,
     pub(crate) request_time: SystemTime,
     pub(crate) response_time: SystemTime,
+}
+
+/// An empty request body.
+pub(crate) fn no_body() -> OriginBody {
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 impl Proxy {
@@ -190,13 +198,13 @@ impl Proxy {
         &self,
         want: &Want,
         resume: Option<(u64, HeaderValue)>,
-    ) -> Result<Request<Empty<Bytes>>, FetchError> {
+    ) -> Result<Request<OriginBody>, FetchError> {
         let up = &want.up;
         let scheme = if up.tls { "https" } else { "http" };
         let uri = format!("{scheme}://{}:{}{}", up.host, up.port, want.path)
             .parse::<http::Uri>()
             .map_err(|e| FetchError::Unreachable(format!("bad URI: {e}")))?;
-        let mut req = Request::new(Empty::new());
+        let mut req = Request::new(no_body());
         *req.uri_mut() = uri;
         let h = req.headers_mut();
         // Only headers that select a representation (and are keyed through Vary) or identify
@@ -254,7 +262,7 @@ impl Proxy {
     pub(crate) async fn send_to_origin(
         &self,
         up: &Upstream,
-        req: Request<Empty<Bytes>>,
+        req: Request<OriginBody>,
     ) -> Result<(Response<Incoming>, OwnedSemaphorePermit, Answer), FetchError> {
         // Checked here for a clear error; the connector checks the address it connects to.
         self.resolve(up).await?;

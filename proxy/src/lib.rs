@@ -36,6 +36,7 @@ pub mod disk;
 mod fetch;
 pub mod headers;
 pub mod limits;
+mod pass;
 mod peer;
 pub mod quota;
 mod render;

@@ -62,6 +62,9 @@ pub struct Config {
     pub bandwidth_quota: Option<u64>,
     /// How long a node over its quota stays out.
     pub quota_cool_down: Duration,
+    /// In reverse-proxy mode, pass methods other than GET and HEAD to the origin, uncached
+    /// (`--pass-methods`); never for CDN names.
+    pub pass_methods: bool,
     /// Per-client request rate and connection limits.
     pub limits: crate::limits::LimitsConfig,
     /// The disk tier (opened by the caller; `None`: memory only).
@@ -87,6 +90,7 @@ impl Config {
             origin_concurrency: 16,
             access_log: false,
             bandwidth_quota: None,
+            pass_methods: false,
             limits: crate::limits::LimitsConfig::default(),
             disk: None,
             quota_cool_down: Duration::from_secs(30 * 60),
@@ -370,8 +374,22 @@ impl Proxy {
         req: Request<Incoming>,
         client: SocketAddr,
     ) -> Response<ProxyBody> {
-        let (parts, _body) = req.into_parts();
+        let (parts, body) = req.into_parts();
         if parts.method != Method::GET && parts.method != Method::HEAD {
+            // One's own site may pass other methods through (never a CDN name).
+            if self.config.pass_methods {
+                let host = parts
+                    .headers
+                    .get(HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+                if let Ok(Route::Reverse(up)) = self.router.route(host) {
+                    return match self.pass(parts, body, &up, client).await {
+                        Ok(r) => r,
+                        Err(e) => text(StatusCode::BAD_GATEWAY, format!("502 Bad Gateway: {e}\n")),
+                    };
+                }
+            }
             let mut r = text(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "405 Method Not Allowed: a CDN serves GET and HEAD\n".into(),

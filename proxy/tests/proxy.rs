@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 #[derive(Default)]
 struct Seen {
     counts: std::sync::Mutex<BTreeMap<String, usize>>,
+    posts: AtomicUsize,
     flaky: AtomicUsize,
     busy_now: AtomicUsize,
     busy_max: AtomicUsize,
@@ -71,6 +72,19 @@ async fn serve(
         r
     };
     match path.as_str() {
+        "/post" if req.method() == http::Method::POST => {
+            let n = seen.posts.fetch_add(1, Ordering::SeqCst) + 1;
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            reply(
+                200,
+                "",
+                format!("post {n}: {}", String::from_utf8_lossy(&body)),
+            )
+        }
+        "/post" => {
+            let n = seen.posts.load(Ordering::SeqCst);
+            reply(200, "max-age=60", format!("version {n}"))
+        }
         "/cache" => reply(200, "max-age=60", "cacheable body".into()),
         "/nostore" => reply(200, "no-store", "fresh every time".into()),
         "/slow" => {
@@ -678,4 +692,55 @@ async fn connections_beyond_a_clients_limit_are_closed() {
         200,
         "a freed slot serves again"
     );
+}
+
+/// A raw HTTP/1.1 POST of `body` through the proxy: (status line, body).
+async fn post(proxy: SocketAddr, host: &str, path: &str, body: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out.lines().next().unwrap_or("").to_string();
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+#[tokio::test]
+async fn pass_methods_reach_ones_own_origin_uncached_and_invalidate() {
+    let plain = setup(true).await;
+    let origin = format!(
+        "http://origin.test:{}",
+        plain.host.split('.').nth(2).unwrap()
+    );
+    let s = setup_with(true, |c| {
+        c.reverse_origin = Some(proxy::route::parse_origin(&origin).unwrap());
+        c.pass_methods = true;
+    })
+    .await;
+    assert_eq!(s.get("GET", "/post", "my.site", &[]).await.1, "version 0");
+    assert!(
+        header(
+            &s.get("GET", "/post", "my.site", &[]).await.0,
+            "cache-status"
+        )
+        .contains("hit")
+    );
+    let (status, body) = post(s.proxy, "my.site", "/post", "hello").await;
+    assert!(status.contains("200"), "{status}");
+    assert!(body.contains("post 1: hello"), "{body}");
+    // The POST invalidated the stored copy: the next GET goes to the origin.
+    let (r, body) = s.get("GET", "/post", "my.site", &[]).await;
+    assert_eq!(body, "version 1");
+    assert!(!header(&r, "cache-status").contains("hit"));
+    // CDN names never pass anything.
+    let (status, _) = post(s.proxy, &s.host, "/post", "x").await;
+    assert!(status.contains("405"), "{status}");
+    // Nor does one's own site without --pass-methods.
+    let (status, _) = post(plain.proxy, "my.site", "/post", "x").await;
+    assert!(status.contains("405"), "{status}");
 }
