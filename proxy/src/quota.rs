@@ -3,8 +3,12 @@
 //! `bytes_per_hour` served to clients within the last hour, the node is *over quota* for a
 //! cool-down (30 minutes by default): clients are redirected to the origin (302), peers get
 //! nothing from it, and the node stops announcing objects and leaves DNS answers.
+//!
+//! Before that, sites share the quota fairly (Coral's fair sharing): once half of the hour's
+//! quota is used, a site that has taken more than its share (the quota divided among the
+//! sites served this hour) gets 403 while the others are still served.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -22,7 +26,16 @@ struct State {
     /// (minute since `start`, bytes served in it), oldest first, at most 60 entries.
     minutes: VecDeque<(u64, u64)>,
     over_until: Option<Instant>,
+    /// Bytes per site in the current hour (hours counted from `start`).
+    hour: u64,
+    sites: HashMap<String, u64>,
 }
+
+/// Sites counted per hour at most; beyond it the smallest are forgotten.
+const MAX_SITES: usize = 10_000;
+
+/// Share of the quota used before fair sharing starts.
+const FAIR_SHARE_FROM: f64 = 0.5;
 
 const WINDOW_MINUTES: u64 = 60;
 
@@ -36,8 +49,52 @@ impl Quota {
                 start: now,
                 minutes: VecDeque::new(),
                 over_until: None,
+                hour: 0,
+                sites: HashMap::new(),
             }),
         }
+    }
+
+    /// Counts `bytes` served for `site` at `now`; returns whether the node is over quota.
+    pub fn serve_site(&self, site: &str, bytes: u64, now: Instant) -> bool {
+        if let Ok(mut s) = self.state.lock() {
+            let hour = now.saturating_duration_since(s.start).as_secs() / 3600;
+            if hour != s.hour {
+                s.hour = hour;
+                s.sites.clear();
+            }
+            if s.sites.len() >= MAX_SITES && !s.sites.contains_key(site) {
+                let smallest = s
+                    .sites
+                    .iter()
+                    .min_by_key(|(_, b)| **b)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = smallest {
+                    s.sites.remove(&k);
+                }
+            }
+            *s.sites.entry(site.to_string()).or_default() += bytes;
+        }
+        self.serve(bytes, now)
+    }
+
+    /// Whether `site` has taken more than its fair share while the quota runs short.
+    pub fn over_share(&self, site: &str, now: Instant) -> bool {
+        let Ok(s) = self.state.lock() else {
+            return false;
+        };
+        let minute = now.saturating_duration_since(s.start).as_secs() / 60;
+        let served: u64 = s
+            .minutes
+            .iter()
+            .filter(|(m, _)| *m + WINDOW_MINUTES > minute)
+            .map(|(_, b)| *b)
+            .sum();
+        if (served as f64) < self.bytes_per_hour as f64 * FAIR_SHARE_FROM {
+            return false;
+        }
+        let share = self.bytes_per_hour / s.sites.len().max(1) as u64;
+        s.sites.get(site).is_some_and(|b| *b > share)
     }
 
     /// Counts `bytes` served at `now`; returns whether the node is over quota now.
@@ -117,6 +174,27 @@ mod tests {
         assert!(
             !q.serve(999, t0 + Duration::from_secs(130 + 1801)),
             "forgiven after"
+        );
+    }
+
+    #[test]
+    fn a_site_over_its_share_is_refused_once_the_quota_runs_short() {
+        let t0 = Instant::now();
+        let q = Quota::new(1000, Duration::from_secs(1800), t0);
+        q.serve_site("big.example", 300, t0);
+        q.serve_site("small.example", 100, t0);
+        assert!(
+            !q.over_share("big.example", t0),
+            "under half the quota: no sharing yet"
+        );
+        q.serve_site("big.example", 250, t0);
+        // 650 of 1000 used; two sites, so each may take 500.
+        assert!(q.over_share("big.example", t0));
+        assert!(!q.over_share("small.example", t0));
+        assert!(!q.over_share("new.example", t0));
+        assert!(
+            !q.over_share("big.example", t0 + Duration::from_secs(3601)),
+            "a new hour"
         );
     }
 

@@ -303,6 +303,27 @@ impl Proxy {
         {
             return r;
         }
+        // Only a node with a quota shares it among sites (and pays for knowing the site).
+        let site = match &self.quota {
+            Some(_) => self.site_of(&req),
+            None => String::new(),
+        };
+        if let Some(q) = &self.quota
+            && q.over_share(&site, now)
+        {
+            let mut r = text(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "403 Forbidden: {site} has used more than its fair share of this volunteer's \
+                     bandwidth this hour; other sites are still served. Try again later.\n"
+                ),
+            );
+            r.headers_mut().insert(
+                "cache-status",
+                self.cache_status("fwd=request; detail=fair-share"),
+            );
+            return r;
+        }
         let mut r = self.handle_inner(req, client).await;
         if !r.headers().contains_key("cache-status") {
             let status = self.cache_status("fwd=request; detail=refused");
@@ -316,7 +337,7 @@ impl Proxy {
                 r.map(|body| {
                     body.map_frame(move |frame| {
                         if let Some(data) = frame.data_ref() {
-                            q.serve(data.len() as u64, Instant::now());
+                            q.serve_site(&site, data.len() as u64, Instant::now());
                         }
                         frame
                     })
@@ -336,6 +357,19 @@ impl Proxy {
     /// Whether the node is over its bandwidth quota (out of the network's answers).
     pub fn over_quota(&self) -> bool {
         self.quota.as_ref().is_some_and(|q| q.over(Instant::now()))
+    }
+
+    /// The site a request is for (its origin's host), for fair sharing.
+    fn site_of(&self, req: &Request<Incoming>) -> String {
+        let host = req
+            .headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+        match self.router.route(host) {
+            Ok(Route::Cdn(up) | Route::Reverse(up)) => up.host,
+            Err(_) => String::new(),
+        }
     }
 
     /// Over quota: a CDN request goes straight to its origin (302), as Coral's nodes did.

@@ -744,3 +744,29 @@ async fn pass_methods_reach_ones_own_origin_uncached_and_invalidate() {
     let (status, _) = post(plain.proxy, "my.site", "/post", "x").await;
     assert!(status.contains("405"), "{status}");
 }
+
+#[tokio::test]
+async fn a_site_over_its_fair_share_gets_403_while_others_are_served() {
+    // Two sites (two origin names for the same loopback origin).
+    let s = setup_with(true, |c| {
+        let ip = c.resolve["origin.test"];
+        c.resolve.insert("other.test".into(), ip);
+        c.bandwidth_quota = Some(300_000);
+    })
+    .await;
+    let other = s.host.replacen("origin.test", "other.test", 1);
+    // One site takes most of the hour's quota (the 100 KB /slow object, twice).
+    for _ in 0..2 {
+        assert_eq!(s.cdn("/slow").await.0.status(), 200);
+    }
+    assert_eq!(s.get("GET", "/cache", &other, &[]).await.0.status(), 200);
+    let (r, body) = s.cdn("/slow").await;
+    assert_eq!(r.status(), 403, "over its share of 150 KB");
+    assert!(String::from_utf8_lossy(&body).contains("fair share"));
+    assert!(header(&r, "cache-status").contains("fair-share"));
+    assert_eq!(
+        s.get("GET", "/cache", &other, &[]).await.0.status(),
+        200,
+        "others are served"
+    );
+}
