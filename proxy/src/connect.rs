@@ -8,11 +8,12 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use hickory_resolver::TokioResolver;
 use http_body_util::combinators::BoxBody;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -23,18 +24,20 @@ use rustls::pki_types::CertificateDer;
 
 use crate::service::is_public;
 
-/// The origin client type.
 /// A request body to an origin: empty for fetches, the client's for passed-through methods.
 pub type OriginBody = BoxBody<Bytes, hyper::Error>;
 
 /// The client every origin request goes through.
 pub type OriginClient = Client<HttpsConnector<HttpConnector<OriginResolver>>, OriginBody>;
 
-/// Resolves origin names for the connector.
+/// Resolves origin names for the connector: fixed addresses first, then hickory's
+/// resolver with the system's configuration (asynchronous and cached, unlike getaddrinfo on
+/// a blocking thread), then getaddrinfo if that configuration cannot be read.
 #[derive(Debug, Clone)]
 pub struct OriginResolver {
     fixed: Arc<BTreeMap<String, IpAddr>>,
     allow_private: bool,
+    dns: Arc<OnceLock<Option<TokioResolver>>>,
 }
 
 impl OriginResolver {
@@ -43,14 +46,38 @@ impl OriginResolver {
         OriginResolver {
             fixed: Arc::new(fixed),
             allow_private,
+            dns: Arc::new(OnceLock::new()),
         }
+    }
+
+    fn dns(&self) -> Option<&TokioResolver> {
+        self.dns
+            .get_or_init(|| {
+                match TokioResolver::builder_tokio().and_then(|b| b.build()) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no DNS resolver configuration; using the system's getaddrinfo");
+                        None
+                    }
+                }
+            })
+            .as_ref()
     }
 
     /// The allowed addresses of `host` (port 0: the connector sets it).
     pub async fn lookup(&self, host: &str) -> io::Result<Vec<SocketAddr>> {
         let all: Vec<SocketAddr> = match self.fixed.get(&host.to_ascii_lowercase()) {
             Some(ip) => vec![SocketAddr::new(*ip, 0)],
-            None => tokio::net::lookup_host((host, 0)).await?.collect(),
+            None => match self.dns() {
+                Some(dns) => dns
+                    .lookup_ip(host)
+                    .await
+                    .map_err(|e| io::Error::new(io::ErrorKind::NotFound, e.to_string()))?
+                    .iter()
+                    .map(|ip| SocketAddr::new(ip, 0))
+                    .collect(),
+                None => tokio::net::lookup_host((host, 0)).await?.collect(),
+            },
         };
         let allowed: Vec<SocketAddr> = all
             .iter()
@@ -119,4 +146,30 @@ pub fn client(
         .enable_http1()
         .wrap_connector(http);
     Ok(Client::builder(TokioExecutor::new()).build(https))
+}
+
+#[cfg(test)]
+mod resolver_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn addresses_are_checked_whoever_resolves_them() {
+        let strict = OriginResolver::new(BTreeMap::new(), false);
+        let err = strict
+            .lookup("127.0.0.1")
+            .await
+            .expect_err("loopback refused");
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        let open = OriginResolver::new(BTreeMap::new(), true);
+        let ok = open.lookup("127.0.0.1").await.expect("allowed");
+        assert_eq!(ok, vec![SocketAddr::from(([127, 0, 0, 1], 0))]);
+        let fixed = OriginResolver::new(
+            BTreeMap::from([("origin.test".to_string(), IpAddr::from([192, 0, 2, 7]))]),
+            false,
+        );
+        assert!(
+            fixed.lookup("ORIGIN.test").await.is_err(),
+            "documentation addresses are not public"
+        );
+    }
 }
