@@ -82,7 +82,8 @@ pub struct OverlayDirectory {
     overlay: Overlay,
     config: DirectoryConfig,
     renewals: Mutex<HashMap<String, (Renew, Instant)>>,
-    banned: Mutex<HashSet<PeerId>>,
+    /// Holders that served wrong bytes, until when they are not asked.
+    banned: Mutex<HashMap<PeerId, Instant>>,
     hooks: OnceLock<ProxyHooks>,
     /// What it did.
     pub counters: DirectoryCounters,
@@ -107,6 +108,11 @@ fn key_of(url: &str) -> dht::Key {
     dht::Key::from_url(url)
 }
 
+/// How long a holder that served wrong bytes is not asked again.
+const BAN_FOR: Duration = Duration::from_secs(3600);
+/// Holders banned at once, at most.
+const MAX_BANNED: usize = 4096;
+
 /// How often the renewal task looks for values due.
 const RENEW_TICK: Duration = Duration::from_secs(1);
 
@@ -117,7 +123,7 @@ impl OverlayDirectory {
             overlay,
             config,
             renewals: Mutex::new(HashMap::new()),
-            banned: Mutex::new(HashSet::new()),
+            banned: Mutex::new(HashMap::new()),
             hooks: OnceLock::new(),
             counters: DirectoryCounters::default(),
         });
@@ -143,14 +149,15 @@ impl OverlayDirectory {
         self.renewals.lock().map_or(0, |r| r.len())
     }
 
-    fn put(&self, url: &str, pending: bool) {
+    /// Starts a put; false if the overlay's queue is full (the caller tries again later).
+    fn put(&self, url: &str, pending: bool) -> bool {
         let ttl = if pending {
             self.config.pending_ttl
         } else {
             self.config.cached_ttl
         };
         self.counters.puts.fetch_add(1, Ordering::Relaxed);
-        self.overlay.put_in_background(key_of(url), pending, ttl);
+        self.overlay.put_in_background(key_of(url), pending, ttl)
     }
 
     fn renew_due(&self, now: Instant) {
@@ -167,16 +174,21 @@ impl OverlayDirectory {
             if hooks.is_some_and(|h| (h.withdrawn)()) {
                 return;
             }
-            r.iter_mut()
+            r.iter()
                 .filter(|(_, (_, at))| *at <= now)
-                .map(|(url, (kind, at))| {
-                    *at = now + self.interval(*kind);
-                    (url.clone(), *kind)
-                })
+                .map(|(url, (kind, _))| (url.clone(), *kind))
                 .collect()
         };
         for (url, kind) in due {
-            self.put(&url, kind == Renew::Pending);
+            // Rescheduled only once queued: a full queue leaves it due for the next tick.
+            if !self.put(&url, kind == Renew::Pending) {
+                break;
+            }
+            if let Ok(mut r) = self.renewals.lock()
+                && let Some((_, at)) = r.get_mut(&url)
+            {
+                *at = now + self.interval(kind);
+            }
         }
     }
 
@@ -197,7 +209,15 @@ impl OverlayDirectory {
     }
 
     fn holders(&self, values: Vec<dht::Value>) -> Vec<(Holder, dht::NodeId)> {
-        let banned = self.banned.lock().map(|b| b.clone()).unwrap_or_default();
+        let now = Instant::now();
+        let banned: HashSet<PeerId> = self
+            .banned
+            .lock()
+            .map(|mut b| {
+                b.retain(|_, until| *until > now);
+                b.keys().copied().collect()
+            })
+            .unwrap_or_default();
         let mut out: Vec<(Holder, dht::NodeId)> = values
             .into_iter()
             .filter_map(|v| {
@@ -293,7 +313,7 @@ impl Directory for OverlayDirectory {
         match holding {
             Holding::Cached => {
                 self.schedule(key, Renew::Cached);
-                self.put(key, false);
+                let _ = self.put(key, false);
             }
             Holding::Dropped => {
                 if let Ok(mut r) = self.renewals.lock() {
@@ -315,8 +335,10 @@ impl Directory for OverlayDirectory {
     fn report(&self, from: &Holder, problem: &PeerError) {
         tracing::warn!(peer = %from.name, %problem, "not asking this peer for objects again");
         self.counters.bad_peers.fetch_add(1, Ordering::Relaxed);
-        if let (Ok(peer), Ok(mut banned)) = (from.name.parse::<PeerId>(), self.banned.lock()) {
-            banned.insert(peer);
+        if let (Ok(peer), Ok(mut banned)) = (from.name.parse::<PeerId>(), self.banned.lock())
+            && (banned.len() < MAX_BANNED || banned.contains_key(&peer))
+        {
+            banned.insert(peer, Instant::now() + BAN_FOR);
         }
     }
 }

@@ -59,6 +59,17 @@ fn client_ip(http: SocketAddr) -> Option<IpAddr> {
     (!http.ip().is_unspecified()).then_some(http.ip())
 }
 
+/// The IP of a peer's overlay address: where a proxy listening on all interfaces is
+/// reachable too.
+fn p2p_ip(p2p: &str) -> Option<IpAddr> {
+    let addr: libp2p::Multiaddr = p2p.parse().ok()?;
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) if !ip.is_unspecified() => Some(IpAddr::V4(ip)),
+        libp2p::multiaddr::Protocol::Ip6(ip) if !ip.is_unspecified() => Some(IpAddr::V6(ip)),
+        _ => None,
+    })
+}
+
 impl LiveRoster {
     /// A roster of this node alone, rebuilt from `overlay` every second while it runs.
     pub fn start(
@@ -84,7 +95,7 @@ impl LiveRoster {
                     .peers
                     .iter()
                     .filter_map(|p| {
-                        let ip = client_ip(p.http?)?;
+                        let ip = client_ip(p.http?).or_else(|| p2p_ip(&p.p2p))?;
                         let ago = Duration::from_secs_f64(p.heard_secs_ago?.max(0.0));
                         let load = Load {
                             withdrawn: p.withdrawn,

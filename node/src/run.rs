@@ -344,7 +344,12 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     }
     let (stop_tx, stop) = watch::channel(false);
     let (http, https, proxy) = start_proxy(&args, data.as_ref(), stop.clone()).await?;
-    let public_http = args.public_http.unwrap_or(http);
+    // What peers and DNS give out: --public-http, else the bound address with --advertise's
+    // IP (a proxy on 0.0.0.0 is reached at its advertised address).
+    let public_http = args
+        .public_http
+        .or_else(|| args.advertise.map(|ip| SocketAddr::new(ip, http.port())))
+        .unwrap_or(http);
     let dht = dht::Config {
         rng_seed: args.seed,
         // Coral's l = 4 spreads a hot key's values over more nodes, but a crowd's pending
@@ -392,10 +397,17 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         args.max_peer_transfers,
         transfers.clone(),
     ));
+    // The address A/AAAA answers give for this node: --advertise, else the public HTTP
+    // address, else (a proxy on all interfaces) the overlay's advertised IP.
+    let overlay_ip = overlay.me().p2p.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) if !ip.is_unspecified() => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) if !ip.is_unspecified() => Some(IpAddr::V6(ip)),
+        _ => None,
+    });
     let advertise = args
         .advertise
         .unwrap_or(if public_http.ip().is_unspecified() {
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
+            overlay_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
         } else {
             public_http.ip()
         });

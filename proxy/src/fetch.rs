@@ -464,6 +464,13 @@ impl Proxy {
     ) -> bool {
         let mut digest = [0u8; 32];
         digest.copy_from_slice(sha.finish().as_ref());
+        // A body shorter or longer than it said is not the object: never complete or store it.
+        if crate::peer::content_length(&head.headers).is_some_and(|l| l != body.len()) {
+            body.finish(Err(BodyError::Upstream(
+                "body length differs from its Content-Length".into(),
+            )));
+            return false;
+        }
         body.finish_with_digest(digest);
         if !head.storable {
             return false;

@@ -28,6 +28,9 @@ use crate::headers;
 use crate::service::{Head, HeadSender, Proxy, Want};
 use crate::stats::Stats;
 
+/// The error an answer that took too long gets (not retried: the holder is slow, not gone).
+const NO_ANSWER: &str = "no answer in time";
+
 /// Holders tried for one object before going to the origin.
 const MAX_PEER_TRIES: usize = 3;
 
@@ -102,6 +105,26 @@ fn resume_validator(headers: &HeaderMap) -> Option<HeaderValue> {
         .filter(|v| !v.as_bytes().starts_with(b"W/"))
         .or_else(|| headers.get(LAST_MODIFIED))
         .cloned()
+}
+
+/// A `Content-Length`, if valid.
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse().ok())
+}
+
+/// The total length of a `Content-Range: bytes a-b/n` value, if known.
+fn range_total(value: Option<&HeaderValue>) -> Option<u64> {
+    value?
+        .to_str()
+        .ok()?
+        .rsplit('/')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The first byte position of a `Content-Range: bytes a-b/n` value.
@@ -190,7 +213,7 @@ impl Proxy {
         let ask = dir.fetch(from, Self::peer_request(want, offset));
         match tokio::time::timeout(self.config.first_byte_timeout, ask).await {
             Ok(r) => r,
-            Err(_) => Err(PeerError::Transfer("no answer in time".into())),
+            Err(_) => Err(PeerError::Transfer(NO_ANSWER.into())),
         }
     }
 
@@ -210,7 +233,9 @@ impl Proxy {
             // the stream opened: one more try opens a fresh one.
             let first = self.ask_peer(dir, holder, want, 0).await;
             let resp = match first {
-                Err(PeerError::Transfer(_)) => self.ask_peer(dir, holder, want, 0).await,
+                Err(PeerError::Transfer(e)) if e != NO_ANSWER => {
+                    self.ask_peer(dir, holder, want, 0).await
+                }
                 other => other,
             };
             let resp = match resp {
@@ -247,6 +272,11 @@ impl Proxy {
 
     /// Reads a peer body into `body`, checking its digest, resuming from the next holder or
     /// the origin if the peer breaks off. True if the object was stored.
+    ///
+    /// The latest chunk is held back until the next one arrives or the digest checks out,
+    /// and nothing beyond the head's `Content-Length` is accepted: a client that knows the
+    /// length takes the body as complete at its last byte, so unchecked bytes must never
+    /// bring the body to its full length.
     #[allow(clippy::too_many_arguments)] // one transfer's whole state; a struct would only rename it
     async fn pump_peers(
         &self,
@@ -260,37 +290,47 @@ impl Proxy {
     ) -> bool {
         let mut sha = Context::new(&SHA256);
         let cap = self.config.max_object_bytes;
-        // The latest chunk is held back until the next one arrives or the digest checks out:
-        // a client that knows the length (Content-Length) takes the body as complete at its
-        // last byte, so wrong bytes must never let the body reach its full length.
+        let declared = content_length(&head.headers);
+        let validator = resume_validator(&head.headers);
         let mut held: Option<bytes::Bytes> = None;
+        // Whether one holder sent all of it (only then is a bad digest that holder's fault).
+        let mut one_holder = true;
         loop {
             let next = tokio::time::timeout(self.config.body_idle_timeout, source.next()).await;
+            let pending = held.as_ref().map_or(0, |h| h.len() as u64);
             let failure = match next {
+                Ok(Some(Ok(PeerChunk::Data(data)))) if data.is_empty() => continue,
                 Ok(Some(Ok(PeerChunk::Data(data)))) => {
-                    let pending = held.as_ref().map_or(0, |h| h.len() as u64);
-                    if body.len() + pending + data.len() as u64 > cap {
+                    let total = body.len() + pending + data.len() as u64;
+                    if total > cap {
                         body.finish(Err(BodyError::TooLarge(cap)));
                         return false;
                     }
-                    sha.update(&data);
-                    self.stats
-                        .peer_bytes
-                        .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    if let Some(previous) = held.replace(data) {
-                        body.push(previous);
+                    if declared.is_some_and(|l| total > l) {
+                        PeerError::Protocol("more bytes than the Content-Length".into())
+                    } else {
+                        sha.update(&data);
+                        self.stats
+                            .peer_bytes
+                            .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        if let Some(previous) = held.replace(data) {
+                            body.push(previous);
+                        }
+                        continue;
                     }
-                    continue;
                 }
                 Ok(Some(Ok(PeerChunk::End { sha256 }))) => {
-                    if sha.clone().finish().as_ref() == sha256 {
+                    let complete = declared.is_none_or(|l| body.len() + pending == l);
+                    if complete && sha.clone().finish().as_ref() == sha256 {
                         if let Some(last) = held.take() {
                             body.push(last);
                         }
                         return self.complete(want, head, body, sha);
                     }
-                    tracing::warn!(trace = ?want.trace, peer = %holder.name, key = %want.key, "peer sent bytes that do not match its SHA-256; discarded");
-                    dir.report(&holder, &PeerError::WrongBytes);
+                    tracing::warn!(trace = ?want.trace, peer = %holder.name, key = %want.key, "peer sent bytes that do not match its SHA-256 or length; discarded");
+                    if one_holder {
+                        dir.report(&holder, &PeerError::WrongBytes);
+                    }
                     body.finish(Err(BodyError::Upstream(PeerError::WrongBytes.to_string())));
                     return false;
                 }
@@ -298,19 +338,19 @@ impl Proxy {
                 Ok(None) => PeerError::Transfer("stream ended before the body did".into()),
                 Err(_) => PeerError::Transfer("peer stalled mid-body".into()),
             };
-            // What arrived before the failure stands; the rest comes from elsewhere.
-            if let Some(last) = held.take() {
-                body.push(last);
-            }
-            let offset = body.len();
+            // The held chunk stays held: the next holder's digest covers it too.
+            let offset = body.len() + pending;
             tracing::info!(trace = ?want.trace, peer = %holder.name, error = %failure, offset, "peer transfer broke off; resuming");
             let mut resumed = None;
             while let Some((next_holder, rest)) = others.split_first() {
                 others = rest;
                 match self.ask_peer(dir, next_holder, want, offset).await {
+                    // Only the same representation: an equal strong validator and length.
                     Ok(r)
                         if r.status == head.status
-                            && r.headers.get(ETAG) == head.headers.get(ETAG) =>
+                            && validator.is_some()
+                            && resume_validator(&r.headers) == validator
+                            && content_length(&r.headers) == declared =>
                     {
                         resumed = Some((next_holder.clone(), r.body));
                         break;
@@ -322,8 +362,15 @@ impl Proxy {
                 Some((h, b)) => {
                     holder = h;
                     source = b;
+                    one_holder = false;
                 }
-                None => return self.resume_from_origin(want, head, body, sha, offset).await,
+                None => {
+                    // The origin is the authority for the rest; what arrived stands.
+                    if let Some(last) = held.take() {
+                        body.push(last);
+                    }
+                    return self.resume_from_origin(want, head, body, sha, offset).await;
+                }
             }
         }
     }
@@ -353,9 +400,15 @@ impl Proxy {
             Err(e) => return fail(e.to_string()),
         };
         let prefix = sha.clone().finish();
+        // A 206 must be the same representation: the range asked for, the same validator
+        // and the same total length (an origin ignoring If-Range sends a newer one's tail).
+        let same = resume_validator(&answer.headers) == resume_validator(&head.headers)
+            && range_total(answer.headers.get(CONTENT_RANGE))
+                .is_none_or(|t| content_length(&head.headers).is_none_or(|l| t == l));
         let outcome = match answer.status {
             StatusCode::PARTIAL_CONTENT
-                if answer.headers.get(CONTENT_RANGE).and_then(range_start) == Some(offset) =>
+                if same
+                    && answer.headers.get(CONTENT_RANGE).and_then(range_start) == Some(offset) =>
             {
                 self.pump_origin(resp.into_body(), body, &mut sha, 0, None)
                     .await

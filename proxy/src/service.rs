@@ -157,7 +157,7 @@ pub(crate) struct Want {
     pub(crate) client: SocketAddr,
     /// A stored copy to revalidate, if any.
     pub(crate) validate: Option<Arc<Stored>>,
-    /// The answer may be shared (no credentials): peers may serve it.
+    /// A CDN name without credentials: peers may serve it.
     pub(crate) shared: bool,
     /// The client request's trace ID.
     pub(crate) trace: Option<String>,
@@ -437,8 +437,11 @@ impl Proxy {
             .get(HOST)
             .and_then(|h| h.to_str().ok())
             .or_else(|| parts.uri.authority().map(|a| a.as_str()));
-        let upstream = match self.router.route(host) {
-            Ok(Route::Cdn(up) | Route::Reverse(up)) => up,
+        // One's own site (reverse mode) is never shared through peers: its invalidations
+        // (`--pass-methods`) would not reach their copies.
+        let (upstream, cdn) = match self.router.route(host) {
+            Ok(Route::Cdn(up)) => (up, true),
+            Ok(Route::Reverse(up)) => (up, false),
             Err(e) => return text(StatusCode::BAD_REQUEST, self.router.help_page(&e)),
         };
         let path = parts
@@ -475,7 +478,7 @@ impl Proxy {
                             headers: parts.headers.clone(),
                             client,
                             validate: Some(stored.clone()),
-                            shared: true,
+                            shared: cdn,
                             trace: Some(trace.clone()),
                         };
                         let _ = self.start(want, key.clone());
@@ -511,7 +514,7 @@ impl Proxy {
             headers: parts.headers.clone(),
             client,
             validate,
-            shared: !private,
+            shared: cdn && !private,
             trace: Some(trace),
         };
         let flight = if private {

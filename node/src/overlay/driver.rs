@@ -205,10 +205,20 @@ impl Driver {
                 .map(|(p, _)| *p);
             if let Some(p) = evict {
                 self.contacts.remove(&p);
+                self.peer_load.remove(&p);
             }
         }
         let t = now();
-        let entry = self.contacts.entry(peer).or_insert((contact.clone(), t));
+        // A peer only written to has not been heard from: it starts long ago.
+        let first = if heard {
+            t
+        } else {
+            t.checked_sub(Duration::from_secs(3600)).unwrap_or(t)
+        };
+        let entry = self
+            .contacts
+            .entry(peer)
+            .or_insert((contact.clone(), first));
         entry.0 = contact;
         if heard {
             entry.1 = t;
@@ -216,6 +226,11 @@ impl Driver {
     }
 
     fn note_load(&mut self, peer: PeerId, load: Load) {
+        if self.peer_load.len() >= MAX_CONTACTS {
+            // Keep the loads of peers still known (contacts evict the oldest).
+            let contacts = &self.contacts;
+            self.peer_load.retain(|p, _| contacts.contains_key(p));
+        }
         if self.peer_load.len() < MAX_CONTACTS || self.peer_load.contains_key(&peer) {
             let spare = if load.spare.is_finite() {
                 load.spare.clamp(0.0, 1.0)

@@ -317,15 +317,17 @@ impl Overlay {
         rx.await.unwrap_or(false)
     }
 
-    /// Starts a put without waiting for it.
-    pub fn put_in_background(&self, key: dht::Key, pending: bool, ttl: Duration) {
-        let _ = self.commands.try_send(Command::Put {
-            key,
-            trace: None,
-            pending,
-            ttl,
-            reply: None,
-        });
+    /// Starts a put without waiting for it; false if the driver's queue is full.
+    pub fn put_in_background(&self, key: dht::Key, pending: bool, ttl: Duration) -> bool {
+        self.commands
+            .try_send(Command::Put {
+                key,
+                trace: None,
+                pending,
+                ttl,
+                reply: None,
+            })
+            .is_ok()
     }
 
     /// The overlay's state, or `None` once it has stopped.
