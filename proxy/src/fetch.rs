@@ -453,6 +453,27 @@ impl Proxy {
         }
     }
 
+    /// Completes `body` with its digest (for the clients reading it) without storing it;
+    /// `None` (and a failed body) if its length differs from its `Content-Length`.
+    pub(crate) fn complete_unstored(
+        &self,
+        head: &Head,
+        body: &SharedBody,
+        sha: Context,
+    ) -> Option<[u8; 32]> {
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(sha.finish().as_ref());
+        // A body shorter or longer than it said is not the object: never complete or store it.
+        if crate::peer::content_length(&head.headers).is_some_and(|l| l != body.len()) {
+            body.finish(Err(BodyError::Upstream(
+                "body length differs from its Content-Length".into(),
+            )));
+            return None;
+        }
+        body.finish_with_digest(digest);
+        Some(digest)
+    }
+
     /// The body arrived whole: completes it with its digest and stores the object if it may
     /// be. True if stored.
     pub(crate) fn complete(
@@ -462,16 +483,9 @@ impl Proxy {
         body: &SharedBody,
         sha: Context,
     ) -> bool {
-        let mut digest = [0u8; 32];
-        digest.copy_from_slice(sha.finish().as_ref());
-        // A body shorter or longer than it said is not the object: never complete or store it.
-        if crate::peer::content_length(&head.headers).is_some_and(|l| l != body.len()) {
-            body.finish(Err(BodyError::Upstream(
-                "body length differs from its Content-Length".into(),
-            )));
+        let Some(digest) = self.complete_unstored(head, body, sha) else {
             return false;
-        }
-        body.finish_with_digest(digest);
+        };
         if !head.storable {
             return false;
         }

@@ -288,7 +288,10 @@ impl Proxy {
         head: &Head,
         body: &SharedBody,
     ) -> bool {
+        // The digest of everything received (checked against the holder's), and of what has
+        // gone into `body` (all but the held chunk).
         let mut sha = Context::new(&SHA256);
+        let mut sha_pushed = Context::new(&SHA256);
         let cap = self.config.max_object_bytes;
         let declared = content_length(&head.headers);
         let validator = resume_validator(&head.headers);
@@ -314,6 +317,7 @@ impl Proxy {
                             .peer_bytes
                             .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
                         if let Some(previous) = held.replace(data) {
+                            sha_pushed.update(&previous);
                             body.push(previous);
                         }
                         continue;
@@ -365,11 +369,12 @@ impl Proxy {
                     one_holder = false;
                 }
                 None => {
-                    // The origin is the authority for the rest; what arrived stands.
-                    if let Some(last) = held.take() {
-                        body.push(last);
-                    }
-                    return self.resume_from_origin(want, head, body, sha, offset).await;
+                    // The origin is the authority for the rest, from the last byte passed on:
+                    // the held chunk was never checked, so the origin sends it again.
+                    let from = body.len();
+                    return self
+                        .resume_from_origin(want, head, body, sha_pushed, from)
+                        .await;
                 }
             }
         }
@@ -405,26 +410,40 @@ impl Proxy {
         let same = resume_validator(&answer.headers) == resume_validator(&head.headers)
             && range_total(answer.headers.get(CONTENT_RANGE))
                 .is_none_or(|t| content_length(&head.headers).is_none_or(|l| t == l));
-        let outcome = match answer.status {
+        // With a range, the bytes the failed peer passed on were never checked by anyone:
+        // the client gets the whole body, but it is not stored or announced, so a peer that
+        // sent wrong bytes and vanished cannot spread them. A full answer checks them.
+        let (outcome, checked) = match answer.status {
             StatusCode::PARTIAL_CONTENT
                 if same
                     && answer.headers.get(CONTENT_RANGE).and_then(range_start) == Some(offset) =>
             {
-                self.pump_origin(resp.into_body(), body, &mut sha, 0, None)
-                    .await
+                let r = self
+                    .pump_origin(resp.into_body(), body, &mut sha, 0, None)
+                    .await;
+                (r, false)
             }
             s if s == head.status => {
                 let mut check = [0u8; 32];
                 check.copy_from_slice(prefix.as_ref());
-                self.pump_origin(resp.into_body(), body, &mut sha, offset, Some(check))
-                    .await
+                let r = self
+                    .pump_origin(resp.into_body(), body, &mut sha, offset, Some(check))
+                    .await;
+                (r, true)
             }
-            s => Err(BodyError::Upstream(format!(
-                "origin answered {s} to the resumption"
-            ))),
+            s => (
+                Err(BodyError::Upstream(format!(
+                    "origin answered {s} to the resumption"
+                ))),
+                false,
+            ),
         };
         match outcome {
-            Ok(()) => self.complete(want, head, body, sha),
+            Ok(()) if checked => self.complete(want, head, body, sha),
+            Ok(()) => {
+                let _ = self.complete_unstored(head, body, sha);
+                false
+            }
             Err(e) => {
                 body.finish(Err(e));
                 false
