@@ -183,6 +183,8 @@ struct Entry {
 struct Index {
     /// By file name (the key's hash).
     entries: HashMap<String, Entry>,
+    /// The latest write reserved per file name (see [`DiskTier::reserve`]).
+    writes: HashMap<String, u64>,
     bytes: u64,
     tick: u64,
 }
@@ -219,7 +221,8 @@ impl DiskTier {
             let name = entry.file_name().to_string_lossy().into_owned();
             match read_head(&path) {
                 Ok((m, start))
-                    if m.body_len + start as u64 == meta.len() && name == file_name(&m.key) =>
+                    if m.body_len.checked_add(start as u64) == Some(meta.len())
+                        && name == file_name(&m.key) =>
                 {
                     let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
                     found.push((mtime, name, meta.len()));
@@ -274,23 +277,44 @@ impl DiskTier {
             .is_ok_and(|i| i.entries.contains_key(&file_name(key)))
     }
 
-    /// Writes `stored` for `key` (blocking: call from a blocking thread).
-    pub fn write(&self, key: &str, stored: &Stored) -> std::io::Result<()> {
+    /// Reserves the next write of `key`: only the latest reservation may land, and a
+    /// `remove` cancels those made before it (so a slow write cannot bring back an entry that
+    /// was invalidated meanwhile, or replace a newer one).
+    pub fn reserve(&self, key: &str) -> u64 {
+        let ticket = self.next_tmp.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut i) = self.index.lock() {
+            i.writes.insert(file_name(key), ticket);
+        }
+        ticket
+    }
+
+    /// Writes `stored` for `key` under `ticket` from [`DiskTier::reserve`] (blocking: call
+    /// from a blocking thread).
+    pub fn write(&self, key: &str, stored: &Stored, ticket: u64) -> std::io::Result<()> {
+        let name = file_name(key);
         let Some(body) = stored.body.collect() else {
             return Ok(()); // only complete bodies are stored
         };
         let bytes = encode_entry(key, stored, &body);
         if bytes.len() as u64 > self.budget {
+            self.remove(key); // the older copy is not this response
             return Ok(());
         }
-        let name = file_name(key);
-        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.root.join("tmp").join(format!("{name}.{n}"));
+        let tmp = self.root.join("tmp").join(format!("{name}.{ticket}"));
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&bytes)?;
         drop(f);
-        std::fs::rename(&tmp, self.path(&name))?;
-        if let Ok(mut i) = self.index.lock() {
+        {
+            let Ok(mut i) = self.index.lock() else {
+                return Ok(());
+            };
+            if i.writes.get(&name) != Some(&ticket) {
+                drop(i);
+                let _ = std::fs::remove_file(&tmp);
+                return Ok(()); // cancelled by a remove, or overtaken by a newer write
+            }
+            i.writes.remove(&name);
+            std::fs::rename(&tmp, self.path(&name))?;
             i.tick += 1;
             let used = i.tick;
             let size = bytes.len() as u64;
@@ -330,11 +354,12 @@ impl DiskTier {
     /// Deletes `key`'s entry.
     pub fn remove(&self, key: &str) {
         let name = file_name(key);
-        if let Ok(mut i) = self.index.lock()
-            && let Some(old) = i.entries.remove(&name)
-        {
-            i.bytes -= old.size;
-            let _ = std::fs::remove_file(self.path(&name));
+        if let Ok(mut i) = self.index.lock() {
+            i.writes.remove(&name);
+            if let Some(old) = i.entries.remove(&name) {
+                i.bytes -= old.size;
+                let _ = std::fs::remove_file(self.path(&name));
+            }
         }
     }
 
@@ -422,8 +447,10 @@ mod tests {
     fn the_tier_survives_a_reopen_keeps_its_budget_and_drops_damaged_files() {
         let root = temp("tier");
         let tier = DiskTier::open(&root, 10_000).expect("open");
-        tier.write("http://a/1", &stored(b"one")).expect("write");
-        tier.write("http://a/2", &stored(b"two")).expect("write");
+        tier.write("http://a/1", &stored(b"one"), tier.reserve("http://a/1"))
+            .expect("write");
+        tier.write("http://a/2", &stored(b"two"), tier.reserve("http://a/2"))
+            .expect("write");
         assert_eq!(tier.len(), 2);
         drop(tier);
         let tier = DiskTier::open(&root, 10_000).expect("reopen");
@@ -445,10 +472,28 @@ mod tests {
         let size = tier.bytes();
         drop(tier);
         let tier = DiskTier::open(&root, size + 10).expect("reopen");
-        tier.write("http://a/4", &stored(b"four")).expect("write");
+        tier.write("http://a/4", &stored(b"four"), tier.reserve("http://a/4"))
+            .expect("write");
         assert!(tier.bytes() <= size + 10);
         assert!(tier.contains("http://a/4"));
         assert!(!tier.contains("http://a/1"));
+        // A write reserved before a remove does not land; of two writes, the later wins.
+        let stale = tier.reserve("http://a/5");
+        tier.remove("http://a/5");
+        tier.write("http://a/5", &stored(b"old"), stale)
+            .expect("write");
+        assert!(
+            !tier.contains("http://a/5"),
+            "an invalidated copy never comes back"
+        );
+        let first = tier.reserve("http://a/6");
+        let second = tier.reserve("http://a/6");
+        tier.write("http://a/6", &stored(b"new"), second)
+            .expect("write");
+        tier.write("http://a/6", &stored(b"old"), first)
+            .expect("write");
+        let six = tier.read("http://a/6").expect("read");
+        assert_eq!(six.body.collect().as_deref(), Some(&b"new"[..]));
         let _ = std::fs::remove_dir_all(&root);
     }
 }

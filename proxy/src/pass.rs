@@ -74,12 +74,11 @@ impl Proxy {
             "cache-status",
             self.cache_status("fwd=method; detail=passed"),
         );
-        // The origin slot is held while the answer streams.
+        // The origin slot is freed once the answer's head is here: a client that never reads
+        // a passed answer must not starve the cache's fetches from this origin.
+        drop(permit);
         let body = incoming
-            .map_err(move |e| {
-                let _ = &permit;
-                BodyError::Upstream(e.to_string())
-            })
+            .map_err(|e| BodyError::Upstream(e.to_string()))
             .boxed();
         Ok(Response::from_parts(head, body))
     }

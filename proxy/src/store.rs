@@ -182,8 +182,9 @@ impl Store {
     pub fn put(&self, key: &str, stored: Arc<Stored>) {
         if let (Some(disk), Ok(rt)) = (&self.disk, tokio::runtime::Handle::try_current()) {
             let (disk, k, s) = (disk.clone(), key.to_string(), stored.clone());
+            let ticket = disk.reserve(key);
             rt.spawn_blocking(move || {
-                if let Err(e) = disk.write(&k, &s) {
+                if let Err(e) = disk.write(&k, &s, ticket) {
                     tracing::warn!(key = %k, error = %e, "could not write to the disk cache");
                 }
             });

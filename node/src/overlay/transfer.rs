@@ -33,6 +33,8 @@ const MAX_HEAD: usize = 64 << 10;
 const MAX_DATA: usize = 64 << 10;
 /// Largest error message.
 const MAX_ERROR: usize = 1024;
+/// Longest a peer may leave a data frame unread.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time for the asker to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -225,12 +227,19 @@ async fn serve_one(
     write_frame(&mut stream, &head).await?;
     counters.objects_served.fetch_add(1, Ordering::Relaxed);
     let mut body = resp.body;
+    // A peer that stops reading must not hold a transfer slot for ever.
+    let stalled = || std::io::Error::new(std::io::ErrorKind::TimedOut, "peer stopped reading");
     while let Some(chunk) = body.next().await {
         match chunk {
             Ok(PeerChunk::Data(data)) => {
                 for piece in data.chunks(MAX_DATA) {
-                    stream.write_all(&[TAG_DATA]).await?;
-                    write_frame(&mut stream, piece).await?;
+                    let write = async {
+                        stream.write_all(&[TAG_DATA]).await?;
+                        write_frame(&mut stream, piece).await
+                    };
+                    tokio::time::timeout(WRITE_TIMEOUT, write)
+                        .await
+                        .map_err(|_| stalled())??;
                 }
                 counters
                     .bytes_served
