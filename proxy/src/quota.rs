@@ -31,6 +31,18 @@ struct State {
     sites: HashMap<String, u64>,
 }
 
+impl State {
+    /// Bytes served in the hour before `now`.
+    fn served_within_hour(&self, now: Instant) -> u64 {
+        let minute = now.saturating_duration_since(self.start).as_secs() / 60;
+        self.minutes
+            .iter()
+            .filter(|(m, _)| *m + WINDOW_MINUTES > minute)
+            .map(|(_, b)| *b)
+            .sum()
+    }
+}
+
 /// Sites counted per hour at most; beyond it the smallest are forgotten.
 const MAX_SITES: usize = 10_000;
 
@@ -83,13 +95,7 @@ impl Quota {
         let Ok(s) = self.state.lock() else {
             return false;
         };
-        let minute = now.saturating_duration_since(s.start).as_secs() / 60;
-        let served: u64 = s
-            .minutes
-            .iter()
-            .filter(|(m, _)| *m + WINDOW_MINUTES > minute)
-            .map(|(_, b)| *b)
-            .sum();
+        let served = s.served_within_hour(now);
         if (served as f64) < self.bytes_per_hour as f64 * FAIR_SHARE_FROM {
             return false;
         }
@@ -137,13 +143,7 @@ impl Quota {
         if s.over_until.is_some_and(|t| t > now) {
             return 0.0;
         }
-        let minute = now.saturating_duration_since(s.start).as_secs() / 60;
-        let served: u64 = s
-            .minutes
-            .iter()
-            .filter(|(m, _)| *m + WINDOW_MINUTES > minute)
-            .map(|(_, b)| *b)
-            .sum();
+        let served = s.served_within_hour(now);
         (1.0 - served as f64 / self.bytes_per_hour.max(1) as f64).clamp(0.0, 1.0)
     }
 
