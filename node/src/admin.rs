@@ -34,6 +34,8 @@ pub struct NodeState {
     pub directory: Arc<OverlayDirectory>,
     /// Transfers served to peers.
     pub transfers: Arc<TransferCounters>,
+    /// The nameserver's counters.
+    pub dns: Arc<dns::handler::DnsStats>,
     /// When the node started.
     pub started: Instant,
 }
@@ -84,6 +86,25 @@ pub struct Status {
     pub fetches: FetchStatus,
     /// Refusals and failures of the overlay.
     pub overlay: OverlayCounters,
+    /// The nameserver.
+    pub dns: DnsCounters,
+}
+
+/// What the nameserver answered.
+#[derive(Debug, Serialize)]
+pub struct DnsCounters {
+    /// Queries answered (any response code).
+    pub answered: u64,
+    /// NXDOMAIN answers.
+    pub nxdomain: u64,
+    /// REFUSED answers.
+    pub refused: u64,
+    /// FORMERR, NOTIMP and BADVERS answers.
+    pub malformed: u64,
+    /// UDP responses dropped by rate limiting.
+    pub rrl_dropped: u64,
+    /// UDP responses truncated by rate limiting.
+    pub rrl_slipped: u64,
 }
 
 /// Cache figures.
@@ -203,6 +224,14 @@ impl NodeState {
                 dht_requests_in: o.stats.requests_in.total(),
                 dht_requests_out: o.stats.requests_out.total(),
             },
+            dns: DnsCounters {
+                answered: get(&self.dns.answered),
+                nxdomain: get(&self.dns.nxdomain),
+                refused: get(&self.dns.refused),
+                malformed: get(&self.dns.malformed),
+                rrl_dropped: get(&self.dns.rrl_dropped),
+                rrl_slipped: get(&self.dns.rrl_slipped),
+            },
         })
     }
 }
@@ -213,7 +242,7 @@ pub fn metrics(s: &Status) -> String {
     const GAUGE: &str = "gauge";
     let n = |v: u64| v as f64;
     #[rustfmt::skip] // one metric a line
-    let table: [(&str, &str, &str, f64); 25] = [
+    let table: [(&str, &str, &str, f64); 30] = [
         ("reef_cache_hits_total", COUNTER, "Requests served from a fresh stored copy.", n(s.cache.hits)),
         ("reef_cache_misses_total", COUNTER, "Requests that needed a fetch.", n(s.cache.misses)),
         ("reef_cache_objects", GAUGE, "URLs in the memory cache.", s.cache.objects as f64),
@@ -238,6 +267,11 @@ pub fn metrics(s: &Status) -> String {
         ("reef_overlay_rejected_messages_total", COUNTER, "DHT messages refused.", n(s.overlay.rejected_messages)),
         ("reef_bad_peers_total", COUNTER, "Peers reported for serving wrong bytes.", n(s.overlay.bad_peers)),
         ("reef_over_quota", GAUGE, "1 while over the bandwidth quota.", f64::from(u8::from(s.over_quota))),
+        ("reef_dns_answers_total", COUNTER, "DNS queries answered.", n(s.dns.answered)),
+        ("reef_dns_nxdomain_total", COUNTER, "NXDOMAIN answers.", n(s.dns.nxdomain)),
+        ("reef_dns_refused_total", COUNTER, "REFUSED answers.", n(s.dns.refused)),
+        ("reef_dns_malformed_total", COUNTER, "FORMERR, NOTIMP and BADVERS answers.", n(s.dns.malformed)),
+        ("reef_dns_rrl_dropped_total", COUNTER, "UDP responses dropped by rate limiting.", n(s.dns.rrl_dropped)),
         ("reef_uptime_seconds", GAUGE, "Seconds since the node started.", n(s.uptime_secs)),
     ];
     let mut out = String::new();

@@ -266,7 +266,10 @@ async fn start_proxy(
 }
 
 /// The nameserver, answering with the live proxies of the overlay.
-async fn start_dns(args: &NodeArgs, roster: Arc<LiveRoster>) -> anyhow::Result<dns::Running> {
+async fn start_dns(
+    args: &NodeArgs,
+    roster: Arc<LiveRoster>,
+) -> anyhow::Result<(dns::Running, Arc<dns::handler::DnsStats>)> {
     let zone = ZoneSuffix::parse(&args.zone)
         .map_err(|e| anyhow::anyhow!("--zone {:?}: {e}", args.zone))?;
     let geo = match &args.geoip {
@@ -282,9 +285,11 @@ async fn start_dns(args: &NodeArgs, roster: Arc<LiveRoster>) -> anyhow::Result<d
         ..RrlConfig::default()
     });
     let handler = Handler::new(roster, geo, Settings::new(zone), rrl);
-    dns::start(args.dns, handler)
+    let stats = handler.stats();
+    let running = dns::start(args.dns, handler)
         .await
-        .with_context(|| format!("starting the nameserver on {}", args.dns))
+        .with_context(|| format!("starting the nameserver on {}", args.dns))?;
+    Ok((running, stats))
 }
 
 /// This node's load as the proxy sees it (a dropped proxy is withdrawn).
@@ -419,12 +424,13 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         },
         load_of(&proxy),
     );
-    let dns = start_dns(&args, roster).await?;
+    let (dns, dns_stats) = start_dns(&args, roster).await?;
     let state = Arc::new(NodeState {
         overlay: overlay.clone(),
         proxy: proxy.clone(),
         directory,
         transfers,
+        dns: dns_stats,
         started: Instant::now(),
     });
     let admin_listener = tokio::net::TcpListener::bind(args.admin)

@@ -64,6 +64,9 @@ fn node_answers_dns_for_the_zone_with_itself() {
         .filter_map(|r| r.data.ip_addr())
         .collect();
     assert_eq!(ips, vec![std::net::IpAddr::from([127, 0, 0, 1])]);
+    assert_eq!(node.status()["dns"]["answered"], 1, "counted for operators");
+    let metrics = common::get(node.admin(), "admin", "/metrics", &[]);
+    assert!(String::from_utf8_lossy(&metrics.body).contains("\nreef_dns_answers_total 1\n"));
 }
 
 #[test]
