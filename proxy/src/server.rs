@@ -77,12 +77,19 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (proxy, builder, tls) = (proxy.clone(), builder.clone(), tls.clone());
-        tokio::spawn(async move {
-            let _slot = slot;
-            match tls {
-                None => serve(stream, client, proxy, builder).await,
-                Some(acceptor) => {
+        let (proxy, builder) = (proxy.clone(), builder.clone());
+        // Two task types: a plain connection's task must not carry the size of TLS state
+        // (every idle keep-alive connection pays for its task).
+        match tls.clone() {
+            None => {
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    serve(stream, client, proxy, builder).await;
+                });
+            }
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    let _slot = slot;
                     let handshake =
                         tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
                     match handshake.await {
@@ -90,9 +97,9 @@ async fn accept_loop(
                         Ok(Err(e)) => tracing::debug!(%client, error = %e, "tls handshake failed"),
                         Err(_) => tracing::debug!(%client, "tls handshake timed out"),
                     }
-                }
+                });
             }
-        });
+        }
     }
 }
 
