@@ -23,6 +23,7 @@ pub mod cli;
 pub mod config_file;
 pub mod data_dir;
 pub mod directory;
+pub mod hex;
 pub mod overlay;
 pub mod roster;
 pub mod run;

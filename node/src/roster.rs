@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use dns::{Location, Proxy, Roster, RosterSnapshot};
 
 use crate::overlay::Overlay;
+use crate::overlay::advert::multiaddr_ip;
 use crate::overlay::codec::Load;
 
 /// The roster the nameserver reads; cheap to read, replaced whole.
@@ -62,12 +63,7 @@ fn client_ip(http: SocketAddr) -> Option<IpAddr> {
 /// The IP of a peer's overlay address: where a proxy listening on all interfaces is
 /// reachable too.
 fn p2p_ip(p2p: &str) -> Option<IpAddr> {
-    let addr: libp2p::Multiaddr = p2p.parse().ok()?;
-    addr.iter().find_map(|p| match p {
-        libp2p::multiaddr::Protocol::Ip4(ip) if !ip.is_unspecified() => Some(IpAddr::V4(ip)),
-        libp2p::multiaddr::Protocol::Ip6(ip) if !ip.is_unspecified() => Some(IpAddr::V6(ip)),
-        _ => None,
-    })
+    multiaddr_ip(&p2p.parse().ok()?).filter(|ip| !ip.is_unspecified())
 }
 
 impl LiveRoster {

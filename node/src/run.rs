@@ -14,12 +14,12 @@ use anyhow::Context;
 use dns::answer::Settings;
 use dns::{Geo, Handler, Location, Rrl, RrlConfig, ZoneSuffix};
 use libp2p::Multiaddr;
-use libp2p::multiaddr::Protocol;
 use tokio::sync::watch;
 
 use crate::admin::{self, NodeState};
 use crate::data_dir::DataDir;
 use crate::directory::{DirectoryConfig, OverlayDirectory, ProxyHooks};
+use crate::overlay::advert::multiaddr_ip;
 use crate::overlay::codec::Load;
 use crate::overlay::transfer::{self, TransferCounters};
 use crate::overlay::{self, OverlayConfig, TransportConfig};
@@ -173,11 +173,7 @@ fn parse_resolve(s: &str) -> Result<(String, IpAddr), String> {
 
 /// Whether a multiaddr's IP is loopback.
 fn is_loopback(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| match p {
-        Protocol::Ip4(ip) => ip.is_loopback(),
-        Protocol::Ip6(ip) => ip.is_loopback(),
-        _ => false,
-    })
+    multiaddr_ip(addr).is_some_and(|ip| ip.is_loopback())
 }
 
 /// The secret the node runs with; the development one only on loopback.
@@ -404,11 +400,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     ));
     // The address A/AAAA answers give for this node: --advertise, else the public HTTP
     // address, else (a proxy on all interfaces) the overlay's advertised IP.
-    let overlay_ip = overlay.me().p2p.iter().find_map(|p| match p {
-        Protocol::Ip4(ip) if !ip.is_unspecified() => Some(IpAddr::V4(ip)),
-        Protocol::Ip6(ip) if !ip.is_unspecified() => Some(IpAddr::V6(ip)),
-        _ => None,
-    });
+    let overlay_ip = multiaddr_ip(&overlay.me().p2p).filter(|ip| !ip.is_unspecified());
     let advertise = args
         .advertise
         .unwrap_or(if public_http.ip().is_unspecified() {

@@ -102,21 +102,16 @@ impl NetworkSecret {
         if words.next() != Some(FILE_TAG) {
             return None;
         }
-        let hex = words.next()?;
-        if words.next().is_some() || hex.len() != 64 {
+        let key = crate::hex::decode(words.next()?)?;
+        if words.next().is_some() {
             return None;
-        }
-        let mut key = [0u8; 32];
-        for (i, byte) in key.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
         }
         Some(NetworkSecret(key))
     }
 
     /// The text form written to secret files.
     pub fn to_text(&self) -> String {
-        let hex: String = self.0.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{FILE_TAG} {hex}\n")
+        format!("{FILE_TAG} {}\n", crate::hex::encode(&self.0))
     }
 
     /// Reads a secret file, refusing one that others can read.

@@ -230,10 +230,7 @@ impl Proxy {
             }
             h.insert(http::header::IF_RANGE, validator);
         }
-        let host = match up.port {
-            80 => up.host.clone(),
-            p => format!("{}:{p}", up.host),
-        };
+        let host = up.host_header();
         if let Ok(v) = HeaderValue::from_str(&host) {
             h.insert(HOST, v);
         }
@@ -312,11 +309,8 @@ impl Proxy {
         {
             headers.insert(LOCATION, v);
         }
-        let too_large = headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.parse::<u64>().ok())
-            .is_some_and(|n| n > self.config.max_object_bytes);
+        let too_large =
+            headers::content_length(&headers).is_some_and(|n| n > self.config.max_object_bytes);
         if too_large {
             return Err(FetchError::TooLarge(self.config.max_object_bytes));
         }
@@ -464,7 +458,7 @@ impl Proxy {
         let mut digest = [0u8; 32];
         digest.copy_from_slice(sha.finish().as_ref());
         // A body shorter or longer than it said is not the object: never complete or store it.
-        if crate::peer::content_length(&head.headers).is_some_and(|l| l != body.len()) {
+        if headers::content_length(&head.headers).is_some_and(|l| l != body.len()) {
             body.finish(Err(BodyError::Upstream(
                 "body length differs from its Content-Length".into(),
             )));

@@ -63,6 +63,14 @@ pub fn add_via(headers: &mut HeaderMap) {
     headers.append(http::header::VIA, HeaderValue::from_static(VIA_VALUE));
 }
 
+/// A response's `Content-Length`, if valid.
+pub fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

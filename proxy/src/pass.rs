@@ -46,10 +46,7 @@ impl Proxy {
         *req.uri_mut() = uri;
         let mut h = parts.headers;
         headers::remove_hop_by_hop(&mut h);
-        let host = match up.port {
-            80 => up.host.clone(),
-            p => format!("{}:{p}", up.host),
-        };
+        let host = up.host_header();
         if let Ok(v) = HeaderValue::from_str(&host) {
             h.insert(HOST, v);
         }

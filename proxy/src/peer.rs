@@ -24,7 +24,7 @@ use crate::directory::{
     Directory, Holder, Holding, PeerBody, PeerChunk, PeerError, PeerRequest, PeerResponse,
 };
 use crate::fetch::Answer;
-use crate::headers;
+use crate::headers::{self, content_length};
 use crate::service::{Head, HeadSender, Proxy, Want};
 use crate::stats::Stats;
 
@@ -105,14 +105,6 @@ fn resume_validator(headers: &HeaderMap) -> Option<HeaderValue> {
         .filter(|v| !v.as_bytes().starts_with(b"W/"))
         .or_else(|| headers.get(LAST_MODIFIED))
         .cloned()
-}
-
-/// A `Content-Length`, if valid.
-pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse().ok())
 }
 
 /// The total length of a `Content-Range: bytes a-b/n` value, if known.

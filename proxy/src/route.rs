@@ -20,6 +20,16 @@ pub struct Upstream {
     pub port: u16,
 }
 
+impl Upstream {
+    /// The `Host` header for requests to it (the port only when it is not 80).
+    pub fn host_header(&self) -> String {
+        match self.port {
+            80 => self.host.clone(),
+            p => format!("{}:{p}", self.host),
+        }
+    }
+}
+
 impl fmt::Display for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.tls, self.port) {

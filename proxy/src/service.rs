@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
@@ -23,7 +23,7 @@ use crate::directory::Directory;
 use crate::limits::Limits;
 use crate::quota::Quota;
 use crate::render::{Rendition, full, render};
-use crate::route::{Route, Router, Upstream};
+use crate::route::{Route, RouteError, Router, Upstream};
 use crate::stats::Stats;
 use crate::store::{Store, Stored};
 
@@ -359,14 +359,19 @@ impl Proxy {
         self.quota.as_ref().is_some_and(|q| q.over(Instant::now()))
     }
 
-    /// The site a request is for (its origin's host), for fair sharing.
-    fn site_of(&self, req: &Request<Incoming>) -> String {
-        let host = req
-            .headers()
+    /// Where a request goes: its `Host` header, else the authority of its URI.
+    fn route_of(&self, headers: &HeaderMap, uri: &http::Uri) -> Result<Route, RouteError> {
+        let host = headers
             .get(HOST)
             .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().authority().map(|a| a.as_str()));
-        match self.router.route(host) {
+            .or_else(|| uri.authority().map(|a| a.as_str()));
+        self.router.route(host)
+    }
+
+    /// The site a request is for (its origin's host), for fair sharing.
+    fn site_of(&self, req: &Request<Incoming>) -> String {
+        let route = self.route_of(req.headers(), req.uri());
+        match route {
             Ok(Route::Cdn(up) | Route::Reverse(up)) => up.host,
             Err(_) => String::new(),
         }
@@ -377,12 +382,8 @@ impl Proxy {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return None;
         }
-        let host = req
-            .headers()
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().authority().map(|a| a.as_str()));
-        let Ok(Route::Cdn(up)) = self.router.route(host) else {
+        let route = self.route_of(req.headers(), req.uri());
+        let Ok(Route::Cdn(up)) = route else {
             return None;
         };
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
@@ -412,12 +413,8 @@ impl Proxy {
         if parts.method != Method::GET && parts.method != Method::HEAD {
             // One's own site may pass other methods through (never a CDN name).
             if self.config.pass_methods {
-                let host = parts
-                    .headers
-                    .get(HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .or_else(|| parts.uri.authority().map(|a| a.as_str()));
-                if let Ok(Route::Reverse(up)) = self.router.route(host) {
+                let route = self.route_of(&parts.headers, &parts.uri);
+                if let Ok(Route::Reverse(up)) = route {
                     return match self.pass(parts, body, &up, client).await {
                         Ok(r) => r,
                         Err(e) => text(StatusCode::BAD_GATEWAY, format!("502 Bad Gateway: {e}\n")),
@@ -432,14 +429,10 @@ impl Proxy {
                 .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return r;
         }
-        let host = parts
-            .headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+        let route = self.route_of(&parts.headers, &parts.uri);
         // One's own site (reverse mode) is never shared through peers: its invalidations
         // (`--pass-methods`) would not reach their copies.
-        let (upstream, cdn) = match self.router.route(host) {
+        let (upstream, cdn) = match route {
             Ok(Route::Cdn(up)) => (up, true),
             Ok(Route::Reverse(up)) => (up, false),
             Err(e) => return text(StatusCode::BAD_REQUEST, self.router.help_page(&e)),
@@ -603,11 +596,7 @@ impl Proxy {
         let body = head.body.clone().unwrap_or_else(|| fetch.body.clone());
         let len = match body.end() {
             Some(Ok(())) => Some(body.len()),
-            _ => head
-                .headers
-                .get(CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|s| s.parse().ok()),
+            _ => crate::headers::content_length(&head.headers),
         };
         let mut detail = String::from(if head.revalidated {
             "hit; fwd=stale; fwd-status=304"

@@ -62,9 +62,19 @@ pub fn node_id(peer: &PeerId) -> NodeId {
     NodeId(id)
 }
 
+/// The IP address in a multiaddr (`/ip4/..` or `/ip6/..`), if it has one.
+pub fn multiaddr_ip(addr: &Multiaddr) -> Option<std::net::IpAddr> {
+    use libp2p::multiaddr::Protocol;
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(ip.into()),
+        Protocol::Ip6(ip) => Some(ip.into()),
+        _ => None,
+    })
+}
+
 /// All 64 hex digits of a node ID (its `Display` shows 8, for logs).
 pub fn hex(id: &NodeId) -> String {
-    id.0.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&id.0)
 }
 
 impl Advert {

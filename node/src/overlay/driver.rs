@@ -21,23 +21,6 @@ use super::codec::{Envelope, Load};
 use super::transport::{Behaviour, BehaviourEvent};
 use super::{Counters, OverlayStatus, PeerInfo};
 
-/// A trace ID as 32 hex digits.
-pub(super) fn hex16(t: &Trace) -> String {
-    t.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A trace ID from 32 hex digits.
-pub(super) fn parse_trace(s: &str) -> Option<Trace> {
-    if s.len() != 32 {
-        return None;
-    }
-    let mut t = [0u8; 16];
-    for (i, b) in t.iter_mut().enumerate() {
-        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(t)
-}
-
 /// A request's kind, for logs.
 fn kind_of(body: &dht::wire::RequestBody) -> &'static str {
     use dht::wire::RequestBody;
@@ -497,7 +480,7 @@ impl Driver {
                         }
                     };
                     if let Some(trace) = &request.trace {
-                        tracing::debug!(%peer, trace = %hex16(trace), kind = kind_of(&req.body), "DHT request for a traced client request");
+                        tracing::debug!(%peer, trace = %crate::hex::encode(trace), kind = kind_of(&req.body), "DHT request for a traced client request");
                     }
                     self.note_load(peer, request.load);
                     let from = advert.contact();

@@ -27,7 +27,6 @@ use std::time::Duration;
 use dht::{Found, QueryError};
 use futures::StreamExt;
 use libp2p::identity::Keypair;
-use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId};
 use serde::Serialize;
@@ -179,11 +178,7 @@ pub async fn start(
         .map_err(|e| listen_err(e.to_string()))?;
     // A wildcard listen address reports one address per interface: advertise one that other
     // hosts can reach (not loopback) if there is one within a moment of the first.
-    let wildcard = config.listen.iter().any(|p| match p {
-        Protocol::Ip4(ip) => ip.is_unspecified(),
-        Protocol::Ip6(ip) => ip.is_unspecified(),
-        _ => false,
-    });
+    let wildcard = advert::multiaddr_ip(&config.listen).is_some_and(|ip| ip.is_unspecified());
     let mut bound: Option<Multiaddr> = None;
     let deadline = tokio::time::Instant::now() + LISTEN_WAIT;
     loop {
@@ -197,11 +192,7 @@ pub async fn start(
         };
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
-                let loopback = address.iter().any(|p| match p {
-                    Protocol::Ip4(ip) => ip.is_loopback(),
-                    Protocol::Ip6(ip) => ip.is_loopback(),
-                    _ => false,
-                });
+                let loopback = advert::multiaddr_ip(&address).is_some_and(|ip| ip.is_loopback());
                 if bound.is_none() || !loopback {
                     bound = Some(address);
                 }
@@ -280,7 +271,7 @@ impl Overlay {
     /// digits) goes with the lookup's requests.
     pub async fn get(&self, key: dht::Key, trace: Option<&str>) -> Result<Found, LookupError> {
         let (reply, rx) = oneshot::channel();
-        let trace = trace.and_then(driver::parse_trace);
+        let trace = trace.and_then(crate::hex::decode);
         if self
             .commands
             .send(Command::Get { key, trace, reply })
@@ -306,7 +297,7 @@ impl Overlay {
         let (reply, rx) = oneshot::channel();
         let cmd = Command::Put {
             key,
-            trace: trace.and_then(driver::parse_trace),
+            trace: trace.and_then(crate::hex::decode),
             pending,
             ttl,
             reply: Some(reply),
