@@ -88,6 +88,19 @@ pub struct Status {
     pub overlay: OverlayCounters,
     /// The nameserver.
     pub dns: DnsCounters,
+    /// Publishers' purges.
+    pub purges: PurgeStatus,
+}
+
+/// Publishers' purges seen here.
+#[derive(Debug, Serialize)]
+pub struct PurgeStatus {
+    /// Purges accepted (from clients and from the overlay).
+    pub accepted: u64,
+    /// Purges refused (forged, stale, replayed, unknown key, over the rate).
+    pub rejected: u64,
+    /// The latest accepted, newest first.
+    pub recent: Vec<proxy::purge::PurgeRecord>,
 }
 
 /// What the nameserver answered.
@@ -145,6 +158,8 @@ pub struct FetchStatus {
     pub lookup_hits: u64,
     /// Objects announced now.
     pub announced: usize,
+    /// Requests for sites' `/.well-known/reef.json`.
+    pub site_documents: u64,
 }
 
 /// Overlay refusals.
@@ -215,6 +230,7 @@ impl NodeState {
                 lookups: get(&d.lookups),
                 lookup_hits: get(&d.lookup_hits),
                 announced: self.directory.announced(),
+                site_documents: p.site_documents,
             },
             overlay: OverlayCounters {
                 handshake_failures: get(&c.handshake_failures),
@@ -232,6 +248,11 @@ impl NodeState {
                 rrl_dropped: get(&self.dns.rrl_dropped),
                 rrl_slipped: get(&self.dns.rrl_slipped),
             },
+            purges: PurgeStatus {
+                accepted: get(&self.proxy.purges().accepted),
+                rejected: get(&self.proxy.purges().rejected),
+                recent: self.proxy.purges().recent(),
+            },
         })
     }
 }
@@ -242,7 +263,7 @@ pub fn metrics(s: &Status) -> String {
     const GAUGE: &str = "gauge";
     let n = |v: u64| v as f64;
     #[rustfmt::skip] // one metric a line
-    let table: [(&str, &str, &str, f64); 30] = [
+    let table: [(&str, &str, &str, f64); 33] = [
         ("reef_cache_hits_total", COUNTER, "Requests served from a fresh stored copy.", n(s.cache.hits)),
         ("reef_cache_misses_total", COUNTER, "Requests that needed a fetch.", n(s.cache.misses)),
         ("reef_cache_objects", GAUGE, "URLs in the memory cache.", s.cache.objects as f64),
@@ -272,6 +293,9 @@ pub fn metrics(s: &Status) -> String {
         ("reef_dns_refused_total", COUNTER, "REFUSED answers.", n(s.dns.refused)),
         ("reef_dns_malformed_total", COUNTER, "FORMERR, NOTIMP and BADVERS answers.", n(s.dns.malformed)),
         ("reef_dns_rrl_dropped_total", COUNTER, "UDP responses dropped by rate limiting.", n(s.dns.rrl_dropped)),
+        ("reef_site_documents_total", COUNTER, "Requests for sites' /.well-known/reef.json.", n(s.fetches.site_documents)),
+        ("reef_purges_accepted_total", COUNTER, "Publishers' purges accepted.", n(s.purges.accepted)),
+        ("reef_purges_rejected_total", COUNTER, "Publishers' purges refused.", n(s.purges.rejected)),
         ("reef_uptime_seconds", GAUGE, "Seconds since the node started.", n(s.uptime_secs)),
     ];
     let mut out = String::new();

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use proxy::directory::{Directory, Holder, Holding, PeerError, PeerRequest, PeerResponse};
+use proxy::purge::message::PurgeTarget;
 
 use crate::overlay::advert::node_id;
 use crate::overlay::{Advert, Overlay, transfer};
@@ -339,6 +340,18 @@ impl Directory for OverlayDirectory {
             && (banned.len() < MAX_BANNED || banned.contains_key(&peer))
         {
             banned.insert(peer, Instant::now() + BAN_FOR);
+        }
+    }
+
+    fn withdraw(&self, target: &PurgeTarget) {
+        if let Ok(mut r) = self.renewals.lock() {
+            r.retain(|url, _| !target.matches(url));
+        }
+    }
+
+    fn flood(&self, purge: &[u8]) {
+        if !self.overlay.flood_purge(purge.to_vec()) {
+            tracing::warn!("the overlay's queue is full: a purge was applied here but not flooded");
         }
     }
 }

@@ -25,6 +25,8 @@ pub mod data_dir;
 pub mod directory;
 pub mod hex;
 pub mod overlay;
+pub mod publisher;
+pub mod purges;
 pub mod roster;
 pub mod run;
 pub mod secret;

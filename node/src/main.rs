@@ -34,6 +34,31 @@ enum Command {
         #[arg(long, env = "REEF_ZONE", default_value = "cdn")]
         zone: String,
     },
+    /// Publisher keys (for signed purges).
+    #[command(subcommand)]
+    Publisher(PublisherCommand),
+    /// Remove an object (or, with --prefix, every object under a URL) from every node of the
+    /// network: signs the purge with a publisher key the site lists in its
+    /// /.well-known/reef.json and sends it to one node, which floods it.
+    Purge {
+        /// The origin URL (`http://www.example.com/a.png`), or with --prefix the start of
+        /// the URLs to purge (`http://www.example.com/img/`).
+        url: String,
+        /// Purge every URL that starts with URL.
+        #[arg(long)]
+        prefix: bool,
+        /// The publisher key (from `reef publisher keygen`).
+        #[arg(long, env = "REEF_PUBLISHER_KEY", value_name = "FILE")]
+        key: PathBuf,
+        /// A node's proxy address.
+        #[arg(
+            long,
+            env = "REEF_NODE",
+            default_value = "127.0.0.1:8080",
+            value_name = "HTTP_ADDR"
+        )]
+        node: std::net::SocketAddr,
+    },
     /// Print a running node's status for a person.
     Status {
         /// The node's admin address.
@@ -50,6 +75,17 @@ enum SecretCommand {
         /// Write it to this file (which must not exist) instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PublisherCommand {
+    /// Make an Ed25519 key pair for signing purges (file mode 0600) and print its public
+    /// key, to list under "purge_keys" in the site's /.well-known/reef.json.
+    Keygen {
+        /// Write the key pair to this file (which must not exist).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -103,6 +139,34 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Url { url, zone } => {
             println!("{}", node::cli::cdn_url(&url, &zone)?);
+            Ok(())
+        }
+        Command::Publisher(PublisherCommand::Keygen { out }) => {
+            let public = node::publisher::keygen(&out)?;
+            eprintln!(
+                "wrote a publisher key pair to {} (mode 0600)",
+                out.display()
+            );
+            eprintln!("serve this at /.well-known/reef.json on your origin:");
+            println!(
+                "{}",
+                serde_json::json!({"purge_keys": [public], "opt_out": false, "mirrors": []})
+            );
+            Ok(())
+        }
+        Command::Purge {
+            url,
+            prefix,
+            key,
+            node,
+        } => {
+            let key = node::publisher::load_key(&key)?;
+            let purge = node::publisher::sign(&key, &url, prefix)?;
+            let (status, answer) = node::publisher::send(node, &purge).await?;
+            if status != 200 {
+                anyhow::bail!("the node refused the purge: {answer}");
+            }
+            println!("{answer}");
             Ok(())
         }
         Command::Status { admin } => {

@@ -143,6 +143,19 @@ pub struct NodeArgs {
     /// Longest a directory lookup may take before a miss goes to the origin, in ms.
     #[arg(long, env = "REEF_LOCATE_BUDGET_MS", default_value_t = 300)]
     pub locate_budget_ms: u64,
+    /// Purges accepted per origin per minute (publishers' signed purges, from clients and
+    /// from the overlay alike).
+    #[arg(long, env = "REEF_PURGES_PER_ORIGIN", default_value_t = 60)]
+    pub purges_per_origin: u32,
+    /// A purge signed further than this many seconds from this node's clock is refused.
+    #[arg(long, env = "REEF_PURGE_MAX_SKEW", default_value_t = 300)]
+    pub purge_max_skew: u64,
+    /// Keep a site's /.well-known/reef.json at least this many seconds (also a missing one).
+    #[arg(long, env = "REEF_SITE_MIN_TTL", default_value_t = 60)]
+    pub site_min_ttl: u64,
+    /// Keep a site's /.well-known/reef.json at most this many seconds.
+    #[arg(long, env = "REEF_SITE_MAX_TTL", default_value_t = 3600)]
+    pub site_max_ttl: u64,
     /// Most object transfers served to peers at once.
     #[arg(long, env = "REEF_MAX_PEER_TRANSFERS", default_value_t = 256)]
     pub max_peer_transfers: usize,
@@ -227,6 +240,10 @@ async fn start_proxy(
         config.disk = Some(Arc::new(tier));
     }
     config.policy.min_ttl = args.min_ttl.map(Duration::from_secs);
+    config.sites.min_ttl = Duration::from_secs(args.site_min_ttl);
+    config.sites.max_ttl = Duration::from_secs(args.site_max_ttl);
+    config.purge.per_origin_per_minute = args.purges_per_origin;
+    config.purge.max_skew = Duration::from_secs(args.purge_max_skew);
     config.allow_private_origins = args.allow_private_origins;
     config.resolve = args.resolve.iter().cloned().collect();
     config.reverse_origin = match &args.origin {
@@ -359,6 +376,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         values_per_key: 8,
         ..dht::Config::default()
     };
+    let (purges_tx, purges_rx) = tokio::sync::mpsc::channel(crate::purges::QUEUE);
     let (overlay, overlay_task) = overlay::start(
         OverlayConfig {
             listen: args.p2p.clone(),
@@ -372,10 +390,16 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
             },
             dht,
             load: load_of(&proxy),
+            purges: Some(purges_tx),
         },
         stop.clone(),
     )
     .await?;
+    tokio::spawn(crate::purges::check_flooded(
+        overlay.clone(),
+        proxy.clone(),
+        purges_rx,
+    ));
     let directory = OverlayDirectory::new(
         overlay.clone(),
         DirectoryConfig {

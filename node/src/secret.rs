@@ -74,6 +74,36 @@ impl hkdf::KeyType for KeyLen {
     }
 }
 
+/// Writes `bytes` to a new file only its owner can read (never over an existing one).
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// The file's mode if others than its owner may read or write it (`None`: private).
+pub fn open_mode(path: &Path) -> std::io::Result<Option<u32>> {
+    let meta = std::fs::metadata(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Ok(Some(mode));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    Ok(None)
+}
+
 impl NetworkSecret {
     /// The built-in development secret. Everyone has it, so it protects nothing: a node using
     /// it binds the overlay to loopback only.
@@ -121,17 +151,9 @@ impl NetworkSecret {
             path: shown.clone(),
             source,
         };
-        let meta = std::fs::metadata(path).map_err(io)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(SecretError::TooOpen { path: shown, mode });
-            }
+        if let Some(mode) = open_mode(path).map_err(io)? {
+            return Err(SecretError::TooOpen { path: shown, mode });
         }
-        #[cfg(not(unix))]
-        let _ = meta;
         let text = std::fs::read_to_string(path).map_err(io)?;
         NetworkSecret::parse(&text).ok_or(SecretError::Malformed { path: shown })
     }
@@ -142,16 +164,7 @@ impl NetworkSecret {
             path: path.display().to_string(),
             source,
         };
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(path).map_err(io)?;
-        file.write_all(self.to_text().as_bytes()).map_err(io)?;
-        file.sync_all().map_err(io)
+        write_private(path, self.to_text().as_bytes()).map_err(io)
     }
 
     /// The pnet pre-shared key for `protocol_version`: HKDF-SHA256 with the secret as input

@@ -13,10 +13,13 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures_util::Stream;
 use http::{HeaderMap, HeaderValue, StatusCode};
+
+use crate::purge::message::PurgeTarget;
 
 /// A node that holds an object or is fetching it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +103,9 @@ pub struct PeerResponse {
     pub headers: HeaderMap,
     /// The peer's `Cache-Status` entry for this answer.
     pub cache_status: Option<HeaderValue>,
+    /// When the peer's copy left the origin, by the peer's clock (now minus its age): a
+    /// copy from before a purge of its URL is not used.
+    pub generated: Option<SystemTime>,
     /// The body from the requested offset.
     pub body: PeerBody,
 }
@@ -133,4 +139,11 @@ pub trait Directory: Send + Sync + fmt::Debug + 'static {
 
     /// A holder served something wrong: stop using it.
     fn report(&self, from: &Holder, problem: &PeerError);
+
+    /// A purge removed what `target` covers here: stop announcing it.
+    fn withdraw(&self, _target: &PurgeTarget) {}
+
+    /// A purge a client sent this node was accepted: send its signed message to every other
+    /// node (each checks it itself).
+    fn flood(&self, _purge: &[u8]) {}
 }

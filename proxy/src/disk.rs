@@ -175,6 +175,8 @@ pub fn decode_entry(bytes: &[u8]) -> Result<(String, Stored), EntryError> {
 
 #[derive(Debug)]
 struct Entry {
+    /// The cache key (for purges of a prefix).
+    key: String,
     size: u64,
     used: u64,
 }
@@ -183,8 +185,8 @@ struct Entry {
 struct Index {
     /// By file name (the key's hash).
     entries: HashMap<String, Entry>,
-    /// The latest write reserved per file name (see [`DiskTier::reserve`]).
-    writes: HashMap<String, u64>,
+    /// The latest write reserved per file name, with its key (see [`DiskTier::reserve`]).
+    writes: HashMap<String, (u64, String)>,
     bytes: u64,
     tick: u64,
 }
@@ -225,7 +227,7 @@ impl DiskTier {
                         && name == file_name(&m.key) =>
                 {
                     let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
-                    found.push((mtime, name, meta.len()));
+                    found.push((mtime, name, meta.len(), m.key));
                 }
                 _ => {
                     tracing::warn!(path = %path.display(), "removing a damaged disk-cache entry");
@@ -235,11 +237,11 @@ impl DiskTier {
         }
         found.sort();
         let mut index = Index::default();
-        for (_, name, size) in found {
+        for (_, name, size, key) in found {
             index.tick += 1;
             index.bytes += size;
             let used = index.tick;
-            index.entries.insert(name, Entry { size, used });
+            index.entries.insert(name, Entry { key, size, used });
         }
         let tier = DiskTier {
             root: root.to_path_buf(),
@@ -283,7 +285,7 @@ impl DiskTier {
     pub fn reserve(&self, key: &str) -> u64 {
         let ticket = self.next_tmp.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut i) = self.index.lock() {
-            i.writes.insert(file_name(key), ticket);
+            i.writes.insert(file_name(key), (ticket, key.to_string()));
         }
         ticket
     }
@@ -308,7 +310,7 @@ impl DiskTier {
             let Ok(mut i) = self.index.lock() else {
                 return Ok(());
             };
-            if i.writes.get(&name) != Some(&ticket) {
+            if i.writes.get(&name).map(|(t, _)| *t) != Some(ticket) {
                 drop(i);
                 let _ = std::fs::remove_file(&tmp);
                 return Ok(()); // cancelled by a remove, or overtaken by a newer write
@@ -318,7 +320,12 @@ impl DiskTier {
             i.tick += 1;
             let used = i.tick;
             let size = bytes.len() as u64;
-            if let Some(old) = i.entries.insert(name, Entry { size, used }) {
+            let entry = Entry {
+                key: key.to_string(),
+                size,
+                used,
+            };
+            if let Some(old) = i.entries.insert(name, entry) {
                 i.bytes -= old.size;
             }
             i.bytes += size;
@@ -361,6 +368,30 @@ impl DiskTier {
                 let _ = std::fs::remove_file(self.path(&name));
             }
         }
+    }
+
+    /// Deletes every entry whose key `covered` says, and cancels such writes under way;
+    /// returns the keys deleted.
+    pub fn remove_matching(&self, covered: impl Fn(&str) -> bool) -> Vec<String> {
+        let Ok(mut i) = self.index.lock() else {
+            return Vec::new();
+        };
+        i.writes.retain(|_, (_, key)| !covered(key));
+        let names: Vec<String> = i
+            .entries
+            .iter()
+            .filter(|(_, e)| covered(&e.key))
+            .map(|(n, _)| n.clone())
+            .collect();
+        let mut keys = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(old) = i.entries.remove(&name) {
+                i.bytes -= old.size;
+                let _ = std::fs::remove_file(self.path(&name));
+                keys.push(old.key);
+            }
+        }
+        keys
     }
 
     /// Deletes least recently used entries until the tier fits its budget.

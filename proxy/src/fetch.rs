@@ -254,9 +254,20 @@ impl Proxy {
         Ok(req)
     }
 
-    /// Sends `req` to `up` within its fetch slots. The permit comes back with the response:
-    /// it is held until the body is read.
+    /// Sends `req` for an object to `up` within its fetch slots. The permit comes back with
+    /// the response: it is held until the body is read.
     pub(crate) async fn send_to_origin(
+        &self,
+        up: &Upstream,
+        req: Request<OriginBody>,
+    ) -> Result<(Response<Incoming>, OwnedSemaphorePermit, Answer), FetchError> {
+        Stats::bump(&self.stats.origin_fetches);
+        self.send_upstream(up, req).await
+    }
+
+    /// [`Proxy::send_to_origin`] without counting it as an object fetch (a site's
+    /// reef.json).
+    pub(crate) async fn send_upstream(
         &self,
         up: &Upstream,
         req: Request<OriginBody>,
@@ -271,7 +282,6 @@ impl Proxy {
         else {
             return Err(FetchError::Busy);
         };
-        Stats::bump(&self.stats.origin_fetches);
         let request_time = SystemTime::now();
         let resp =
             match tokio::time::timeout(self.config.first_byte_timeout, self.client.request(req))
@@ -354,7 +364,8 @@ impl Proxy {
             Ok(r) => r,
             Err(e) => return fail(e),
         };
-        let (resp, _permit, answer) = match self.send_to_origin(&want.up, req).await {
+        let sent = self.send_to_origin(&want.up, req).await;
+        let (resp, _permit, answer) = match self.or_mirror(want, sent).await {
             Ok(r) => r,
             Err(e) => return fail(e),
         };

@@ -10,7 +10,7 @@
 //! collapsed fetches on a shared growing body, revalidation with 304 merges, conditionals and
 //! byte ranges, stale copies on origin failure, HTTP and HTTPS origins with the private-address
 //! check at connection time, the `Directory` seam for peers, a bandwidth quota. Rate limits
-//! and fair share come next.
+//! and fair share; publishers' purges, opt-out and mirrors ([`purge`], [`site`]).
 //!
 //! ```text
 //!  client ─▶ server.rs ─▶ service.rs: route ─▶ store (fresh? render) ─▶ in flight? join
@@ -36,13 +36,16 @@ pub mod disk;
 mod fetch;
 pub mod headers;
 pub mod limits;
+mod mirror;
 mod pass;
 mod peer;
+pub mod purge;
 pub mod quota;
 mod render;
 pub mod route;
 pub mod server;
 pub mod service;
+pub mod site;
 pub mod stats;
 pub mod store;
 pub mod tls;

@@ -125,6 +125,10 @@ fn range_start(value: &HeaderValue) -> Option<u64> {
     rest.split('-').next()?.trim().parse().ok()
 }
 
+/// A peer's copy must have left the origin this long after a purge to be used: ages are
+/// whole seconds, so a copy up to a second older can look newer than it is.
+const PURGE_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Proxy {
     /// What this node can give a peer: a fresh stored copy, or the object it is fetching now.
     pub async fn serve_peer(&self, req: &PeerRequest) -> Result<PeerResponse, PeerError> {
@@ -148,6 +152,7 @@ impl Proxy {
                     status: stored.status,
                     headers,
                     cache_status: Some(self.cache_status("hit")),
+                    generated: now.checked_sub(age),
                     body: peer_body(stored.body.clone(), req.offset),
                 });
             }
@@ -172,15 +177,14 @@ impl Proxy {
             return Err(PeerError::NotFound);
         }
         let mut headers = head.headers.clone();
-        headers.insert(
-            AGE,
-            HeaderValue::from(head.received.current_age(now).as_secs()),
-        );
+        let age = head.received.current_age(now);
+        headers.insert(AGE, HeaderValue::from(age.as_secs()));
         let body = head.body.clone().unwrap_or_else(|| fetch.body.clone());
         Ok(PeerResponse {
             status: head.status,
             headers,
             cache_status: Some(self.cache_status("fwd=miss; detail=in-flight")),
+            generated: now.checked_sub(age),
             body: peer_body(body, req.offset),
         })
     }
@@ -237,6 +241,17 @@ impl Proxy {
                     continue;
                 }
             };
+            // A copy from before a purge of this URL is the purged object (the holder has
+            // not heard of the purge yet). Ages travel in whole seconds, hence the margin.
+            if self
+                .store
+                .cutoffs()
+                .of(&want.key)
+                .is_some_and(|cut| resp.generated.is_none_or(|g| g < cut + PURGE_MARGIN))
+            {
+                tracing::debug!(trace = ?want.trace, peer = %holder.name, key = %want.key, "the peer's copy predates a purge");
+                continue;
+            }
             let answer = Answer {
                 status: resp.status,
                 headers: resp.headers,

@@ -71,6 +71,10 @@ pub struct Config {
     pub disk: Option<Arc<crate::disk::DiskTier>>,
     /// Certificates trusted for HTTPS origins besides the webpki roots (a private CA; tests).
     pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// How long sites' `/.well-known/reef.json` documents are kept.
+    pub sites: crate::site::SiteConfig,
+    /// Limits on publishers' purges.
+    pub purge: crate::purge::PurgeConfig,
 }
 
 impl Config {
@@ -95,6 +99,8 @@ impl Config {
             disk: None,
             quota_cool_down: Duration::from_secs(30 * 60),
             extra_roots: Vec::new(),
+            sites: crate::site::SiteConfig::default(),
+            purge: crate::purge::PurgeConfig::default(),
         }
     }
 }
@@ -163,15 +169,21 @@ pub(crate) struct Want {
     pub(crate) trace: Option<String>,
 }
 
-/// Removes a fetch from the flights when its task ends.
+/// Removes a fetch from the flights when its task ends (unless a purge removed it already
+/// and a new fetch of the same key took its place).
 struct FlightGuard {
     proxy: Arc<Proxy>,
     flight: String,
+    fetch: std::sync::Weak<Fetch>,
 }
 
 impl Drop for FlightGuard {
     fn drop(&mut self) {
-        if let Ok(mut inflight) = self.proxy.inflight.lock() {
+        if let Ok(mut inflight) = self.proxy.inflight.lock()
+            && inflight
+                .get(&self.flight)
+                .is_some_and(|f| std::ptr::eq(Arc::as_ptr(f), self.fetch.as_ptr()))
+        {
             inflight.remove(&self.flight);
         }
     }
@@ -209,6 +221,9 @@ pub struct Proxy {
     pub(crate) stats: Stats,
     pub(crate) quota: Option<Arc<Quota>>,
     pub(crate) limits: Arc<Limits>,
+    /// Sites' published policies (purge keys, opt-out, mirrors).
+    pub(crate) sites: crate::site::Sites,
+    pub(crate) purges: crate::purge::Purges,
 }
 
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
@@ -240,6 +255,8 @@ impl Proxy {
             directory: OnceLock::new(),
             stats: Stats::default(),
             limits: Limits::new(config.limits),
+            sites: crate::site::Sites::default(),
+            purges: crate::purge::Purges::default(),
             quota: config
                 .bandwidth_quota
                 .map(|q| Arc::new(Quota::new(q, config.quota_cool_down, Instant::now()))),
@@ -297,6 +314,10 @@ impl Proxy {
                 self.cache_status("fwd=request; detail=rate-limited"),
             );
             return r;
+        }
+        // Purges reach every node whatever its quota.
+        if req.uri().path() == crate::purge::PURGE_PATH {
+            return self.purge_endpoint(req).await;
         }
         if self.quota.as_ref().is_some_and(|q| q.over(now))
             && let Some(r) = self.redirect_to_origin(&req)
@@ -437,6 +458,9 @@ impl Proxy {
             Ok(Route::Reverse(up)) => (up, false),
             Err(e) => return text(StatusCode::BAD_REQUEST, self.router.help_page(&e)),
         };
+        if cdn && self.site(&upstream).await.opt_out {
+            return self.opted_out(&upstream);
+        }
         let path = parts
             .uri
             .path_and_query()
@@ -572,6 +596,24 @@ impl Proxy {
         }
     }
 
+    /// The site asked not to be served (`"opt_out": true` in its reef.json).
+    fn opted_out(&self, up: &Upstream) -> Response<ProxyBody> {
+        let mut r = text(
+            StatusCode::FORBIDDEN,
+            format!(
+                "403 Forbidden: {host} has asked not to be served through this CDN \
+                 ({up}{well_known}). Visit the site directly: {up}/\n",
+                host = up.host,
+                well_known = crate::site::WELL_KNOWN_PATH,
+            ),
+        );
+        r.headers_mut().insert(
+            "cache-status",
+            self.cache_status("fwd=request; detail=opted-out"),
+        );
+        r
+    }
+
     async fn respond_to(
         self: &Arc<Self>,
         request: &HeaderMap,
@@ -670,11 +712,13 @@ impl Proxy {
         }
         let this = self.clone();
         let body = fetch.body.clone();
+        let weak = Arc::downgrade(&fetch);
         tokio::spawn(async move {
             // Removed from the flights however the fetch ends (even by a panic).
             let _flight = FlightGuard {
                 proxy: this.clone(),
                 flight,
+                fetch: weak,
             };
             this.fetch(want, tx, body).await;
         });

@@ -17,6 +17,8 @@ pub struct Stats {
     pub origin_bytes: AtomicU64,
     /// Body bytes received from peers.
     pub peer_bytes: AtomicU64,
+    /// Requests for sites' `/.well-known/reef.json`.
+    pub site_documents: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -34,6 +36,8 @@ pub struct StatsSnapshot {
     pub origin_bytes: u64,
     /// See [`Stats::peer_bytes`].
     pub peer_bytes: u64,
+    /// See [`Stats::site_documents`].
+    pub site_documents: u64,
 }
 
 impl Stats {
@@ -52,6 +56,7 @@ impl Stats {
             peer_fetches: get(&self.peer_fetches),
             origin_bytes: get(&self.origin_bytes),
             peer_bytes: get(&self.peer_bytes),
+            site_documents: get(&self.site_documents),
         }
     }
 }

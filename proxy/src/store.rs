@@ -15,6 +15,8 @@ use quick_cache::{OptionsBuilder, Weighter};
 use crate::body::SharedBody;
 use crate::cache::freshness::Received;
 use crate::disk::DiskTier;
+use crate::purge::cutoffs::Cutoffs;
+use crate::purge::message::PurgeTarget;
 
 /// A stored response.
 #[derive(Debug)]
@@ -104,6 +106,8 @@ pub struct Store {
     /// The disk tier, if any: every stored response is also written there, and a memory
     /// miss reads it back.
     disk: Option<Arc<DiskTier>>,
+    /// When URLs were purged: older copies are never stored again.
+    cutoffs: Cutoffs,
 }
 
 impl Store {
@@ -136,6 +140,7 @@ impl Store {
             cache,
             max_variants: 16,
             disk: None,
+            cutoffs: Cutoffs::default(),
         }
     }
 
@@ -178,8 +183,13 @@ impl Store {
     }
 
     /// Stores a complete response, replacing the variant with the same `Vary` values, and
-    /// writes it to the disk tier in the background.
+    /// writes it to the disk tier in the background. A response requested before a purge of
+    /// its URL is the purged object, and is not stored.
     pub fn put(&self, key: &str, stored: Arc<Stored>) {
+        if self.cutoffs.predates(key, stored.received.request_time) {
+            tracing::debug!(key, "not storing a copy requested before its purge");
+            return;
+        }
         if let (Some(disk), Ok(rt)) = (&self.disk, tokio::runtime::Handle::try_current()) {
             let (disk, k, s) = (disk.clone(), key.to_string(), stored.clone());
             let ticket = disk.reserve(key);
@@ -214,6 +224,33 @@ impl Store {
         if let Some(d) = &self.disk {
             d.remove(key);
         }
+    }
+
+    /// The purge moments of URLs.
+    pub fn cutoffs(&self) -> &Cutoffs {
+        &self.cutoffs
+    }
+
+    /// Drops every URL `target` covers, in memory and on disk; returns how many URLs were
+    /// held. (Record the purge in [`Store::cutoffs`] first, so a copy being stored meanwhile
+    /// is refused.)
+    pub fn purge(&self, target: &PurgeTarget) -> usize {
+        if !target.prefix {
+            let held = self.contains(&target.key);
+            self.remove(&target.key);
+            return usize::from(held);
+        }
+        let mut keys: std::collections::HashSet<String> = self
+            .cache
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| target.matches(k))
+            .collect();
+        self.cache.retain(|k, _| !target.matches(k));
+        if let Some(d) = &self.disk {
+            keys.extend(d.remove_matching(|k| target.matches(k)));
+        }
+        keys.len()
     }
 
     /// Whether any variant of `key` is held, in memory or on disk (without counting as a

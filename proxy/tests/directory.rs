@@ -107,6 +107,12 @@ fn serve(state: &Origin, req: &Request<hyper::body::Incoming>) -> Response<Full<
             .map(|v| v.to_str().unwrap().to_string())
     };
     let path = req.uri().path().to_string();
+    if path == proxy::site::WELL_KNOWN_PATH {
+        // No publisher policy (and not one of the object requests these tests count).
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        return r;
+    }
     let seen = OriginRequest {
         path: path.clone(),
         range: header("range"),
@@ -331,6 +337,7 @@ impl Directory for FakeDirectory {
             status: StatusCode::OK,
             headers: copy.headers,
             cache_status: Some(HeaderValue::from_str(&format!("{}; hit", from.name)).unwrap()),
+            generated: Some(std::time::SystemTime::now()),
             body: Box::pin(futures_util::stream::iter(items)),
         })
     }

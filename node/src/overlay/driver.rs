@@ -13,7 +13,7 @@ use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, ping};
+use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, ping};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::advert::Advert;
@@ -56,6 +56,46 @@ pub(super) enum Command {
     Status {
         reply: oneshot::Sender<OverlayStatus>,
     },
+    /// Floods a purge this node accepted from a client.
+    Publish { data: Vec<u8> },
+    /// This node's verdict on a purge that arrived by gossip: passed on only if accepted.
+    Verdict {
+        ticket: PurgeTicket,
+        verdict: Verdict,
+    },
+}
+
+/// Where purges travel: the network's topic, and where those from other nodes go.
+pub(super) struct PurgeGossip {
+    pub(super) topic: gossipsub::IdentTopic,
+    pub(super) inbound: Option<mpsc::Sender<InboundPurge>>,
+}
+
+/// A purge from the gossip, to be checked by the proxy.
+#[derive(Debug)]
+pub struct InboundPurge {
+    /// The signed purge message.
+    pub data: Vec<u8>,
+    /// Where the verdict goes.
+    pub ticket: PurgeTicket,
+}
+
+/// Names one gossip message for its verdict.
+#[derive(Debug, Clone)]
+pub struct PurgeTicket {
+    id: gossipsub::MessageId,
+    from: PeerId,
+}
+
+/// What this node made of a purge from the gossip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: applied here and passed on.
+    Accept,
+    /// Forged or malformed: dropped, and its sender is at fault.
+    Reject,
+    /// Not applicable here (a replay, over the rate, the origin unreachable): dropped.
+    Ignore,
 }
 
 /// Tells this node's load.
@@ -95,6 +135,10 @@ pub(super) struct Driver {
     puts: HashMap<QueryId, oneshot::Sender<bool>>,
     bootstrap_dials: HashMap<ConnectionId, Multiaddr>,
     next_bootstrap: Instant,
+    /// The network's purge topic.
+    purge_topic: gossipsub::IdentTopic,
+    /// Where purges from the gossip go to be checked (none: they are ignored).
+    purges: Option<mpsc::Sender<InboundPurge>>,
 }
 
 impl Driver {
@@ -104,11 +148,17 @@ impl Driver {
         me: Advert,
         commands: mpsc::Receiver<Command>,
         counters: Arc<Counters>,
-        bootstrap: Vec<Multiaddr>,
-        load: LoadFn,
+        (bootstrap, load): (Vec<Multiaddr>, LoadFn),
+        purges: PurgeGossip,
     ) -> Driver {
         let max_message = dht.config().max_message_size;
+        let mut swarm = swarm;
+        if let Err(e) = swarm.behaviour_mut().gossip.subscribe(&purges.topic) {
+            tracing::warn!(error = %e, "could not subscribe to purges");
+        }
         Driver {
+            purge_topic: purges.topic,
+            purges: purges.inbound,
             swarm,
             dht,
             me_bytes: me.encode(),
@@ -355,6 +405,60 @@ impl Driver {
             Command::Status { reply } => {
                 let _ = reply.send(self.status(t));
             }
+            Command::Publish { data } => {
+                let topic = self.purge_topic.clone();
+                if let Err(e) = self.swarm.behaviour_mut().gossip.publish(topic, data) {
+                    // Alone in the network (or no peer subscribed yet): nobody to tell.
+                    tracing::debug!(error = %e, "could not flood a purge");
+                }
+            }
+            Command::Verdict { ticket, verdict } => {
+                let acceptance = match verdict {
+                    Verdict::Accept => gossipsub::MessageAcceptance::Accept,
+                    Verdict::Reject => gossipsub::MessageAcceptance::Reject,
+                    Verdict::Ignore => gossipsub::MessageAcceptance::Ignore,
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossip
+                    .report_message_validation_result(&ticket.id, &ticket.from, acceptance);
+            }
+        }
+    }
+
+    /// A purge from the gossip: handed to the proxy to check (refused at once if its queue
+    /// is full: nothing unchecked is passed on).
+    fn on_gossip(&mut self, e: gossipsub::Event) {
+        let gossipsub::Event::Message {
+            propagation_source,
+            message_id,
+            message,
+        } = e
+        else {
+            return;
+        };
+        let ticket = PurgeTicket {
+            id: message_id,
+            from: propagation_source,
+        };
+        let queued = match &self.purges {
+            Some(tx) if message.topic == self.purge_topic.hash() => tx
+                .try_send(InboundPurge {
+                    data: message.data,
+                    ticket: ticket.clone(),
+                })
+                .is_ok(),
+            _ => false,
+        };
+        if !queued {
+            self.swarm
+                .behaviour_mut()
+                .gossip
+                .report_message_validation_result(
+                    &ticket.id,
+                    &ticket.from,
+                    gossipsub::MessageAcceptance::Ignore,
+                );
         }
     }
 
@@ -407,6 +511,7 @@ impl Driver {
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(_)) => {}
+            SwarmEvent::Behaviour(BehaviourEvent::Gossip(e)) => self.on_gossip(e),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(_) | BehaviourEvent::Stream(())) => {}
             SwarmEvent::ConnectionEstablished {
                 peer_id,

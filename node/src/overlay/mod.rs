@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use advert::Advert;
 use driver::{Command, Driver};
+pub use driver::{InboundPurge, PurgeTicket, Verdict};
 pub use transport::TransportConfig;
 
 use crate::secret::NetworkSecret;
@@ -57,6 +58,8 @@ pub struct OverlayConfig {
     /// This node's load, said in every message: over quota, peers leave it out of their DNS
     /// answers; its spare capacity is its weight in them.
     pub load: Box<dyn Fn() -> codec::Load + Send + Sync>,
+    /// Where purges flooded by other nodes go to be checked (`None`: ignored).
+    pub purges: Option<mpsc::Sender<InboundPurge>>,
 }
 
 impl std::fmt::Debug for OverlayConfig {
@@ -168,6 +171,7 @@ pub async fn start(
 ) -> Result<(Overlay, tokio::task::JoinHandle<()>), OverlayError> {
     let peer = config.key.public().to_peer_id();
     let psk = config.secret.psk(&config.transport.protocol_version);
+    let purge_topic = transport::purge_topic(&psk);
     let mut swarm = transport::build(config.key, psk, &config.transport)?;
     let listen_err = |reason: String| OverlayError::Listen {
         addr: config.listen.clone(),
@@ -223,8 +227,11 @@ pub async fn start(
         me.clone(),
         rx,
         counters.clone(),
-        config.bootstrap,
-        config.load,
+        (config.bootstrap, config.load),
+        driver::PurgeGossip {
+            topic: purge_topic,
+            inbound: config.purges,
+        },
     );
     let task = tokio::spawn(driver.run(stop));
     Ok((
@@ -319,6 +326,20 @@ impl Overlay {
                 reply: None,
             })
             .is_ok()
+    }
+
+    /// Floods a purge this node accepted from a client; false if the driver's queue is full.
+    pub fn flood_purge(&self, data: Vec<u8>) -> bool {
+        self.commands.try_send(Command::Publish { data }).is_ok()
+    }
+
+    /// Says what this node made of a purge from the gossip (it is passed on only if
+    /// accepted).
+    pub async fn purge_verdict(&self, ticket: PurgeTicket, verdict: Verdict) {
+        let _ = self
+            .commands
+            .send(Command::Verdict { ticket, verdict })
+            .await;
     }
 
     /// The overlay's state, or `None` once it has stopped.

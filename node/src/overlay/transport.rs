@@ -15,7 +15,9 @@ use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{PeerId, Swarm, SwarmBuilder, Transport, identify, noise, ping, tcp, yamux};
+use libp2p::{
+    PeerId, Swarm, SwarmBuilder, Transport, gossipsub, identify, noise, ping, tcp, yamux,
+};
 
 use super::codec::{DHT_PROTOCOL, DhtCodec};
 use super::psk;
@@ -32,6 +34,39 @@ pub struct Behaviour {
     pub identify: identify::Behaviour,
     /// Raw streams for object transfer.
     pub stream: libp2p_stream::Behaviour,
+    /// Publishers' purges, flooded to every node (each checks them itself).
+    pub gossip: gossipsub::Behaviour,
+}
+
+/// Largest gossip message: a purge is at most `proxy::purge::message::MAX_PURGE_BYTES`.
+const MAX_GOSSIP: usize = 16 * 1024;
+
+/// The purge topic of the network keyed by `psk`: one per network, so nodes of two networks
+/// that ever met could not mix their purges.
+pub fn purge_topic(psk: &[u8; 32]) -> gossipsub::IdentTopic {
+    let digest = ring::digest::digest(&ring::digest::SHA256, psk);
+    gossipsub::IdentTopic::new(format!(
+        "/reef/purge/{}",
+        crate::hex::encode(&digest.as_ref()[..8])
+    ))
+}
+
+/// Gossip with message validation by the application (a purge is passed on only once this
+/// node has verified it), and IDs from the content, so the same purge sent to two nodes
+/// travels once.
+fn gossip(key: &Keypair) -> Result<gossipsub::Behaviour, String> {
+    let config = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .max_transmit_size(MAX_GOSSIP)
+        .message_id_fn(|m: &gossipsub::Message| {
+            let digest = ring::digest::digest(&ring::digest::SHA256, &m.data);
+            gossipsub::MessageId::from(&digest.as_ref()[..20])
+        })
+        .build()
+        .map_err(|e| e.to_string())?;
+    gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
+        .map_err(str::to_string)
 }
 
 /// Swarm settings that are not secrets.
@@ -101,7 +136,7 @@ pub fn build(
         .with_behaviour(|key| {
             let rr =
                 request_response::Config::default().with_request_timeout(config.request_timeout);
-            Behaviour {
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(Behaviour {
                 dht: request_response::Behaviour::with_codec(
                     DhtCodec::new(config.max_message),
                     [(DHT_PROTOCOL, ProtocolSupport::Full)],
@@ -113,7 +148,8 @@ pub fn build(
                         .with_agent_version(format!("reef/{}", env!("CARGO_PKG_VERSION"))),
                 ),
                 stream: libp2p_stream::Behaviour::new(),
-            }
+                gossip: gossip(key)?,
+            })
         })
         .map_err(|e| err(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
