@@ -275,6 +275,7 @@ impl Object {
 pub struct Origin {
     pub addr: SocketAddr,
     counts: Arc<Mutex<HashMap<String, usize>>>,
+    objects: Objects,
     stop: Arc<AtomicBool>,
 }
 
@@ -286,11 +287,10 @@ fn etag(body: &[u8]) -> String {
     format!("\"{h:016x}\"")
 }
 
-fn serve_origin(
-    mut s: TcpStream,
-    objects: &HashMap<String, Object>,
-    counts: &Mutex<HashMap<String, usize>>,
-) {
+/// The origin's objects by path (changeable while it runs).
+type Objects = Arc<Mutex<HashMap<String, Object>>>;
+
+fn serve_origin(mut s: TcpStream, objects: &Objects, counts: &Mutex<HashMap<String, usize>>) {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -313,7 +313,8 @@ fn serve_origin(
             .map(|(_, v)| v.trim().to_string())
     };
     *counts.lock().unwrap().entry(path.clone()).or_default() += 1;
-    let Some(obj) = objects.get(&path) else {
+    let obj = objects.lock().unwrap().get(&path).cloned();
+    let Some(obj) = obj else {
         let _ = s
             .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         return;
@@ -364,21 +365,35 @@ impl Origin {
         let addr = listener.local_addr().unwrap();
         let counts = Arc::new(Mutex::new(HashMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let objects = Arc::new(objects);
-        let (c, st) = (counts.clone(), stop.clone());
+        let objects = Arc::new(Mutex::new(objects));
+        let (c, st, o) = (counts.clone(), stop.clone(), objects.clone());
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((s, _)) => {
                         let _ = s.set_nonblocking(false);
-                        let (objects, c) = (objects.clone(), c.clone());
+                        let (objects, c) = (o.clone(), c.clone());
                         std::thread::spawn(move || serve_origin(s, &objects, &c));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        Origin { addr, counts, stop }
+        Origin {
+            addr,
+            counts,
+            objects,
+            stop,
+        }
+    }
+
+    /// Serves `object` at `path` from now on (`None`: 404).
+    pub fn set(&self, path: &str, object: Option<Object>) {
+        let mut objects = self.objects.lock().unwrap();
+        match object {
+            Some(o) => objects.insert(path.to_string(), o),
+            None => objects.remove(path),
+        };
     }
 
     /// Requests for `path` so far.
