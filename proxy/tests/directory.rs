@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
@@ -183,6 +183,8 @@ struct PeerCopy {
     sha256: [u8; 32],
     /// Breaks off once this absolute byte position is reached.
     cut: Option<(usize, Cut)>,
+    /// When the copy left the origin.
+    generated: SystemTime,
 }
 
 impl PeerCopy {
@@ -200,6 +202,7 @@ impl PeerCopy {
             headers: h,
             body,
             cut: None,
+            generated: SystemTime::now(),
         }
     }
 
@@ -337,7 +340,7 @@ impl Directory for FakeDirectory {
             status: StatusCode::OK,
             headers: copy.headers,
             cache_status: Some(HeaderValue::from_str(&format!("{}; hit", from.name)).unwrap()),
-            generated: Some(std::time::SystemTime::now()),
+            generated: Some(copy.generated),
             body: Box::pin(futures_util::stream::iter(items)),
         })
     }
@@ -362,6 +365,8 @@ struct Setup {
     port: u16,
     origin: Arc<Origin>,
     dir: Arc<FakeDirectory>,
+    /// The proxy itself (for its store).
+    handle: Arc<Proxy>,
     events: Events,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
 }
@@ -380,6 +385,7 @@ async fn setup(dir: impl FnOnce(Events) -> FakeDirectory) -> Setup {
     let dir = Arc::new(dir(events.clone()));
     let proxy = Proxy::new(config).unwrap();
     proxy.set_directory(dir.clone());
+    let handle = proxy.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (_tx, rx) = tokio::sync::watch::channel(false);
@@ -393,6 +399,7 @@ async fn setup(dir: impl FnOnce(Events) -> FakeDirectory) -> Setup {
         port: origin.port(),
         origin: origin_state,
         dir,
+        handle,
         events,
         client: Client::builder(TokioExecutor::new()).build_http(),
     }
@@ -797,4 +804,49 @@ async fn a_peer_that_sends_a_whole_wrong_body_and_vanishes_is_never_stored() {
         from < BIG_LEN,
         "the origin resends the held chunk: asked from {from}"
     );
+}
+
+#[tokio::test]
+async fn a_peer_copy_obtained_before_a_purge_is_never_used() {
+    let s = setup(|events| {
+        let dir = FakeDirectory::new(events);
+        let cc = [("cache-control", "max-age=60")];
+        let mut old = PeerCopy::good(Bytes::from_static(b"the purged copy"), &cc);
+        old.generated = SystemTime::now() - Duration::from_secs(3600);
+        dir.holds("peer-old", old);
+        // A holder that fetched the object again after the purge (ages are whole seconds,
+        // so only copies clearly newer than the purge count).
+        let mut new = PeerCopy::good(Bytes::from_static(b"the new copy"), &cc);
+        new.generated = SystemTime::now() + Duration::from_secs(5);
+        dir.holds("peer-new", new);
+        dir
+    })
+    .await;
+    let target = proxy::purge::message::PurgeTarget::parse(&s.key("/obj"), false).unwrap();
+    s.handle
+        .store()
+        .cutoffs()
+        .record(&target, SystemTime::now());
+    let (r, body) = s.get("/obj", &[]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(body.unwrap(), "the new copy");
+    assert_eq!(
+        s.dir.fetched(),
+        vec![("peer-old".to_string(), 0), ("peer-new".to_string(), 0)],
+        "the old holder was asked, and its copy left unused"
+    );
+    assert_eq!(s.origin.count(), 0);
+
+    // With only the old holder left, the origin serves it.
+    let (_, body) = s.get("/other", &[]).await;
+    assert_eq!(
+        body.unwrap(),
+        "the purged copy",
+        "the first holder serves a URL the purge does not cover"
+    );
+    s.dir.copies.lock().unwrap().remove("peer-new");
+    s.handle.store().remove(&s.key("/obj"));
+    let (_, body) = s.get("/obj", &[]).await;
+    assert_eq!(body.unwrap(), "origin body of /obj");
+    assert_eq!(s.origin.count(), 1);
 }

@@ -54,7 +54,7 @@ impl Origin {
 }
 
 /// Every object is `"<name> <path> v<n>"` (n: the requests for that path so far), cacheable
-/// for an hour.
+/// for an hour; `/slow` takes 300 ms to answer.
 fn answer(o: &Origin, path: &str) -> Response<Full<Bytes>> {
     let n = {
         let mut counts = o.counts.lock().unwrap();
@@ -85,8 +85,14 @@ async fn serve(o: Arc<Origin>) -> SocketAddr {
         while let Ok((stream, _)) = listener.accept().await {
             let o = o.clone();
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                let slow = req.uri().path() == "/slow";
                 let reply = answer(&o, req.uri().path());
-                async move { Ok::<_, Infallible>(reply) }
+                async move {
+                    if slow {
+                        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    }
+                    Ok::<_, Infallible>(reply)
+                }
             });
             tokio::spawn(async move {
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -416,4 +422,27 @@ async fn an_unreachable_origin_without_a_document_is_a_502() {
     let host = format!("origin.test.{port}.cdn");
     let r = s.send("GET", &host, "/m", Vec::new()).await;
     assert_eq!(r.status, 502, "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_fetch_under_way_when_its_purge_lands_is_served_but_never_stored() {
+    let key = keypair();
+    let s = Arc::new(setup(Some(document(&key, false, &[])), None).await);
+    assert_eq!(s.get("/a").await.status, 200); // the site's document is known
+    let waiting = {
+        let s = s.clone();
+        tokio::spawn(async move { s.get("/slow").await })
+    };
+    while s.origin.count("/slow") == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let r = s.purge(signed(&key, &s.url("/slow"), false).encode()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The client that asked before the purge gets its answer; the cache does not keep it.
+    let before = waiting.await.unwrap();
+    assert_eq!(before.body, "origin /slow v1");
+    assert!(!s.node.store().contains(&s.url("/slow")));
+    let after = s.get("/slow").await;
+    assert_eq!(after.body, "origin /slow v2");
+    assert_eq!(s.origin.count("/slow"), 2);
 }
