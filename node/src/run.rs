@@ -448,7 +448,9 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         transfers,
         dns: dns_stats,
         started: Instant::now(),
+        history: Arc::new(admin::History::default()),
     });
+    admin::History::spawn_sampler(&state.history, proxy.clone());
     let admin_listener = tokio::net::TcpListener::bind(args.admin)
         .await
         .with_context(|| format!("starting the admin port on {}", args.admin))?;

@@ -36,6 +36,7 @@ pub mod disk;
 mod fetch;
 pub mod headers;
 pub mod limits;
+pub mod meter;
 mod mirror;
 mod pass;
 mod peer;

@@ -224,6 +224,8 @@ pub struct Proxy {
     /// Sites' published policies (purge keys, opt-out, mirrors).
     pub(crate) sites: crate::site::Sites,
     pub(crate) purges: crate::purge::Purges,
+    /// Bytes and requests per site, for the status page.
+    pub(crate) meter: crate::meter::SiteMeter,
 }
 
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
@@ -257,6 +259,7 @@ impl Proxy {
             limits: Limits::new(config.limits),
             sites: crate::site::Sites::default(),
             purges: crate::purge::Purges::default(),
+            meter: crate::meter::SiteMeter::default(),
             quota: config
                 .bandwidth_quota
                 .map(|q| Arc::new(Quota::new(q, config.quota_cool_down, Instant::now()))),
@@ -319,18 +322,18 @@ impl Proxy {
         if req.uri().path() == crate::purge::PURGE_PATH {
             return self.purge_endpoint(req).await;
         }
+        let route = self.route_of(req.headers(), req.uri());
         if self.quota.as_ref().is_some_and(|q| q.over(now))
-            && let Some(r) = self.redirect_to_origin(&req)
+            && let Some(r) = self.redirect_to_origin(&req, &route)
         {
             return r;
         }
-        // Only a node with a quota shares it among sites (and pays for knowing the site).
-        let site = match &self.quota {
-            Some(_) => self.site_of(&req),
-            None => String::new(),
+        let site = match &route {
+            Ok(Route::Cdn(up) | Route::Reverse(up)) => up.host.as_str(),
+            Err(_) => "",
         };
         if let Some(q) = &self.quota
-            && q.over_share(&site, now)
+            && q.over_share(site, now)
         {
             let mut r = text(
                 StatusCode::FORBIDDEN,
@@ -345,28 +348,51 @@ impl Proxy {
             );
             return r;
         }
-        let mut r = self.handle_inner(req, client).await;
+        let counts = match site {
+            "" => None,
+            s => self.meter.request(s),
+        };
+        // Only a node with a quota shares it among sites (and pays for the site's name).
+        let quota = self.quota.clone().map(|q| (q, site.to_string()));
+        let mut r = self.handle_inner(req, route, client).await;
         if !r.headers().contains_key("cache-status") {
             let status = self.cache_status("fwd=request; detail=refused");
             r.headers_mut().insert("cache-status", status);
         }
-        match &self.quota {
-            // Counted as the bytes actually go out (a client that hangs up costs only what
-            // it received).
-            Some(q) => {
-                let q = q.clone();
-                r.map(|body| {
-                    body.map_frame(move |frame| {
-                        if let Some(data) = frame.data_ref() {
-                            q.serve_site(&site, data.len() as u64, Instant::now());
-                        }
-                        frame
-                    })
-                    .boxed()
-                })
-            }
-            None => r,
+        if counts.is_none() && quota.is_none() {
+            return r;
         }
+        // Counted as the bytes actually go out (a client that hangs up costs only what it
+        // received).
+        r.map(|body| {
+            body.map_frame(move |frame| {
+                if let Some(data) = frame.data_ref() {
+                    let n = data.len() as u64;
+                    if let Some(c) = &counts {
+                        c.bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    if let Some((q, site)) = &quota {
+                        q.serve_site(site, n, Instant::now());
+                    }
+                }
+                frame
+            })
+            .boxed()
+        })
+    }
+
+    /// The sites that took the most bytes since start, with whether each is over its fair
+    /// share of the bandwidth quota (`None` without a quota).
+    pub fn top_sites(&self, n: usize) -> Vec<(crate::meter::SiteFigures, Option<bool>)> {
+        let now = Instant::now();
+        self.meter
+            .top(n)
+            .into_iter()
+            .map(|f| {
+                let over = self.quota.as_ref().map(|q| q.over_share(&f.site, now));
+                (f, over)
+            })
+            .collect()
     }
 
     /// The share of its bandwidth quota this node has left this hour (1 without a quota):
@@ -389,21 +415,15 @@ impl Proxy {
         self.router.route(host)
     }
 
-    /// The site a request is for (its origin's host), for fair sharing.
-    fn site_of(&self, req: &Request<Incoming>) -> String {
-        let route = self.route_of(req.headers(), req.uri());
-        match route {
-            Ok(Route::Cdn(up) | Route::Reverse(up)) => up.host,
-            Err(_) => String::new(),
-        }
-    }
-
     /// Over quota: a CDN request goes straight to its origin (302), as Coral's nodes did.
-    fn redirect_to_origin(&self, req: &Request<Incoming>) -> Option<Response<ProxyBody>> {
+    fn redirect_to_origin(
+        &self,
+        req: &Request<Incoming>,
+        route: &Result<Route, RouteError>,
+    ) -> Option<Response<ProxyBody>> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return None;
         }
-        let route = self.route_of(req.headers(), req.uri());
         let Ok(Route::Cdn(up)) = route else {
             return None;
         };
@@ -428,19 +448,19 @@ impl Proxy {
     async fn handle_inner(
         self: &Arc<Self>,
         req: Request<Incoming>,
+        route: Result<Route, RouteError>,
         client: SocketAddr,
     ) -> Response<ProxyBody> {
         let (parts, body) = req.into_parts();
         if parts.method != Method::GET && parts.method != Method::HEAD {
             // One's own site may pass other methods through (never a CDN name).
-            if self.config.pass_methods {
-                let route = self.route_of(&parts.headers, &parts.uri);
-                if let Ok(Route::Reverse(up)) = route {
-                    return match self.pass(parts, body, &up, client).await {
-                        Ok(r) => r,
-                        Err(e) => text(StatusCode::BAD_GATEWAY, format!("502 Bad Gateway: {e}\n")),
-                    };
-                }
+            if self.config.pass_methods
+                && let Ok(Route::Reverse(up)) = route
+            {
+                return match self.pass(parts, body, &up, client).await {
+                    Ok(r) => r,
+                    Err(e) => text(StatusCode::BAD_GATEWAY, format!("502 Bad Gateway: {e}\n")),
+                };
             }
             let mut r = text(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -450,7 +470,6 @@ impl Proxy {
                 .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return r;
         }
-        let route = self.route_of(&parts.headers, &parts.uri);
         // One's own site (reverse mode) is never shared through peers: its invalidations
         // (`--pass-methods`) would not reach their copies.
         let (upstream, cdn) = match route {
@@ -683,7 +702,7 @@ impl Proxy {
         head_only: bool,
         detail: &str,
     ) -> Response<ProxyBody> {
-        render(Rendition {
+        let r = render(Rendition {
             request,
             status: stored.status,
             headers: &stored.headers,
@@ -692,7 +711,13 @@ impl Proxy {
             head_only,
             age: Some(age),
             cache_status: self.cache_status(detail),
-        })
+        });
+        if let Some(n) = hyper::body::Body::size_hint(r.body()).exact() {
+            self.stats
+                .hit_bytes
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
     }
 
     /// Starts the fetch of `want`, or joins the one in flight under `flight` (the cache key,

@@ -19,6 +19,8 @@ pub struct Stats {
     pub peer_bytes: AtomicU64,
     /// Requests for sites' `/.well-known/reef.json`.
     pub site_documents: AtomicU64,
+    /// Body bytes served to clients from stored copies.
+    pub hit_bytes: AtomicU64,
 }
 
 /// A copy of the counters.
@@ -38,6 +40,8 @@ pub struct StatsSnapshot {
     pub peer_bytes: u64,
     /// See [`Stats::site_documents`].
     pub site_documents: u64,
+    /// See [`Stats::hit_bytes`].
+    pub hit_bytes: u64,
 }
 
 impl Stats {
@@ -57,6 +61,7 @@ impl Stats {
             origin_bytes: get(&self.origin_bytes),
             peer_bytes: get(&self.peer_bytes),
             site_documents: get(&self.site_documents),
+            hit_bytes: get(&self.hit_bytes),
         }
     }
 }
