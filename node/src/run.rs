@@ -147,6 +147,9 @@ pub struct NodeArgs {
     /// from the overlay alike).
     #[arg(long, env = "REEF_PURGES_PER_ORIGIN", default_value_t = 60)]
     pub purges_per_origin: u32,
+    /// Purges accepted per minute from all origins together.
+    #[arg(long, env = "REEF_PURGES_PER_NODE", default_value_t = 600)]
+    pub purges_per_node: u32,
     /// A purge signed further than this many seconds from this node's clock is refused.
     #[arg(long, env = "REEF_PURGE_MAX_SKEW", default_value_t = 300)]
     pub purge_max_skew: u64,
@@ -243,6 +246,7 @@ async fn start_proxy(
     config.sites.min_ttl = Duration::from_secs(args.site_min_ttl);
     config.sites.max_ttl = Duration::from_secs(args.site_max_ttl);
     config.purge.per_origin_per_minute = args.purges_per_origin;
+    config.purge.per_node_per_minute = args.purges_per_node;
     config.purge.max_skew = Duration::from_secs(args.purge_max_skew);
     config.allow_private_origins = args.allow_private_origins;
     config.resolve = args.resolve.iter().cloned().collect();

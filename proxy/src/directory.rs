@@ -13,7 +13,6 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -103,9 +102,6 @@ pub struct PeerResponse {
     pub headers: HeaderMap,
     /// The peer's `Cache-Status` entry for this answer.
     pub cache_status: Option<HeaderValue>,
-    /// When the peer's copy left the origin, by the peer's clock (now minus its age): a
-    /// copy from before a purge of its URL is not used.
-    pub generated: Option<SystemTime>,
     /// The body from the requested offset.
     pub body: PeerBody,
 }

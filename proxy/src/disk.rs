@@ -372,24 +372,38 @@ impl DiskTier {
 
     /// Deletes every entry whose key `covered` says, and cancels such writes under way;
     /// returns the keys deleted.
+    /// The files are deleted after the index lock is released (on a blocking thread when
+    /// called from the runtime): a large purge must not stall other disk lookups.
     pub fn remove_matching(&self, covered: impl Fn(&str) -> bool) -> Vec<String> {
-        let Ok(mut i) = self.index.lock() else {
-            return Vec::new();
-        };
-        i.writes.retain(|_, (_, key)| !covered(key));
-        let names: Vec<String> = i
-            .entries
-            .iter()
-            .filter(|(_, e)| covered(&e.key))
-            .map(|(n, _)| n.clone())
-            .collect();
-        let mut keys = Vec::with_capacity(names.len());
-        for name in names {
-            if let Some(old) = i.entries.remove(&name) {
-                i.bytes -= old.size;
-                let _ = std::fs::remove_file(self.path(&name));
-                keys.push(old.key);
+        let mut paths = Vec::new();
+        let mut keys = Vec::new();
+        {
+            let Ok(mut i) = self.index.lock() else {
+                return Vec::new();
+            };
+            i.writes.retain(|_, (_, key)| !covered(key));
+            let names: Vec<String> = i
+                .entries
+                .iter()
+                .filter(|(_, e)| covered(&e.key))
+                .map(|(n, _)| n.clone())
+                .collect();
+            for name in names {
+                if let Some(old) = i.entries.remove(&name) {
+                    i.bytes -= old.size;
+                    paths.push(self.path(&name));
+                    keys.push(old.key);
+                }
             }
+        }
+        let unlink = move || {
+            for p in paths {
+                let _ = std::fs::remove_file(p);
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(unlink)),
+            Err(_) => unlink(),
         }
         keys
     }

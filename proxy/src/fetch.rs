@@ -499,6 +499,7 @@ impl Proxy {
         let Some(data) = body.collect() else {
             return false;
         };
+        // Not stored (and so not announced) if a purge came after it was requested.
         self.store.put(
             &want.key,
             Arc::new(Stored {
@@ -509,7 +510,6 @@ impl Proxy {
                 vary: head.vary.clone(),
                 body: SharedBody::complete_with(data, digest),
             }),
-        );
-        true
+        )
     }
 }

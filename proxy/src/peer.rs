@@ -19,7 +19,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use ring::digest::{Context, SHA256};
 
 use crate::body::{BodyError, Next, SharedBody};
-use crate::cache::freshness::{self, Use};
+use crate::cache::freshness::{self, Received, Use};
 use crate::directory::{
     Directory, Holder, Holding, PeerBody, PeerChunk, PeerError, PeerRequest, PeerResponse,
 };
@@ -152,7 +152,6 @@ impl Proxy {
                     status: stored.status,
                     headers,
                     cache_status: Some(self.cache_status("hit")),
-                    generated: now.checked_sub(age),
                     body: peer_body(stored.body.clone(), req.offset),
                 });
             }
@@ -184,7 +183,6 @@ impl Proxy {
             status: head.status,
             headers,
             cache_status: Some(self.cache_status("fwd=miss; detail=in-flight")),
-            generated: now.checked_sub(age),
             body: peer_body(body, req.offset),
         })
     }
@@ -242,12 +240,16 @@ impl Proxy {
                 }
             };
             // A copy from before a purge of this URL is the purged object (the holder has
-            // not heard of the purge yet). Ages travel in whole seconds, hence the margin.
+            // not heard of the purge yet). When it left the origin is reckoned by this node's
+            // clock from the copy's age, so no holder's clock vouches for it; ages are whole
+            // seconds, hence the margin.
+            let age = Received::new(request_time, request_time, &resp.headers).age;
+            let generated = request_time.checked_sub(age);
             if self
                 .store
                 .cutoffs()
                 .of(&want.key)
-                .is_some_and(|cut| resp.generated.is_none_or(|g| g < cut + PURGE_MARGIN))
+                .is_some_and(|cut| generated.is_none_or(|g| g < cut + PURGE_MARGIN))
             {
                 tracing::debug!(trace = ?want.trace, peer = %holder.name, key = %want.key, "the peer's copy predates a purge");
                 continue;

@@ -23,7 +23,7 @@ use http::header::{HOST, USER_AGENT};
 use http::{HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde::Deserialize;
-use tokio::sync::OnceCell;
+use tokio::sync::watch;
 
 use crate::cache::freshness;
 use crate::fetch::no_body;
@@ -143,16 +143,21 @@ impl Default for SiteConfig {
 #[derive(Debug, Clone)]
 struct Known {
     policy: Arc<SitePolicy>,
+    /// When the origin last answered for it (a failed refresh keeps the older time).
     fetched: Instant,
     expires: Instant,
 }
+
+/// A fetch under way: its result once known.
+type Pending = watch::Receiver<Option<Arc<SitePolicy>>>;
 
 /// The policies of the sites this node has served.
 #[derive(Debug, Default)]
 pub struct Sites {
     known: RwLock<HashMap<Upstream, Known>>,
-    /// Fetches under way, one per origin, that every asker waits on.
-    fetching: Mutex<HashMap<Upstream, Arc<OnceCell<Arc<SitePolicy>>>>>,
+    /// Fetches under way, one per origin, each in its own task (a client that hangs up
+    /// does not cancel it) that every asker waits on.
+    fetching: Mutex<HashMap<Upstream, Pending>>,
 }
 
 impl Sites {
@@ -169,38 +174,24 @@ impl Sites {
         self.known.read().ok()?.get(origin).cloned()
     }
 
-    fn store(&self, origin: &Upstream, policy: Arc<SitePolicy>, ttl: Duration) {
-        let Ok(mut known) = self.known.write() else {
+    fn store(&self, origin: &Upstream, known: Known) {
+        let Ok(mut map) = self.known.write() else {
             return;
         };
-        let now = Instant::now();
-        if known.len() >= MAX_SITES && !known.contains_key(origin) {
-            known.retain(|_, k| k.expires > now);
-            if known.len() >= MAX_SITES {
-                return; // still full of live sites: this one is fetched again next time
+        if map.len() >= MAX_SITES && !map.contains_key(origin) {
+            // Make room: the expired first, else the one that expires soonest.
+            let now = Instant::now();
+            map.retain(|_, k| k.expires > now);
+            if map.len() >= MAX_SITES
+                && let Some(soonest) = map
+                    .iter()
+                    .min_by_key(|(_, k)| k.expires)
+                    .map(|(o, _)| o.clone())
+            {
+                map.remove(&soonest);
             }
         }
-        known.insert(
-            origin.clone(),
-            Known {
-                policy,
-                fetched: now,
-                expires: now + ttl,
-            },
-        );
-    }
-
-    fn cell(&self, origin: &Upstream) -> Arc<OnceCell<Arc<SitePolicy>>> {
-        match self.fetching.lock() {
-            Ok(mut f) => f.entry(origin.clone()).or_default().clone(),
-            Err(_) => Arc::new(OnceCell::new()),
-        }
-    }
-
-    fn done(&self, origin: &Upstream) {
-        if let Ok(mut f) = self.fetching.lock() {
-            f.remove(origin);
-        }
+        map.insert(origin.clone(), known);
     }
 }
 
@@ -208,7 +199,7 @@ impl Sites {
 enum Fetched {
     /// A document (or a definite absence: 404, 410, malformed), kept for the TTL.
     Policy(SitePolicy, Duration),
-    /// The origin could not say (unreachable, 5xx): keep what was known.
+    /// The origin could not say (unreachable, 5xx, another refusal): keep what was known.
     Failed(String),
 }
 
@@ -217,18 +208,16 @@ impl Proxy {
     pub async fn site(self: &Arc<Self>, origin: &Upstream) -> Arc<SitePolicy> {
         if let Some(k) = self.sites.lookup(origin) {
             if k.expires <= Instant::now() {
-                let (this, origin) = (self.clone(), origin.clone());
-                tokio::spawn(async move {
-                    this.site_refresh(&origin).await;
-                });
+                self.start_refresh(origin); // at most one per origin at a time
             }
             return k.policy;
         }
-        self.site_refresh(origin).await
+        self.refreshed(origin).await
     }
 
-    /// `origin`'s policy, fetched again unless it was fetched less than `min_age` ago (a
-    /// purge signed by a key the cached document lacks: the site may just have added it).
+    /// `origin`'s policy, fetched again unless the origin answered for it less than
+    /// `min_age` ago (a purge signed by a key the cached document lacks: the site may just
+    /// have added it).
     pub async fn site_fresher(
         self: &Arc<Self>,
         origin: &Upstream,
@@ -236,35 +225,80 @@ impl Proxy {
     ) -> Arc<SitePolicy> {
         match self.sites.lookup(origin) {
             Some(k) if k.fetched.elapsed() < min_age => k.policy,
-            _ => self.site_refresh(origin).await,
+            _ => self.refreshed(origin).await,
         }
     }
 
-    /// Fetches `origin`'s document (joining a fetch under way) and remembers the result.
-    async fn site_refresh(&self, origin: &Upstream) -> Arc<SitePolicy> {
-        let cell = self.sites.cell(origin);
-        let policy = cell
-            .get_or_init(|| async {
-                let min = self.config.sites.min_ttl;
-                let policy = match self.fetch_document(origin).await {
-                    Fetched::Policy(p, ttl) => {
-                        let p = Arc::new(p);
-                        self.sites.store(origin, p.clone(), ttl);
-                        p
-                    }
-                    Fetched::Failed(why) => {
-                        let previous = self.sites.cached(origin);
-                        tracing::info!(%origin, why, kept = previous.is_some(), "could not fetch the site's reef.json");
-                        let p = previous.unwrap_or_default();
-                        self.sites.store(origin, p.clone(), min);
-                        p
-                    }
+    /// Waits for a fetch of `origin`'s document (joining one under way).
+    async fn refreshed(self: &Arc<Self>, origin: &Upstream) -> Arc<SitePolicy> {
+        let mut pending = self.start_refresh(origin);
+        match pending.wait_for(Option::is_some).await {
+            Ok(p) => p.clone().unwrap_or_default(),
+            Err(_) => Arc::default(), // the fetch task died: no policy
+        }
+    }
+
+    /// Starts fetching `origin`'s document unless a fetch is under way.
+    fn start_refresh(self: &Arc<Self>, origin: &Upstream) -> Pending {
+        let tx = {
+            let Ok(mut fetching) = self.sites.fetching.lock() else {
+                return watch::channel(Some(Arc::default())).1;
+            };
+            if let Some(pending) = fetching.get(origin) {
+                return pending.clone();
+            }
+            let (tx, rx) = watch::channel(None);
+            fetching.insert(origin.clone(), rx);
+            tx
+        };
+        let rx = tx.subscribe();
+        let (this, origin) = (self.clone(), origin.clone());
+        tokio::spawn(async move {
+            let policy = this.refresh(&origin).await;
+            if let Ok(mut fetching) = this.sites.fetching.lock() {
+                fetching.remove(&origin);
+            }
+            let _ = tx.send(Some(policy));
+        });
+        rx
+    }
+
+    /// Fetches `origin`'s document and remembers what it says.
+    async fn refresh(&self, origin: &Upstream) -> Arc<SitePolicy> {
+        let previous = self.sites.lookup(origin);
+        let now = Instant::now();
+        let (policy, known) = match self.fetch_document(origin).await {
+            Fetched::Policy(p, ttl) => {
+                let p = Arc::new(p);
+                let known = Known {
+                    policy: p.clone(),
+                    fetched: now,
+                    expires: now + ttl,
                 };
-                self.sites.done(origin);
-                policy
-            })
-            .await;
-        policy.clone()
+                (p, known)
+            }
+            Fetched::Failed(why) => {
+                tracing::info!(%origin, why, kept = previous.is_some(), "could not fetch the site's reef.json");
+                let p = previous
+                    .as_ref()
+                    .map(|k| k.policy.clone())
+                    .unwrap_or_default();
+                let known = Known {
+                    policy: p.clone(),
+                    fetched: previous.as_ref().map_or(now, |k| k.fetched),
+                    expires: now + self.config.sites.min_ttl,
+                };
+                (p, known)
+            }
+        };
+        if policy.opt_out && !previous.is_some_and(|k| k.policy.opt_out) {
+            // What this node holds of the site goes too: it must not reach clients through
+            // peers either.
+            let removed = self.purge_origin(origin);
+            tracing::info!(%origin, removed, "the site opted out of the CDN");
+        }
+        self.sites.store(origin, known);
+        policy
     }
 
     async fn fetch_document(&self, origin: &Upstream) -> Fetched {
@@ -323,11 +357,13 @@ impl Proxy {
                     Fetched::Policy(SitePolicy::default(), ttl)
                 }
             },
-            s if s.is_server_error() => Fetched::Failed(format!("status {s}")),
-            s => {
-                tracing::debug!(%origin, status = %s, "no reef.json: no keys, no opt-out, no mirrors");
+            // Only a definite absence clears a policy: a refusal or a rate limit in front of
+            // the document must not lift an opt-out or drop the keys.
+            StatusCode::NOT_FOUND | StatusCode::GONE => {
+                tracing::debug!(%origin, "no reef.json: no keys, no opt-out, no mirrors");
                 Fetched::Policy(SitePolicy::default(), ttl)
             }
+            s => Fetched::Failed(format!("status {s}")),
         }
     }
 }

@@ -172,7 +172,9 @@ impl Store {
             return None;
         }
         let stored = Arc::new(stored);
-        self.put_memory(key, stored.clone());
+        if !self.put_unless_purged(key, stored.clone(), || {}) {
+            return None;
+        }
         Some(stored)
     }
 
@@ -185,21 +187,39 @@ impl Store {
     /// Stores a complete response, replacing the variant with the same `Vary` values, and
     /// writes it to the disk tier in the background. A response requested before a purge of
     /// its URL is the purged object, and is not stored.
-    pub fn put(&self, key: &str, stored: Arc<Stored>) {
-        if self.cutoffs.predates(key, stored.received.request_time) {
+    /// Returns whether it was stored.
+    pub fn put(&self, key: &str, stored: Arc<Stored>) -> bool {
+        let write_to_disk = || {
+            if let (Some(disk), Ok(rt)) = (&self.disk, tokio::runtime::Handle::try_current()) {
+                let (disk, k, s) = (disk.clone(), key.to_string(), stored.clone());
+                let ticket = disk.reserve(key);
+                rt.spawn_blocking(move || {
+                    if let Err(e) = disk.write(&k, &s, ticket) {
+                        tracing::warn!(key = %k, error = %e, "could not write to the disk cache");
+                    }
+                });
+            }
+        };
+        self.put_unless_purged(key, stored.clone(), write_to_disk)
+    }
+
+    /// Keeps `stored` in memory (and calls `also`, the disk write) unless a purge of `key`
+    /// came after it was requested. Checked again after the insert: a purge records its
+    /// moment before it removes anything, so a purge racing with this insert either removes
+    /// the new entry or is seen here, and the entry goes.
+    fn put_unless_purged(&self, key: &str, stored: Arc<Stored>, also: impl FnOnce()) -> bool {
+        let requested = stored.received.request_time;
+        if self.cutoffs.predates(key, requested) {
             tracing::debug!(key, "not storing a copy requested before its purge");
-            return;
+            return false;
         }
-        if let (Some(disk), Ok(rt)) = (&self.disk, tokio::runtime::Handle::try_current()) {
-            let (disk, k, s) = (disk.clone(), key.to_string(), stored.clone());
-            let ticket = disk.reserve(key);
-            rt.spawn_blocking(move || {
-                if let Err(e) = disk.write(&k, &s, ticket) {
-                    tracing::warn!(key = %k, error = %e, "could not write to the disk cache");
-                }
-            });
-        }
+        also();
         self.put_memory(key, stored);
+        if self.cutoffs.predates(key, requested) {
+            self.remove(key);
+            return false;
+        }
+        true
     }
 
     fn put_memory(&self, key: &str, stored: Arc<Stored>) {

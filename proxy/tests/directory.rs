@@ -183,8 +183,6 @@ struct PeerCopy {
     sha256: [u8; 32],
     /// Breaks off once this absolute byte position is reached.
     cut: Option<(usize, Cut)>,
-    /// When the copy left the origin.
-    generated: SystemTime,
 }
 
 impl PeerCopy {
@@ -202,7 +200,6 @@ impl PeerCopy {
             headers: h,
             body,
             cut: None,
-            generated: SystemTime::now(),
         }
     }
 
@@ -340,7 +337,6 @@ impl Directory for FakeDirectory {
             status: StatusCode::OK,
             headers: copy.headers,
             cache_status: Some(HeaderValue::from_str(&format!("{}; hit", from.name)).unwrap()),
-            generated: Some(copy.generated),
             body: Box::pin(futures_util::stream::iter(items)),
         })
     }
@@ -810,23 +806,27 @@ async fn a_peer_that_sends_a_whole_wrong_body_and_vanishes_is_never_stored() {
 async fn a_peer_copy_obtained_before_a_purge_is_never_used() {
     let s = setup(|events| {
         let dir = FakeDirectory::new(events);
-        let cc = [("cache-control", "max-age=60")];
-        let mut old = PeerCopy::good(Bytes::from_static(b"the purged copy"), &cc);
-        old.generated = SystemTime::now() - Duration::from_secs(3600);
-        dir.holds("peer-old", old);
-        // A holder that fetched the object again after the purge (ages are whole seconds,
-        // so only copies clearly newer than the purge count).
-        let mut new = PeerCopy::good(Bytes::from_static(b"the new copy"), &cc);
-        new.generated = SystemTime::now() + Duration::from_secs(5);
-        dir.holds("peer-new", new);
+        // Its age says it left the origin an hour ago.
+        let old = [("cache-control", "max-age=7200"), ("age", "3600")];
+        dir.holds(
+            "peer-old",
+            PeerCopy::good(Bytes::from_static(b"the purged copy"), &old),
+        );
+        // A holder that fetched the object again after the purge.
+        let new = [("cache-control", "max-age=60")];
+        dir.holds(
+            "peer-new",
+            PeerCopy::good(Bytes::from_static(b"the new copy"), &new),
+        );
         dir
     })
     .await;
     let target = proxy::purge::message::PurgeTarget::parse(&s.key("/obj"), false).unwrap();
+    // Purged 5 s ago (ages are whole seconds: copies within a second of a purge are not used).
     s.handle
         .store()
         .cutoffs()
-        .record(&target, SystemTime::now());
+        .record(&target, SystemTime::now() - Duration::from_secs(5));
     let (r, body) = s.get("/obj", &[]).await;
     assert_eq!(r.status(), 200);
     assert_eq!(body.unwrap(), "the new copy");

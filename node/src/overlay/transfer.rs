@@ -13,7 +13,7 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
@@ -58,8 +58,6 @@ enum WireHead {
         status: u16,
         headers: Headers,
         cache_status: Option<Vec<u8>>,
-        /// When the copy left the origin, Unix milliseconds by the holder's clock.
-        generated_ms: Option<u64>,
     },
     NotFound,
 }
@@ -111,16 +109,14 @@ pub async fn fetch(
     write_frame(&mut stream, &bytes).await.map_err(transfer)?;
     stream.flush().await.map_err(transfer)?;
     let head = read_frame(&mut stream, MAX_HEAD).await.map_err(transfer)?;
-    let (status, headers, cache_status, generated_ms) =
-        match postcard::from_bytes(&head).map_err(protocol)? {
-            WireHead::Found {
-                status,
-                headers,
-                cache_status,
-                generated_ms,
-            } => (status, headers, cache_status, generated_ms),
-            WireHead::NotFound => return Err(PeerError::NotFound),
-        };
+    let (status, headers, cache_status) = match postcard::from_bytes(&head).map_err(protocol)? {
+        WireHead::Found {
+            status,
+            headers,
+            cache_status,
+        } => (status, headers, cache_status),
+        WireHead::NotFound => return Err(PeerError::NotFound),
+    };
     let status = StatusCode::from_u16(status).map_err(protocol)?;
     let headers = from_wire(headers)?;
     let cache_status = cache_status.and_then(|v| HeaderValue::from_bytes(&v).ok());
@@ -154,7 +150,6 @@ pub async fn fetch(
         status,
         headers,
         cache_status,
-        generated: generated_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
         body: Box::pin(body),
     })
 }
@@ -227,10 +222,6 @@ async fn serve_one(
         status: resp.status.as_u16(),
         headers: to_wire(&resp.headers),
         cache_status: resp.cache_status.map(|v| v.as_bytes().to_vec()),
-        generated_ms: resp
-            .generated
-            .and_then(|g| g.duration_since(UNIX_EPOCH).ok())
-            .and_then(|d| u64::try_from(d.as_millis()).ok()),
     };
     let head = postcard::to_stdvec(&head).map_err(|e| bad(&e))?;
     write_frame(&mut stream, &head).await?;

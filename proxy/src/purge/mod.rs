@@ -48,6 +48,9 @@ pub struct PurgeConfig {
     pub max_skew: Duration,
     /// Purges accepted per origin per minute (a burst of as many, then this rate).
     pub per_origin_per_minute: u32,
+    /// Purges accepted per minute in all: bounds the nonces and purge moments a node keeps,
+    /// so publishers of many origins cannot crowd out the others' purges.
+    pub per_node_per_minute: u32,
     /// A purge whose key the cached document lacks fetches the document again if the cached
     /// copy is at least this old.
     pub key_refresh_after: Duration,
@@ -60,6 +63,7 @@ impl Default for PurgeConfig {
         PurgeConfig {
             max_skew: Duration::from_secs(300),
             per_origin_per_minute: 60,
+            per_node_per_minute: 600,
             key_refresh_after: Duration::from_secs(5),
             read_timeout: Duration::from_secs(10),
         }
@@ -108,9 +112,12 @@ pub enum PurgeError {
     /// This purge was accepted before.
     #[error("replayed purge: this nonce was already used")]
     Replayed,
-    /// The origin sent more purges than its rate, or too many are outstanding.
+    /// The origin (or all origins together) sent more purges than its rate.
     #[error("too many purges for {0}; try again in a minute")]
     RateLimited(String),
+    /// The node cannot check replays of more purges now.
+    #[error("this node holds as many purges as it can check for replays; try again later")]
+    Busy,
 }
 
 impl PurgeError {
@@ -119,6 +126,7 @@ impl PurgeError {
         match self {
             PurgeError::Malformed(_) => StatusCode::BAD_REQUEST,
             PurgeError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            PurgeError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             PurgeError::Stale { .. }
             | PurgeError::BadSignature
             | PurgeError::UnknownKey { .. }
@@ -126,9 +134,9 @@ impl PurgeError {
         }
     }
 
-    /// Whether the sender of this message is at fault (the overlay then drops it without
-    /// passing it on), rather than the message being merely late, repeated or unverifiable
-    /// here right now.
+    /// Whether the message is forged or garbage (the overlay drops it as invalid), rather
+    /// than merely late, repeated or unverifiable here right now (dropped as not for us).
+    /// Either way it is not passed on.
     pub fn is_forged(&self) -> bool {
         matches!(self, PurgeError::Malformed(_) | PurgeError::BadSignature)
     }
@@ -158,10 +166,23 @@ const MAX_NONCES: usize = 262_144;
 /// Origins with purge rate state, at most (idle ones are dropped first).
 const MAX_RATED: usize = 65_536;
 
+/// A token bucket of `per_minute` tokens refilled over a minute.
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
     at: Instant,
+}
+
+impl Bucket {
+    fn level(&self, now: Instant, per_minute: f64) -> f64 {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * per_minute / 60.0;
+        (self.tokens + refill).min(per_minute)
+    }
+
+    fn take(&mut self, now: Instant, per_minute: f64) {
+        self.tokens = self.level(now, per_minute) - 1.0;
+        self.at = now;
+    }
 }
 
 /// What this node knows of purges.
@@ -170,6 +191,7 @@ pub struct Purges {
     /// Seen nonces, until when (Unix seconds) they matter.
     nonces: Mutex<HashMap<[u8; 16], u64>>,
     rates: Mutex<HashMap<Upstream, Bucket>>,
+    node_rate: Mutex<Option<Bucket>>,
     recent: Mutex<VecDeque<PurgeRecord>>,
     /// Purges accepted.
     pub accepted: AtomicU64,
@@ -197,12 +219,12 @@ impl Purges {
     /// Records `nonce` until `until`; false if it was already there, or there is no room.
     fn use_nonce(&self, nonce: [u8; 16], until: u64, now: u64) -> Result<(), PurgeError> {
         let Ok(mut n) = self.nonces.lock() else {
-            return Err(PurgeError::RateLimited("this node".into()));
+            return Err(PurgeError::Busy);
         };
         if n.len() >= MAX_NONCES {
             n.retain(|_, until| *until >= now);
             if n.len() >= MAX_NONCES {
-                return Err(PurgeError::RateLimited("this node".into()));
+                return Err(PurgeError::Busy);
             }
         }
         match n.insert(nonce, until) {
@@ -211,29 +233,39 @@ impl Purges {
         }
     }
 
-    fn admit(&self, origin: &Upstream, per_minute: u32, now: Instant) -> bool {
-        let Ok(mut rates) = self.rates.lock() else {
-            return false;
+    /// Takes a token of `origin`'s rate and of the node's.
+    fn admit(
+        &self,
+        origin: &Upstream,
+        config: &PurgeConfig,
+        now: Instant,
+    ) -> Result<(), PurgeError> {
+        let (Ok(mut rates), Ok(mut node)) = (self.rates.lock(), self.node_rate.lock()) else {
+            return Err(PurgeError::Busy);
         };
-        let burst = f64::from(per_minute.max(1));
-        let refill = burst / 60.0;
+        let per_origin = f64::from(config.per_origin_per_minute.max(1));
         if rates.len() >= MAX_RATED && !rates.contains_key(origin) {
-            rates.retain(|_, b| {
-                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * refill < burst
-            });
+            // Forget origins whose bucket has filled up again.
+            rates.retain(|_, b| b.level(now, per_origin) < per_origin);
         }
         let b = rates.entry(origin.clone()).or_insert(Bucket {
-            tokens: burst,
+            tokens: per_origin,
             at: now,
         });
-        b.tokens =
-            (b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * refill).min(burst);
-        b.at = now;
-        if b.tokens < 1.0 {
-            return false;
+        if b.level(now, per_origin) < 1.0 {
+            return Err(PurgeError::RateLimited(origin.to_string()));
         }
-        b.tokens -= 1.0;
-        true
+        let per_node = f64::from(config.per_node_per_minute.max(1));
+        let n = node.get_or_insert(Bucket {
+            tokens: per_node,
+            at: now,
+        });
+        if n.level(now, per_node) < 1.0 {
+            return Err(PurgeError::RateLimited("all origins".into()));
+        }
+        b.take(now, per_origin);
+        n.take(now, per_node);
+        Ok(())
     }
 
     fn remember(&self, record: PurgeRecord) {
@@ -307,12 +339,8 @@ impl Proxy {
         if self.purges.seen(&purge.nonce) {
             return Err(PurgeError::Replayed);
         }
-        if !self
-            .purges
-            .admit(&target.origin, config.per_origin_per_minute, Instant::now())
-        {
-            return Err(PurgeError::RateLimited(target.origin.to_string()));
-        }
+        // The key is checked before the rate is charged: purges signed by keys the site does
+        // not publish must not use up its publisher's rate.
         let mut site = self.site(&target.origin).await;
         if !site.purge_keys.contains(&purge.key) {
             site = self
@@ -325,6 +353,7 @@ impl Proxy {
                 well_known: format!("{}{WELL_KNOWN_PATH}", target.origin),
             });
         }
+        self.purges.admit(&target.origin, &config, Instant::now())?;
         // Kept until the timestamp is stale: a later replay fails that check instead.
         self.purges
             .use_nonce(purge.nonce, purge.timestamp + skew, now_secs)?;
@@ -340,6 +369,16 @@ impl Proxy {
         };
         self.purges.remember(record.clone());
         Ok(record)
+    }
+
+    /// Removes everything of `origin` (a site that opted out) as a purge would.
+    pub(crate) fn purge_origin(&self, origin: &Upstream) -> usize {
+        let target = PurgeTarget {
+            key: format!("{origin}/"),
+            origin: origin.clone(),
+            prefix: true,
+        };
+        self.apply_purge(&target, SystemTime::now())
     }
 
     /// Removes what `target` covers and refuses older copies from now on; returns the
@@ -419,7 +458,12 @@ impl Proxy {
             }
             Err(e) => {
                 let status = e.status();
-                reply(status, format!("{status}: {e}\n"))
+                let mut r = reply(status, format!("{status}: {e}\n"));
+                if matches!(e, PurgeError::RateLimited(_) | PurgeError::Busy) {
+                    r.headers_mut()
+                        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("60"));
+                }
+                r
             }
         }
     }
@@ -450,18 +494,33 @@ mod tests {
             host: "b".into(),
             ..a.clone()
         };
+        let config = PurgeConfig {
+            per_origin_per_minute: 3,
+            per_node_per_minute: 4,
+            ..PurgeConfig::default()
+        };
         let t = Instant::now();
         for _ in 0..3 {
-            assert!(p.admit(&a, 3, t));
+            assert!(p.admit(&a, &config, t).is_ok());
         }
-        assert!(!p.admit(&a, 3, t));
+        assert!(p.admit(&a, &config, t).is_err());
         assert!(
-            p.admit(&b, 3, t),
+            p.admit(&b, &config, t).is_ok(),
             "another origin is not limited by a's purges"
         );
         // One more after a third of a minute at 3 per minute.
-        assert!(p.admit(&a, 3, t + Duration::from_secs(21)));
-        assert!(!p.admit(&a, 3, t + Duration::from_secs(21)));
+        let later = t + Duration::from_secs(21);
+        assert!(p.admit(&a, &config, later).is_ok());
+        assert!(p.admit(&a, &config, later).is_err());
+        // The node's own rate (4 a minute) is spent now, whatever the origin.
+        let c = Upstream {
+            host: "c".into(),
+            ..a.clone()
+        };
+        assert_eq!(
+            p.admit(&c, &config, later),
+            Err(PurgeError::RateLimited("all origins".into()))
+        );
     }
 
     #[test]
