@@ -27,6 +27,7 @@ pub mod hex;
 pub mod overlay;
 pub mod publisher;
 pub mod purges;
+pub mod reference;
 pub mod roster;
 pub mod run;
 pub mod secret;

@@ -59,6 +59,12 @@ enum Command {
         )]
         node: std::net::SocketAddr,
     },
+    /// Print the README's generated reference sections (`options` or `metrics`).
+    #[command(hide = true)]
+    Docs {
+        /// `options` or `metrics`.
+        section: String,
+    },
     /// Print a running node's status for a person.
     Status {
         /// The node's admin address.
@@ -167,6 +173,14 @@ async fn main() -> anyhow::Result<()> {
                 anyhow::bail!("the node refused the purge: {answer}");
             }
             println!("{answer}");
+            Ok(())
+        }
+        Command::Docs { section } => {
+            match section.as_str() {
+                "options" => print!("{}", node::reference::options()),
+                "metrics" => print!("{}", node::reference::metrics_list()),
+                other => anyhow::bail!("{other:?}: expected options or metrics"),
+            }
             Ok(())
         }
         Command::Status { admin } => {

@@ -35,7 +35,12 @@ pub struct NodeArgs {
     #[arg(long, env = "REEF_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Overlay (libp2p) listen address.
-    #[arg(long, env = "REEF_P2P", default_value = "/ip4/127.0.0.1/tcp/4001")]
+    #[arg(
+        long,
+        value_name = "MULTIADDR",
+        env = "REEF_P2P",
+        default_value = "/ip4/127.0.0.1/tcp/4001"
+    )]
     pub p2p: Multiaddr,
     /// Another node's overlay address to join through (repeatable). Without it, a node with
     /// a data directory rejoins through the peers it knew.
@@ -53,8 +58,13 @@ pub struct NodeArgs {
     /// Keeps the node's identity and known peers across restarts.
     #[arg(long, env = "REEF_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Admin HTTP address (`/status`, `/metrics`).
-    #[arg(long, env = "REEF_ADMIN", default_value = "127.0.0.1:9090")]
+    /// Admin HTTP address: the status page at `/`, `/status` (JSON) and `/metrics`.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "REEF_ADMIN",
+        default_value = "127.0.0.1:9090"
+    )]
     pub admin: SocketAddr,
     /// Also serve HTTPS on this address (HTTP/2 or HTTP/1.1 by ALPN); needs `--tls-cert`
     /// and `--tls-key` (a wildcard certificate for `*.<zone>` covers every single-label
@@ -71,10 +81,15 @@ pub struct NodeArgs {
     #[arg(long, env = "REEF_PUBLIC_HTTP", value_name = "ADDR")]
     pub public_http: Option<SocketAddr>,
     /// Address of the nameserver (UDP and TCP).
-    #[arg(long, env = "REEF_DNS", default_value = "127.0.0.1:5353")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "REEF_DNS",
+        default_value = "127.0.0.1:5353"
+    )]
     pub dns: SocketAddr,
     /// The network's DNS zone: `www.example.com.<zone>` names an origin.
-    #[arg(long, env = "REEF_ZONE", default_value = "cdn")]
+    #[arg(long, value_name = "ZONE", env = "REEF_ZONE", default_value = "cdn")]
     pub zone: String,
     /// The address clients reach this node's proxy at (A/AAAA answers); defaults to the
     /// public HTTP address's IP.
@@ -88,10 +103,20 @@ pub struct NodeArgs {
     pub location: Option<Location>,
     /// DNS responses per second per (client prefix, name) over UDP (response rate limiting);
     /// 0 = off.
-    #[arg(long, env = "REEF_DNS_RATE_LIMIT", default_value_t = 20)]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "REEF_DNS_RATE_LIMIT",
+        default_value_t = 20
+    )]
     pub dns_rate_limit: u32,
     /// Address of the caching HTTP proxy.
-    #[arg(long, env = "REEF_HTTP", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "REEF_HTTP",
+        default_value = "127.0.0.1:8080"
+    )]
     pub http: SocketAddr,
     /// Store responses with neither freshness information nor a validator for this many
     /// seconds (off by default: such responses are not stored).
@@ -101,14 +126,14 @@ pub struct NodeArgs {
     #[arg(long, env = "REEF_ACCESS_LOG")]
     pub access_log: bool,
     /// Memory cache budget in bytes.
-    #[arg(long, env = "REEF_CACHE_MEM", default_value_t = 256 << 20)]
+    #[arg(long, value_name = "BYTES", env = "REEF_CACHE_MEM", default_value_t = 256 << 20)]
     pub cache_mem: u64,
     /// Disk cache budget in bytes, in `<data-dir>/cache` (kept across restarts); only with
     /// `--data-dir`; 0 turns it off.
-    #[arg(long, env = "REEF_CACHE_DISK", default_value_t = 1 << 30)]
+    #[arg(long, value_name = "BYTES", env = "REEF_CACHE_DISK", default_value_t = 1 << 30)]
     pub cache_disk: u64,
     /// Largest object fetched and cached, in bytes.
-    #[arg(long, env = "REEF_MAX_OBJECT", default_value_t = 50 << 20)]
+    #[arg(long, value_name = "BYTES", env = "REEF_MAX_OBJECT", default_value_t = 50 << 20)]
     pub max_object: u64,
     /// Serve hosts outside the zone from this origin (reverse-proxy mode for one's own site).
     #[arg(long, env = "REEF_ORIGIN", value_name = "URL")]
@@ -129,44 +154,99 @@ pub struct NodeArgs {
     pub bandwidth_quota: Option<u64>,
     /// Requests per second one client (an IPv4 address or IPv6 /64) may sustain; beyond it,
     /// 429. 0 = no limit.
-    #[arg(long, env = "REEF_CLIENT_RATE", default_value_t = 50.0)]
+    #[arg(
+        long,
+        value_name = "PER_SEC",
+        env = "REEF_CLIENT_RATE",
+        default_value_t = 50.0
+    )]
     pub client_rate: f64,
     /// Requests one client may make at once before `--client-rate` applies.
-    #[arg(long, env = "REEF_CLIENT_BURST", default_value_t = 200.0)]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "REEF_CLIENT_BURST",
+        default_value_t = 200.0
+    )]
     pub client_burst: f64,
     /// Open client connections in all; 0 = no limit.
-    #[arg(long, env = "REEF_MAX_CONNECTIONS", default_value_t = 16_384)]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "REEF_MAX_CONNECTIONS",
+        default_value_t = 16_384
+    )]
     pub max_connections: usize,
     /// Open connections from one client; 0 = no limit.
-    #[arg(long, env = "REEF_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "REEF_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 256
+    )]
     pub max_connections_per_client: usize,
     /// Longest a directory lookup may take before a miss goes to the origin, in ms.
-    #[arg(long, env = "REEF_LOCATE_BUDGET_MS", default_value_t = 300)]
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "REEF_LOCATE_BUDGET_MS",
+        default_value_t = 300
+    )]
     pub locate_budget_ms: u64,
     /// Purges accepted per origin per minute (publishers' signed purges, from clients and
     /// from the overlay alike).
-    #[arg(long, env = "REEF_PURGES_PER_ORIGIN", default_value_t = 60)]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "REEF_PURGES_PER_ORIGIN",
+        default_value_t = 60
+    )]
     pub purges_per_origin: u32,
     /// Purges accepted per minute from all origins together.
-    #[arg(long, env = "REEF_PURGES_PER_NODE", default_value_t = 600)]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "REEF_PURGES_PER_NODE",
+        default_value_t = 600
+    )]
     pub purges_per_node: u32,
     /// A purge signed further than this many seconds from this node's clock is refused.
-    #[arg(long, env = "REEF_PURGE_MAX_SKEW", default_value_t = 300)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "REEF_PURGE_MAX_SKEW",
+        default_value_t = 300
+    )]
     pub purge_max_skew: u64,
     /// Keep a site's /.well-known/reef.json at least this many seconds (also a missing one).
-    #[arg(long, env = "REEF_SITE_MIN_TTL", default_value_t = 60)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "REEF_SITE_MIN_TTL",
+        default_value_t = 60
+    )]
     pub site_min_ttl: u64,
     /// Keep a site's /.well-known/reef.json at most this many seconds.
-    #[arg(long, env = "REEF_SITE_MAX_TTL", default_value_t = 3600)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "REEF_SITE_MAX_TTL",
+        default_value_t = 3600
+    )]
     pub site_max_ttl: u64,
     /// Most object transfers served to peers at once.
-    #[arg(long, env = "REEF_MAX_PEER_TRANSFERS", default_value_t = 256)]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "REEF_MAX_PEER_TRANSFERS",
+        default_value_t = 256
+    )]
     pub max_peer_transfers: usize,
     /// Stop after this many seconds (for scripts and tests); runs until Ctrl-C otherwise.
     #[arg(long, env = "REEF_RUN_FOR", value_name = "SECONDS")]
     pub run_for: Option<u64>,
     /// Seed of the DHT's random choices (cluster IDs, refresh targets).
-    #[arg(long, env = "REEF_SEED", default_value_t = 0)]
+    #[arg(long, value_name = "N", env = "REEF_SEED", default_value_t = 0)]
     pub seed: u64,
     /// Protocol version to key the overlay with (tests of incompatible releases only).
     #[arg(long, env = "REEF_PROTOCOL_VERSION", hide = true, default_value = PROTOCOL_VERSION)]

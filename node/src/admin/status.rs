@@ -9,7 +9,7 @@ use super::NodeState;
 use crate::overlay::PeerInfo;
 
 /// One level's cluster.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct ClusterStatus {
     /// 0 is global; higher is nearer.
     pub level: u8,
@@ -28,7 +28,7 @@ pub struct ClusterStatus {
 }
 
 /// `/status`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct Status {
     /// The DHT node ID (hex).
     pub node_id: String,
@@ -69,7 +69,7 @@ pub struct Status {
 }
 
 /// One site's share of what the node served.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct SiteStatus {
     /// The origin's host.
     pub site: String,
@@ -83,7 +83,7 @@ pub struct SiteStatus {
 }
 
 /// What the DHT node holds and did.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct DhtStatus {
     /// Peers whose RTT and clusters it remembers.
     pub peers_known: usize,
@@ -108,7 +108,7 @@ pub struct DhtStatus {
 }
 
 /// Publishers' purges seen here.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct PurgeStatus {
     /// Purges accepted (from clients and from the overlay).
     pub accepted: u64,
@@ -119,7 +119,7 @@ pub struct PurgeStatus {
 }
 
 /// What the nameserver answered.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct DnsCounters {
     /// Queries answered (any response code).
     pub answered: u64,
@@ -136,7 +136,7 @@ pub struct DnsCounters {
 }
 
 /// Cache figures.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct CacheStatus {
     /// URLs held.
     pub objects: usize,
@@ -155,7 +155,7 @@ pub struct CacheStatus {
 }
 
 /// Where objects came from and went to.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct FetchStatus {
     /// Fetches sent to origins.
     pub origin: u64,
@@ -180,7 +180,7 @@ pub struct FetchStatus {
 }
 
 /// Overlay refusals.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct OverlayCounters {
     /// Inbound handshakes that failed (another secret or version, or garbage).
     pub handshake_failures: u64,
