@@ -61,10 +61,10 @@ pub fn metrics_list() -> String {
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# HELP ") {
             help = rest.split_once(' ').map_or("", |(_, h)| h);
-        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-            if let Some((name, kind)) = rest.split_once(' ') {
-                out.push_str(&format!("| `{name}` | {kind} | {} |\n", cell(help)));
-            }
+        } else if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some((name, kind)) = rest.split_once(' ')
+        {
+            out.push_str(&format!("| `{name}` | {kind} | {} |\n", cell(help)));
         }
     }
     out
