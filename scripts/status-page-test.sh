@@ -93,6 +93,7 @@ for key, shown, live in p.fields:
     assert shown == want, f"{key}: the page shows {shown!r}, /status says {want!r}"
     checked += 1
 assert status["cache"]["hits"] > 0 and status["cache"]["misses"] > 0, status["cache"]
+assert status["cache"]["hit_bytes"] > 0, status["cache"]
 assert "origin.test" in page, "the top sites table names the site"
 assert f"http://origin.test:{port}/img/a.png" in page, "the purge is listed"
 assert len(status["history"]) >= 2, status["history"]

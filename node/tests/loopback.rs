@@ -93,6 +93,12 @@ fn node_proxies_and_caches_an_origin() {
     assert_eq!(status["cache"]["hits"], 1);
     assert_eq!(status["cache"]["misses"], 1);
     assert_eq!(status["fetches"]["origin"], 1);
+    // The status page's figures: bytes served from the cache, and the site's share.
+    assert_eq!(status["cache"]["hit_bytes"], b"hello from the origin".len());
+    let site = &status["sites"][0];
+    assert_eq!(site["site"], "origin.test");
+    assert_eq!(site["requests"], 2);
+    assert_eq!(site["bytes"], 2 * b"hello from the origin".len());
     let metrics = common::get(node.admin(), "admin", "/metrics", &[]);
     let text = String::from_utf8_lossy(&metrics.body);
     assert!(text.contains("\nreef_cache_hits_total 1\n"), "{text}");

@@ -359,7 +359,14 @@ impl Proxy {
             let status = self.cache_status("fwd=request; detail=refused");
             r.headers_mut().insert("cache-status", status);
         }
-        if counts.is_none() && quota.is_none() {
+        // Hits are counted in bytes too ("where the bytes came from" on the status page).
+        let hit = r
+            .headers()
+            .get("cache-status")
+            .and_then(|v| v.as_bytes().strip_prefix(self.config.node_name.as_bytes()))
+            .is_some_and(|rest| rest.starts_with(b"; hit"));
+        let hit_bytes = hit.then(|| self.stats.hit_bytes.clone());
+        if counts.is_none() && quota.is_none() && hit_bytes.is_none() {
             return r;
         }
         // Counted as the bytes actually go out (a client that hangs up costs only what it
@@ -370,6 +377,9 @@ impl Proxy {
                     let n = data.len() as u64;
                     if let Some(c) = &counts {
                         c.bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    if let Some(h) = &hit_bytes {
+                        h.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                     }
                     if let Some((q, site)) = &quota {
                         q.serve_site(site, n, Instant::now());
@@ -702,7 +712,7 @@ impl Proxy {
         head_only: bool,
         detail: &str,
     ) -> Response<ProxyBody> {
-        let r = render(Rendition {
+        render(Rendition {
             request,
             status: stored.status,
             headers: &stored.headers,
@@ -711,13 +721,7 @@ impl Proxy {
             head_only,
             age: Some(age),
             cache_status: self.cache_status(detail),
-        });
-        if let Some(n) = hyper::body::Body::size_hint(r.body()).exact() {
-            self.stats
-                .hit_bytes
-                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-        }
-        r
+        })
     }
 
     /// Starts the fetch of `want`, or joins the one in flight under `flight` (the cache key,

@@ -19,8 +19,9 @@ pub struct Stats {
     pub peer_bytes: AtomicU64,
     /// Requests for sites' `/.well-known/reef.json`.
     pub site_documents: AtomicU64,
-    /// Body bytes served to clients from stored copies.
-    pub hit_bytes: AtomicU64,
+    /// Body bytes served to clients from stored copies (shared with the bodies that count
+    /// them as they go out).
+    pub hit_bytes: std::sync::Arc<AtomicU64>,
 }
 
 /// A copy of the counters.
