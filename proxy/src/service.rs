@@ -24,6 +24,7 @@ use crate::limits::Limits;
 use crate::quota::Quota;
 use crate::render::{Rendition, full, render};
 use crate::route::{Route, RouteError, Router, Upstream};
+use crate::site::SiteNow;
 use crate::stats::Stats;
 use crate::store::{Store, Stored};
 
@@ -487,9 +488,31 @@ impl Proxy {
             Ok(Route::Reverse(up)) => (up, false),
             Err(e) => return text(StatusCode::BAD_REQUEST, self.router.help_page(&e)),
         };
-        if cdn && self.site(&upstream).await.opt_out {
+        // The site's policy: known, or being fetched alongside the object (a dying origin
+        // must not wait for its reef.json and then for the object); nothing is answered
+        // before the policy is known.
+        let pending = match cdn.then(|| self.site_now(&upstream)) {
+            Some(SiteNow::Known(p)) if p.opt_out => return self.opted_out(&upstream),
+            Some(SiteNow::Fetching(pending)) => Some(pending),
+            _ => None,
+        };
+        let r = self.serve_get(parts, upstream.clone(), cdn, client).await;
+        if let Some(pending) = pending
+            && self.site_wait(pending).await.opt_out
+        {
             return self.opted_out(&upstream);
         }
+        r
+    }
+
+    /// A GET or HEAD for `upstream`: from the cache, a peer or the origin.
+    async fn serve_get(
+        self: &Arc<Self>,
+        parts: http::request::Parts,
+        upstream: Upstream,
+        cdn: bool,
+        client: SocketAddr,
+    ) -> Response<ProxyBody> {
         let path = parts
             .uri
             .path_and_query()

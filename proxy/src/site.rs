@@ -7,10 +7,13 @@
 //! ```
 //!
 //! The document comes from the origin itself, never from a peer: a volunteer node could hand
-//! out its own key. It is fetched on first use of an origin (concurrent first requests wait
-//! for one fetch), kept for its freshness lifetime within bounds, refreshed in the background
-//! once expired, and kept as it was while a refresh fails (a dying origin must not lose its
-//! mirrors). A missing or malformed document means no keys, no opt-out and no mirrors.
+//! out its own key. It is fetched on first use of an origin, alongside the first object (so
+//! a slow origin costs one round trip, not two; concurrent first requests share one fetch,
+//! and none is answered before it ends: a site that opted out gets that one object request
+//! per node and nothing served). It is kept for its freshness lifetime within bounds,
+//! refreshed in the background once expired, and kept as it was while a refresh fails (a
+//! dying origin must not lose its mirrors). A missing or malformed document means no keys,
+//! no opt-out and no mirrors.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -149,7 +152,16 @@ struct Known {
 }
 
 /// A fetch under way: its result once known.
-type Pending = watch::Receiver<Option<Arc<SitePolicy>>>;
+pub(crate) type Pending = watch::Receiver<Option<Arc<SitePolicy>>>;
+
+/// A site's policy now, or the fetch that will tell it.
+#[derive(Debug)]
+pub(crate) enum SiteNow {
+    /// Known (perhaps being refreshed).
+    Known(Arc<SitePolicy>),
+    /// First use: being fetched.
+    Fetching(Pending),
+}
 
 /// The policies of the sites this node has served.
 #[derive(Debug, Default)]
@@ -215,6 +227,30 @@ impl Proxy {
         self.refreshed(origin).await
     }
 
+    /// `origin`'s policy if known (refreshed in the background once expired), else the
+    /// fetch that will tell it.
+    pub(crate) fn site_now(self: &Arc<Self>, origin: &Upstream) -> SiteNow {
+        match self.sites.lookup(origin) {
+            Some(k) => {
+                if k.expires <= Instant::now() {
+                    self.start_refresh(origin);
+                }
+                SiteNow::Known(k.policy)
+            }
+            None => SiteNow::Fetching(self.start_refresh(origin)),
+        }
+    }
+
+    /// The policy a fetch under way brings (none if it fails to finish).
+    pub(crate) async fn site_wait(&self, mut pending: Pending) -> Arc<SitePolicy> {
+        let wait = pending.wait_for(Option::is_some);
+        // The fetch has its own timeout; this only guards against a fetch task that died.
+        match tokio::time::timeout(self.config.sites.fetch_timeout * 2, wait).await {
+            Ok(Ok(p)) => p.clone().unwrap_or_default(),
+            _ => Arc::default(),
+        }
+    }
+
     /// `origin`'s policy, fetched again unless the origin answered for it less than
     /// `min_age` ago (a purge signed by a key the cached document lacks: the site may just
     /// have added it).
@@ -231,11 +267,8 @@ impl Proxy {
 
     /// Waits for a fetch of `origin`'s document (joining one under way).
     async fn refreshed(self: &Arc<Self>, origin: &Upstream) -> Arc<SitePolicy> {
-        let mut pending = self.start_refresh(origin);
-        match pending.wait_for(Option::is_some).await {
-            Ok(p) => p.clone().unwrap_or_default(),
-            Err(_) => Arc::default(), // the fetch task died: no policy
-        }
+        let pending = self.start_refresh(origin);
+        self.site_wait(pending).await
     }
 
     /// Starts fetching `origin`'s document unless a fetch is under way.

@@ -383,7 +383,9 @@ async fn a_site_that_opts_out_is_not_served() {
             r.cache_status
         );
     }
-    assert_eq!(s.origin.count("/a"), 0);
+    // The first request fetched the document and the object side by side; nothing was
+    // served or kept, and once the document is known nothing more is fetched.
+    assert!(s.origin.count("/a") <= 1);
     assert!(!s.node.store().contains(&s.url("/a")));
 }
 
