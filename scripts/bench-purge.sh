@@ -9,17 +9,10 @@
 # everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-need=()
-command -v nginx >/dev/null || need+=(nginx)
-command -v curl >/dev/null || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+. scripts/lib.sh
+need_packages nginx:nginx curl:curl
 cargo build --release --bin reef >/dev/null 2>&1
-s=$(mktemp -d)
-pid_origin=
-cleanup() { [ -n "$pid_origin" ] && kill "$pid_origin" 2>/dev/null || true; sleep 0.3; rm -rf "$s"; }
-trap cleanup EXIT
+start_scratch
 mkdir -p "$s"/{www/.well-known,run,log,tmp/origin}
 runs=${RUNS:-20}
 for i in $(seq 0 $((runs - 1))); do head -c 16384 /dev/urandom >"$s/www/obj$i.bin"; done
@@ -28,6 +21,6 @@ echo "$key" >"$s/www/.well-known/reef.json"
 p_origin=18093
 sed -e "s|@SCRATCH@|$s|g" -e "s|@PORT_ORIGIN@|$p_origin|g" scripts/bench/origin-nginx.conf >"$s/origin.conf"
 nginx -c "$s/origin.conf" -p "$s" >/dev/null 2>&1 &
-pid_origin=$!
+pids+=($!)
 sleep 0.5
 python3 scripts/bench/purge.py target/release/reef "$p_origin" "$s" "$runs" "${NODES:-20}"

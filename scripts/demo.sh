@@ -7,28 +7,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 keep=no
 [ "${1:-}" = "--keep" ] && keep=yes
-need=()
-command -v curl >/dev/null || need+=(curl)
-command -v dig >/dev/null || need+=(dnsutils)
-command -v python3 >/dev/null || need+=(python3)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+. scripts/lib.sh
+need_packages curl:curl dig:dnsutils python3:python3
 say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 run() { printf '  $ %s\n' "$*"; "$@" 2>&1 | sed 's/^/    /'; }
 echo "building reef (release)..."
 cargo build --release --bin reef >/dev/null 2>&1
 reef=target/release/reef
-s=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.3
-  rm -rf "$s"
-}
-trap cleanup EXIT
+start_scratch
 
-# The origin: an HTML page with two images, served by Python's http.server.
+# The origin: an HTML page with two images.
 mkdir -p "$s/www/img"
 cat >"$s/www/index.html" <<'HTML'
 <!doctype html><title>A small site</title>
@@ -36,26 +24,7 @@ cat >"$s/www/index.html" <<'HTML'
 HTML
 head -c 150000 /dev/urandom >"$s/www/img/reef.png"
 head -c 80000 /dev/urandom >"$s/www/img/fish.png"
-# Like most sites, it says how long its files may be cached (an hour).
-cat >"$s/origin.py" <<'PY'
-import functools, http.server, sys
-class Handler(http.server.SimpleHTTPRequestHandler):
-    def end_headers(self):
-        self.send_header("Cache-Control", "max-age=3600")
-        super().end_headers()
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=sys.argv[1]))
-print(f"port {server.server_address[1]}", file=sys.stderr, flush=True)
-server.serve_forever()
-PY
-python3 "$s/origin.py" "$s/www" >"$s/origin.log" 2>&1 &
-pids+=($!)
-port=
-for _ in $(seq 50); do
-  port=$(grep -o 'port [0-9]*' "$s/origin.log" | head -1 | cut -d' ' -f2 || true)
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "$port" ] || { echo "the origin did not start"; exit 1; }
+start_origin "$s/www" # like most sites, it says how long its files may be cached
 origin_requests() { grep -c "\"GET $1 " "$s/origin.log" || true; }
 
 # Five nodes, each with its proxy on its own loopback address (127.0.0.11 ... 127.0.0.15),

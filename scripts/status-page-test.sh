@@ -6,38 +6,19 @@
 # Debian if missing (needs root). Stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-need=()
-command -v chromium >/dev/null || need+=(chromium)
-command -v curl >/dev/null || need+=(curl)
-command -v python3 >/dev/null || need+=(python3)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+. scripts/lib.sh
+need_packages chromium:chromium curl:curl python3:python3
 cargo build --bin reef >/dev/null 2>&1
 out=${OUT:-target/status-page.png}
-s=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.2
-  rm -rf "$s"
-}
-trap cleanup EXIT
+start_scratch
 mkdir -p "$s/www/.well-known" "$s/www/img"
 echo '<html><body><h1>hello</h1><img src="/img/a.png"></body></html>' >"$s/www/index.html"
 head -c 20000 /dev/urandom >"$s/www/img/a.png"
 target/debug/reef publisher keygen --out "$s/site.key" 2>/dev/null >"$s/www/.well-known/reef.json"
-python3 -m http.server 0 --bind 127.0.0.1 --directory "$s/www" >"$s/origin.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do
-  port=$(grep -o 'port [0-9]*' "$s/origin.log" | head -1 | cut -d' ' -f2 || true)
-  [ -n "$port" ] && break
-  sleep 0.1
-done
-[ -n "$port" ] || { echo "the origin did not start"; exit 1; }
+start_origin "$s/www"
 target/debug/reef node --p2p /ip4/127.0.0.1/tcp/0 --http 127.0.0.1:0 --dns 127.0.0.1:0 \
   --admin 127.0.0.1:0 --allow-private-origins --resolve origin.test=127.0.0.1 \
-  --min-ttl 600 --run-for 300 >"$s/node.out" 2>"$s/node.err" &
+  --run-for 300 >"$s/node.out" 2>"$s/node.err" &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$s/node.out" ] && break; sleep 0.1; done
 read -r http admin < <(python3 -c 'import json,sys; i=json.loads(open(sys.argv[1]).readline()); print(i["http"], i["admin"])' "$s/node.out")
