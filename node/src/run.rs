@@ -185,6 +185,17 @@ pub struct NodeArgs {
         default_value_t = 256
     )]
     pub max_connections_per_client: usize,
+    /// Seconds a client has to send a request's headers (against slowloris).
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "REEF_HEADER_READ_TIMEOUT",
+        default_value_t = 10
+    )]
+    pub header_read_timeout: u64,
+    /// Largest request head (request line and headers) read; a longer one is refused.
+    #[arg(long, value_name = "BYTES", env = "REEF_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
+    pub max_header_bytes: usize,
     /// Longest a directory lookup may take before a miss goes to the origin, in ms.
     #[arg(
         long,
@@ -310,6 +321,8 @@ async fn start_proxy(
         burst: args.client_burst,
         connections_per_client: args.max_connections_per_client,
         connections: args.max_connections,
+        header_read_timeout: Duration::from_secs(args.header_read_timeout),
+        max_header_bytes: args.max_header_bytes,
     };
     if let Some(d) = data.filter(|_| args.cache_disk > 0) {
         let root = d.path().join("cache");

@@ -5,6 +5,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::process::Command;
+use std::time::Duration;
 
 use common::{Object, Origin, Reef};
 
@@ -265,4 +266,47 @@ fn options_can_come_from_a_config_file_and_the_command_line_wins() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown option `no_such_option`"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn random_bytes_on_the_dns_and_overlay_ports_are_shrugged_off() {
+    use std::io::Write;
+    let node = Reef::start(&[]);
+    let dns: std::net::SocketAddr = node.info["dns"].as_str().unwrap().parse().unwrap();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for seed in 0..300u64 {
+        let junk = common::bytes(1 + (seed as usize * 7) % 700, seed);
+        sock.send_to(&junk, dns).unwrap();
+    }
+    for seed in 0..20u64 {
+        if let Ok(mut s) = std::net::TcpStream::connect(dns) {
+            let _ = s.write_all(&common::bytes(4096, 1000 + seed));
+        }
+    }
+    // The overlay port: /ip4/127.0.0.1/tcp/PORT/p2p/...
+    let p2p = node.p2p();
+    let port: u16 = p2p.split('/').nth(4).unwrap().parse().unwrap();
+    for seed in 0..20u64 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.write_all(&common::bytes(4096, 2000 + seed));
+        }
+    }
+    // Still answering, and the garbage was counted as failed handshakes, not served.
+    let resp = common::dns_query(&node, "www.example.com.cdn.");
+    assert_eq!(
+        resp.metadata.response_code,
+        hickory_proto::op::ResponseCode::NoError
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = node.status();
+        if s["overlay"]["handshake_failures"].as_u64().unwrap() > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // And the nameserver still answers after all of it (hickory drops what does not parse).
+    let again = common::dns_query(&node, "www-example-com.cdn.");
+    assert_eq!(again.answers.len(), 1, "{again:?}");
 }

@@ -20,6 +20,10 @@ pub struct LimitsConfig {
     pub connections_per_client: usize,
     /// Open connections in all.
     pub connections: usize,
+    /// Time a client has to send a request's headers (slowloris).
+    pub header_read_timeout: std::time::Duration,
+    /// Largest request head (request line and headers) read; a longer one is refused.
+    pub max_header_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -29,6 +33,8 @@ impl Default for LimitsConfig {
             burst: 200.0,
             connections_per_client: 256,
             connections: 16_384,
+            header_read_timeout: std::time::Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
         }
     }
 }
@@ -92,6 +98,11 @@ impl Limits {
             conns: Mutex::new(HashMap::new()),
             open: AtomicUsize::new(0),
         })
+    }
+
+    /// The limits.
+    pub fn config(&self) -> &LimitsConfig {
+        &self.config
     }
 
     /// Whether `ip` may make a request at `now` (and counts it if so).
@@ -162,6 +173,7 @@ mod tests {
             burst,
             connections_per_client: per,
             connections: total,
+            ..LimitsConfig::default()
         })
     }
 

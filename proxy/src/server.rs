@@ -13,24 +13,21 @@ use tokio::sync::watch;
 
 use crate::service::Proxy;
 
-/// Largest request head (request line and headers) read; a longer one is refused (431).
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
-
-/// Time a client has to send a request's headers.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Time a client has to complete the TLS handshake.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Builder = Arc<auto::Builder<TokioExecutor>>;
 
-fn builder() -> Builder {
+/// The connection settings, from the limits: a client that sends its headers too slowly
+/// (slowloris) or too many of them is cut off.
+fn builder(limits: &crate::limits::LimitsConfig) -> Builder {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEADER_BYTES);
+        .header_read_timeout(limits.header_read_timeout)
+        // hyper's smallest buffer is 8 KiB.
+        .max_buf_size(limits.max_header_bytes.max(8192));
     Arc::new(builder)
 }
 
@@ -57,7 +54,7 @@ async fn accept_loop(
     tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let builder = builder();
+    let builder = builder(proxy.limits().config());
     loop {
         let (stream, client) = tokio::select! {
             accepted = listener.accept() => match accepted {
