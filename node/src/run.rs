@@ -349,16 +349,14 @@ async fn start_proxy(
         }
         None => None,
     };
-    let listener = tokio::net::TcpListener::bind(args.http)
-        .await
+    let listener = proxy::server::bind(args.http)
         .with_context(|| format!("starting the HTTP proxy on {}", args.http))?;
     let addr = listener.local_addr()?;
     let proxy = proxy::Proxy::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let https = match (&args.tls, &args.tls_cert, &args.tls_key) {
         (Some(tls_addr), Some(cert), Some(key)) => {
             let tls = proxy::tls::server_config(cert, key)?;
-            let tls_listener = tokio::net::TcpListener::bind(tls_addr)
-                .await
+            let tls_listener = proxy::server::bind(*tls_addr)
                 .with_context(|| format!("starting HTTPS on {tls_addr}"))?;
             let bound = tls_listener.local_addr()?;
             tokio::spawn(proxy::server::run_tls(

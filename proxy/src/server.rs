@@ -18,6 +18,22 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Builder = Arc<auto::Builder<TokioExecutor>>;
 
+/// Connections waiting to be accepted, at most (the kernel may cap it lower, at
+/// `net.core.somaxconn`). A flash crowd arrives faster than any accept loop: a short queue
+/// drops SYNs, and each dropped one costs its client a second before it tries again.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with [`LISTEN_BACKLOG`].
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// The connection settings, from the limits: a client that sends its headers too slowly
 /// (slowloris) or too many of them is cut off.
 fn builder(limits: &crate::limits::LimitsConfig) -> Builder {
