@@ -99,21 +99,63 @@ impl Default for TransportConfig {
     }
 }
 
+/// TCP that dials from a fresh port: libp2p binds a dial to its listening port by default
+/// (for NAT hole punching, which reef does not do), and that bind fails with "address in
+/// use" when the kernel still holds a TIME_WAIT for the same pair of ports, as it does after
+/// a crowd of short connections: the node then could not reach its peers.
+struct FreshPorts<T>(T);
+
+impl<T: Transport + Unpin> Transport for FreshPorts<T> {
+    type Output = T::Output;
+    type Error = T::Error;
+    type ListenerUpgrade = T::ListenerUpgrade;
+    type Dial = T::Dial;
+
+    fn listen_on(
+        &mut self,
+        id: libp2p::core::transport::ListenerId,
+        addr: libp2p::Multiaddr,
+    ) -> Result<(), libp2p::TransportError<Self::Error>> {
+        self.0.listen_on(id, addr)
+    }
+
+    fn remove_listener(&mut self, id: libp2p::core::transport::ListenerId) -> bool {
+        self.0.remove_listener(id)
+    }
+
+    fn dial(
+        &mut self,
+        addr: libp2p::Multiaddr,
+        mut opts: libp2p::core::transport::DialOpts,
+    ) -> Result<Self::Dial, libp2p::TransportError<Self::Error>> {
+        opts.port_use = libp2p::core::transport::PortUse::New;
+        self.0.dial(addr, opts)
+    }
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<libp2p::core::transport::TransportEvent<Self::ListenerUpgrade, Self::Error>>
+    {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
 fn tcp_stack(
     key: &Keypair,
     psk: [u8; 32],
     handshake_timeout: Duration,
 ) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
-    Ok(
-        tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-            .and_then(move |socket, _| psk::handshake(socket, psk))
-            .upgrade(Version::V1Lazy)
-            .authenticate(noise::Config::new(key)?)
-            .multiplex(yamux::Config::default())
-            .timeout(handshake_timeout)
-            .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
-            .boxed(),
-    )
+    Ok(FreshPorts(tcp::tokio::Transport::new(
+        tcp::Config::default().nodelay(true),
+    ))
+    .and_then(move |socket, _| psk::handshake(socket, psk))
+    .upgrade(Version::V1Lazy)
+    .authenticate(noise::Config::new(key)?)
+    .multiplex(yamux::Config::default())
+    .timeout(handshake_timeout)
+    .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+    .boxed())
 }
 
 /// Why the swarm could not be built.
