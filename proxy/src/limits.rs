@@ -42,10 +42,40 @@ impl Default for LimitsConfig {
 /// Clients tracked for rates before idle ones are forgotten.
 const MAX_TRACKED: usize = 65_536;
 
+/// A token bucket: `burst` tokens, refilled at `rate` a second (used for client requests
+/// here and for publishers' purges).
 #[derive(Debug, Clone, Copy)]
-struct Bucket {
+pub(crate) struct Bucket {
     tokens: f64,
     at: Instant,
+}
+
+impl Bucket {
+    /// A full bucket.
+    pub(crate) fn full(burst: f64, now: Instant) -> Bucket {
+        Bucket {
+            tokens: burst,
+            at: now,
+        }
+    }
+
+    /// The tokens at `now`.
+    pub(crate) fn level(&self, now: Instant, rate: f64, burst: f64) -> f64 {
+        (self.tokens + now.saturating_duration_since(self.at).as_secs_f64() * rate).min(burst)
+    }
+
+    /// Takes a token if there is one.
+    pub(crate) fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
+        let level = self.level(now, rate, burst);
+        self.at = now;
+        if level >= 1.0 {
+            self.tokens = level - 1.0;
+            true
+        } else {
+            self.tokens = level;
+            false
+        }
+    }
 }
 
 /// The limits in force, with their state.
@@ -117,23 +147,12 @@ impl Limits {
         };
         if buckets.len() >= MAX_TRACKED {
             // Forget clients whose bucket has refilled: they lose nothing.
-            buckets.retain(|_, b| {
-                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < burst
-            });
+            buckets.retain(|_, b| b.level(now, rate, burst) < burst);
         }
-        let b = buckets.entry(client_key(ip)).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        let refill = now.saturating_duration_since(b.at).as_secs_f64() * rate;
-        b.tokens = (b.tokens + refill).min(burst);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        buckets
+            .entry(client_key(ip))
+            .or_insert(Bucket::full(burst, now))
+            .take(now, rate, burst)
     }
 
     /// A slot for a new connection from `ip`, or `None` if it would exceed a limit.

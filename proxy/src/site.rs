@@ -218,13 +218,10 @@ enum Fetched {
 impl Proxy {
     /// `origin`'s policy: fetched on first use, refreshed in the background once expired.
     pub async fn site(self: &Arc<Self>, origin: &Upstream) -> Arc<SitePolicy> {
-        if let Some(k) = self.sites.lookup(origin) {
-            if k.expires <= Instant::now() {
-                self.start_refresh(origin); // at most one per origin at a time
-            }
-            return k.policy;
+        match self.site_now(origin) {
+            SiteNow::Known(policy) => policy,
+            SiteNow::Fetching(pending) => self.site_wait(pending).await,
         }
-        self.refreshed(origin).await
     }
 
     /// `origin`'s policy if known (refreshed in the background once expired), else the

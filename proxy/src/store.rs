@@ -260,6 +260,7 @@ impl Store {
             self.remove(&target.key);
             return usize::from(held);
         }
+        // quick_cache's `retain` takes an `Fn`: the keys are counted in a pass of their own.
         let mut keys: std::collections::HashSet<String> = self
             .cache
             .iter()

@@ -33,6 +33,7 @@ use hyper::body::Incoming;
 use serde::Serialize;
 
 use self::message::{MAX_PURGE_BYTES, MalformedPurge, Purge, PurgeTarget};
+use crate::limits::Bucket;
 use crate::render::full;
 use crate::route::Upstream;
 use crate::service::{Proxy, ProxyBody};
@@ -166,25 +167,6 @@ const MAX_NONCES: usize = 262_144;
 /// Origins with purge rate state, at most (idle ones are dropped first).
 const MAX_RATED: usize = 65_536;
 
-/// A token bucket of `per_minute` tokens refilled over a minute.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn level(&self, now: Instant, per_minute: f64) -> f64 {
-        let refill = now.saturating_duration_since(self.at).as_secs_f64() * per_minute / 60.0;
-        (self.tokens + refill).min(per_minute)
-    }
-
-    fn take(&mut self, now: Instant, per_minute: f64) {
-        self.tokens = self.level(now, per_minute) - 1.0;
-        self.at = now;
-    }
-}
-
 /// What this node knows of purges.
 #[derive(Debug, Default)]
 pub struct Purges {
@@ -243,28 +225,24 @@ impl Purges {
         let (Ok(mut rates), Ok(mut node)) = (self.rates.lock(), self.node_rate.lock()) else {
             return Err(PurgeError::Busy);
         };
+        // Buckets of a minute's purges, refilled over the minute.
         let per_origin = f64::from(config.per_origin_per_minute.max(1));
+        let per_node = f64::from(config.per_node_per_minute.max(1));
         if rates.len() >= MAX_RATED && !rates.contains_key(origin) {
             // Forget origins whose bucket has filled up again.
-            rates.retain(|_, b| b.level(now, per_origin) < per_origin);
+            rates.retain(|_, b| b.level(now, per_origin / 60.0, per_origin) < per_origin);
         }
-        let b = rates.entry(origin.clone()).or_insert(Bucket {
-            tokens: per_origin,
-            at: now,
-        });
-        if b.level(now, per_origin) < 1.0 {
+        let b = rates
+            .entry(origin.clone())
+            .or_insert(Bucket::full(per_origin, now));
+        if b.level(now, per_origin / 60.0, per_origin) < 1.0 {
             return Err(PurgeError::RateLimited(origin.to_string()));
         }
-        let per_node = f64::from(config.per_node_per_minute.max(1));
-        let n = node.get_or_insert(Bucket {
-            tokens: per_node,
-            at: now,
-        });
-        if n.level(now, per_node) < 1.0 {
+        let n = node.get_or_insert(Bucket::full(per_node, now));
+        if !n.take(now, per_node / 60.0, per_node) {
             return Err(PurgeError::RateLimited("all origins".into()));
         }
-        b.take(now, per_origin);
-        n.take(now, per_node);
+        b.take(now, per_origin / 60.0, per_origin);
         Ok(())
     }
 
