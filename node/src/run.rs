@@ -148,6 +148,15 @@ pub struct NodeArgs {
     /// Fixed address for an origin name, like curl's --resolve (repeatable): NAME=IP.
     #[arg(long = "resolve", env = "REEF_RESOLVE", value_delimiter = ',', value_name = "NAME=IP", value_parser = parse_resolve)]
     pub resolve: Vec<(String, IpAddr)>,
+    /// Nameserver for origin names, like Squid's dns_nameservers (repeatable): IP:PORT.
+    /// Unset: the system's resolver configuration.
+    #[arg(
+        long = "origin-dns",
+        env = "REEF_ORIGIN_DNS",
+        value_delimiter = ',',
+        value_name = "ADDR"
+    )]
+    pub origin_dns: Vec<SocketAddr>,
     /// Bytes served to clients per hour; past it the node redirects clients to origins (302)
     /// and leaves the directory and DNS answers for 30 minutes.
     #[arg(long, env = "REEF_BANDWIDTH_QUOTA", value_name = "BYTES_PER_HOUR")]
@@ -343,6 +352,7 @@ async fn start_proxy(
     config.purge.max_skew = Duration::from_secs(args.purge_max_skew);
     config.allow_private_origins = args.allow_private_origins;
     config.resolve = args.resolve.iter().cloned().collect();
+    config.origin_nameservers = args.origin_dns.clone();
     config.reverse_origin = match &args.origin {
         Some(url) => {
             Some(proxy::route::parse_origin(url).map_err(|e| anyhow::anyhow!("--origin: {e}"))?)

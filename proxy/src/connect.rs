@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use http_body_util::combinators::BoxBody;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -47,6 +49,39 @@ impl OriginResolver {
             fixed: Arc::new(fixed),
             allow_private,
             dns: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Sends origin lookups to `servers` instead of the system's nameservers (none: keep
+    /// the system's).
+    pub fn with_nameservers(self, servers: &[SocketAddr]) -> Self {
+        if servers.is_empty() {
+            return self;
+        }
+        let config = ResolverConfig::from_name_servers(
+            servers
+                .iter()
+                .map(|s| {
+                    let mut udp = ConnectionConfig::udp();
+                    udp.port = s.port();
+                    let mut tcp = ConnectionConfig::tcp();
+                    tcp.port = s.port();
+                    NameServerConfig::new(s.ip(), true, vec![udp, tcp])
+                })
+                .collect(),
+        );
+        let resolver =
+            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default()).build();
+        let dns = match resolver {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(error = %e, "origin nameservers unusable; using the system's getaddrinfo");
+                None
+            }
+        };
+        OriginResolver {
+            dns: Arc::new(OnceLock::from(dns)),
+            ..self
         }
     }
 

@@ -50,6 +50,8 @@ pub struct Config {
     pub allow_private_origins: bool,
     /// Fixed addresses for origin names, consulted before DNS (like curl's `--resolve`).
     pub resolve: BTreeMap<String, IpAddr>,
+    /// Nameservers for origin names (UDP, then TCP); empty: the system's configuration.
+    pub origin_nameservers: Vec<SocketAddr>,
     /// Time the origin has to send response headers.
     pub first_byte_timeout: Duration,
     /// Longest silence within a response body before the fetch is abandoned.
@@ -90,6 +92,7 @@ impl Config {
             node_name: "reef".into(),
             allow_private_origins: false,
             resolve: BTreeMap::new(),
+            origin_nameservers: Vec::new(),
             first_byte_timeout: Duration::from_secs(15),
             body_idle_timeout: Duration::from_secs(30),
             origin_concurrency: 16,
@@ -242,7 +245,8 @@ fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
 impl Proxy {
     /// A proxy with an empty cache.
     pub fn new(config: Config) -> Result<Arc<Proxy>, TlsError> {
-        let resolver = OriginResolver::new(config.resolve.clone(), config.allow_private_origins);
+        let resolver = OriginResolver::new(config.resolve.clone(), config.allow_private_origins)
+            .with_nameservers(&config.origin_nameservers);
         let client = connect::client(resolver.clone(), &config.extra_roots)?;
         Ok(Arc::new(Proxy {
             router: Router::new(config.zone.clone(), config.reverse_origin.clone()),

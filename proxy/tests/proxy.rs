@@ -632,6 +632,30 @@ async fn unkeyed_and_spoofed_headers_never_reach_the_origin() {
     );
     assert!(!seen.contains("6.6.6.6"), "{seen}");
     assert!(seen.contains("x-forwarded-for: 127.0.0.1"), "{seen}");
+
+    // Nor do they reach rewritten URLs or the cache key: a poisoner's redirect and object
+    // are what every later client gets.
+    let spoof = [
+        ("x-forwarded-host", "evil.example"),
+        ("x-forwarded-scheme", "https"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-port", "6666"),
+        ("x-host", "evil.example"),
+        ("forwarded", "host=evil.example;proto=https"),
+    ];
+    let (r, _) = s.get("GET", "/redirect", &host, &spoof).await;
+    assert_eq!(
+        header(&r, "location"),
+        format!("http://{}/target?x=1", s.host)
+    );
+    let (_, poisoned) = s.get("GET", "/cache", &host, &spoof).await;
+    let (r, plain) = s.cdn("/cache").await;
+    assert_eq!(poisoned, plain);
+    assert!(
+        header(&r, "cache-status").contains("hit"),
+        "one cache entry, whatever the spoofed headers: {}",
+        header(&r, "cache-status")
+    );
 }
 
 #[tokio::test]
