@@ -37,6 +37,17 @@ WEIGHTS = [
 
 lock = threading.Lock()
 counts = {"requests": 0, "ok": 0, "bytes": 0, "wrong": 0, "failed": 0}
+# How the good answers were served: this node's Cache-Status entry (without its name and
+# details), prefixed with "peer: " when another node's entry comes first.
+served = {}
+
+
+def how(cache_status):
+    entries = [e.strip() for e in cache_status.split(",") if e.strip()]
+    if not entries:
+        return "none"
+    params = [p.strip() for p in entries[-1].split(";")[1:] if not p.strip().startswith("detail=")]
+    return ("peer: " if len(entries) > 1 else "") + ("; ".join(params) or "?")
 errors = open(args.errors, "w")
 
 
@@ -70,9 +81,11 @@ def worker(node, addr, seed, deadline):
                 record(node, "wrong body", path,
                        f"{len(data)} bytes; cache-status {r.getheader('Cache-Status', '')}")
             else:
+                kind = how(r.getheader("Cache-Status", ""))
                 with lock:
                     counts["ok"] += 1
                     counts["bytes"] += len(data)
+                    served[kind] = served.get(kind, 0) + 1
         except (OSError, http.client.HTTPException) as e:
             with lock:
                 counts["requests"] += 1
@@ -95,4 +108,8 @@ for t in threads:
 for t in threads:
     t.join()
 errors.close()
+conn = http.client.HTTPConnection(args.origin, timeout=10)
+conn.request("GET", "/stats")
+counts["origin"] = json.loads(conn.getresponse().read())
+counts["served"] = dict(sorted(served.items(), key=lambda kv: -kv[1]))
 print(json.dumps(counts))

@@ -46,6 +46,8 @@ MANIFEST = json.dumps(
 ).encode()
 LAST_MODIFIED = "Sat, 21 Nov 2026 00:00:00 GMT"
 failing = threading.Event()
+lock = threading.Lock()
+stats = {"requests": 0, "bodies": 0, "body_bytes": 0, "not_modified": 0, "refused": 0}
 cuts = [0]
 
 
@@ -58,7 +60,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/manifest":
             return self.reply(200, MANIFEST, {"Cache-Control": "no-store"})
+        if self.path == "/stats":
+            return self.reply(200, json.dumps(stats).encode(), {"Cache-Control": "no-store"})
+        with lock:
+            stats["requests"] += 1
         if failing.is_set():
+            with lock:
+                stats["refused"] += 1
             cuts[0] += 1
             if cuts[0] % 2:
                 self.close_connection = True
@@ -72,7 +80,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
         headers = {"Cache-Control": cc, "ETag": etag, "Last-Modified": LAST_MODIFIED}
         if self.headers.get("If-None-Match") == etag:
+            with lock:
+                stats["not_modified"] += 1
             return self.reply(304, b"", headers)
+        with lock:
+            stats["bodies"] += 1
+            stats["body_bytes"] += len(data)
         self.reply(200, data, headers)
 
     def reply(self, status, data, headers):

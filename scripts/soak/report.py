@@ -45,6 +45,10 @@ for line in open(f"{scratch}/rss"):
 minutes = (max(t for n in rss for t, _ in rss[n]) if rss else 0) / 60
 print(f"soak: {minutes:.1f} min, {summary['requests']} requests, {summary['ok']} good bodies "
       f"({summary['bytes'] / 2**20:.0f} MiB checked), {summary['wrong']} wrong bodies")
+o = summary["origin"]
+print(f"  origin: {o['requests']} requests ({o['bodies']} bodies, {o['body_bytes'] / 2**20:.0f} MiB; "
+      f"{o['not_modified']} not modified; {o['refused']} failed on purpose)")
+print("  served: " + ", ".join(f"{k} {v}" for k, v in list(summary["served"].items())[:8]))
 print(f"  node restarts: {sum(len(v) for v in down.values())}; origin failure windows: {len(failing)}")
 print(f"  failures at a node while it was down (expected): {sum(expected.values())} {dict(expected)}")
 print(f"  failures anywhere else: {len(unexpected)}")
