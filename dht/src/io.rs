@@ -39,8 +39,10 @@ pub enum Input {
         /// The answer.
         resp: Response,
     },
-    /// The transport gave up on a request we sent (e.g. it could not dial the peer). The node
-    /// also times requests out by itself; this only makes failure faster.
+    /// The transport gave up on a request we sent (it could not dial the peer, or the
+    /// connection closed under it). Handled like a timeout, only sooner: the node retries
+    /// up to `rpc_retries` times (a retry may find a fresh connection where a stale one
+    /// failed, as after a partition) before it gives up on the peer.
     SendFailed {
         /// The request that failed.
         rpc: RpcId,

@@ -64,6 +64,8 @@ pub struct Stats {
     pub stores_refused: u64,
     /// Gets, puts and lookups started.
     pub queries_started: u64,
+    /// Self-lookups started because a contact arrived while the routing table was empty.
+    pub rejoins: u64,
     /// Times the node moved to another cluster, at any level.
     pub cluster_changes: u64,
     /// Values held now, all levels.
@@ -74,6 +76,9 @@ pub struct Stats {
     pub keys_loaded: usize,
     /// Peers whose RTT and clusters the node remembers now.
     pub peers_known: usize,
+    /// Contacts in the level-0 routing table now: none means the node cannot route and must
+    /// join again.
+    pub routing_peers: usize,
     /// Requests waiting for an answer now.
     pub rpcs_in_flight: usize,
     /// Queries running now.

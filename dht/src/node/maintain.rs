@@ -28,6 +28,12 @@ impl Node {
     }
     fn on_rpc_timeout(&mut self, now: Instant, rpc: RpcId) {
         self.stats.timeouts += 1;
+        self.retry_or_fail(now, rpc);
+    }
+
+    /// An attempt went unanswered (timed out, or the transport failed it): sends another
+    /// while retries remain, else gives up on the peer.
+    pub(super) fn retry_or_fail(&mut self, now: Instant, rpc: RpcId) {
         let Some(out) = self.rpcs.get(rpc) else {
             return;
         };

@@ -130,9 +130,7 @@ impl Node {
             Input::Response { rpc, resp } => self.on_response(now, rpc, resp),
             Input::SendFailed { rpc } => {
                 self.stats.send_failures += 1;
-                if let Some(out) = self.rpcs.finish(rpc) {
-                    self.on_rpc_failed(now, rpc, out);
-                }
+                self.retry_or_fail(now, rpc);
             }
         }
     }
@@ -223,6 +221,7 @@ impl Node {
         s.keys_stored = self.stores.iter().map(Store::key_count).sum();
         s.keys_loaded = self.stores.iter().map(|st| st.loaded_key_count(now)).sum();
         s.peers_known = self.clusters.peer_count();
+        s.routing_peers = self.tables[0].len();
         s.rpcs_in_flight = self.rpcs.len();
         s.queries_running = self.queries.len();
         s
@@ -323,6 +322,7 @@ impl Node {
         if contact.id == self.me.id {
             return;
         }
+        let alone = self.tables[0].len() == 0;
         for level in self.levels() {
             let table = &mut self.tables[level.index()];
             if self.clusters.is_member(&contact.id, level) {
@@ -338,6 +338,24 @@ impl Node {
                 table.remove(&contact.id);
             }
         }
+        if alone && self.tables[0].len() > 0 && !self.looking_up_self() {
+            // The first contact after knowing no one (a start, or the end of a partition
+            // that emptied the table): look ourselves up through it, as a bootstrap does, so
+            // we learn the rest of the network and its nodes learn of us again. Without this
+            // a node rejoined by one peer's message would route through that peer alone
+            // until its next refresh.
+            self.stats.rejoins += 1;
+            self.start_lookup(now, Level::GLOBAL, Key::from(self.me.id), Vec::new(), false);
+        }
+    }
+
+    /// Whether a level-0 lookup of our own ID (a bootstrap or a refresh) is running.
+    fn looking_up_self(&self) -> bool {
+        let me = Key::from(self.me.id);
+        self.queries.values().any(|q| {
+            q.key == me
+                && matches!(q.kind, crate::query::Kind::Lookup { level, .. } if level == Level::GLOBAL)
+        })
     }
 
     fn on_request(

@@ -102,13 +102,20 @@ fn request_for_a_level_it_does_not_have_is_refused() {
             req: request(body),
         },
     );
-    match drain(&mut n).as_slice() {
-        [Transmit::Response { inbound, resp }] => {
-            assert_eq!(*inbound, InboundId(7));
-            assert_eq!(resp.body, ResponseBody::Refused);
-        }
-        other => panic!("{other:?}"),
-    }
+    // (It also looks itself up through its first contact: see the rejoin test.)
+    let sent = drain(&mut n);
+    let responses: Vec<_> = sent
+        .iter()
+        .filter_map(|t| match t {
+            Transmit::Response { inbound, resp } => Some((*inbound, resp.body.clone())),
+            Transmit::Request { .. } => None,
+        })
+        .collect();
+    assert_eq!(
+        responses,
+        vec![(InboundId(7), ResponseBody::Refused)],
+        "{sent:?}"
+    );
 }
 
 #[test]
@@ -243,4 +250,71 @@ fn a_peer_learned_address_replaces_the_held_one_without_adding_anyone() {
         "nor the node itself"
     );
     assert_eq!(addrs(&n), vec![vec![2, 2]]);
+}
+
+#[test]
+fn a_node_that_knows_no_one_looks_itself_up_through_the_first_peer_that_speaks() {
+    // After a partition emptied its table, one peer's request is all an isolated node hears:
+    // it rejoins through that peer (a lookup of its own ID) instead of routing through it
+    // alone until the next refresh.
+    let now = epoch();
+    let mut n = node();
+    let ping = |n: &mut Node, from: Contact, inbound: u64| {
+        n.handle_input(
+            now,
+            Input::Request {
+                from,
+                inbound: InboundId(inbound),
+                req: request(RequestBody::Ping),
+            },
+        );
+        drain(n)
+    };
+    let sent = ping(&mut n, peer(2), 0);
+    let own = Key::from(NodeId([1; 32]));
+    let lookups: Vec<_> = sent
+        .iter()
+        .filter(|t| {
+            matches!(t, Transmit::Request { to, req, .. }
+                if to.id == NodeId([2; 32])
+                    && matches!(req.body, RequestBody::FindNode { target, level } if target == own && level == Level::GLOBAL))
+        })
+        .collect();
+    assert_eq!(lookups.len(), 1, "{sent:?}");
+    assert_eq!(n.stats(now).rejoins, 1);
+    // A second peer, while the table is no longer empty, starts nothing more.
+    let sent = ping(&mut n, peer(3), 1);
+    assert!(
+        sent.iter().all(|t| matches!(t, Transmit::Response { .. })),
+        "{sent:?}"
+    );
+    assert_eq!(n.stats(now).rejoins, 1);
+}
+
+#[test]
+fn a_transport_failure_is_retried_like_a_timeout_before_the_peer_is_given_up() {
+    // A stale connection that closes under a request (after a partition) fails the attempt,
+    // not the peer: the retry goes out on a fresh connection.
+    let now = epoch();
+    let mut n = node();
+    let q = n.bootstrap(now, vec![peer(2)]);
+    let retries = n.config().rpc_retries;
+    let mut rpcs = Vec::new();
+    for attempt in 0..=retries {
+        let rpc = match drain(&mut n).as_slice() {
+            [Transmit::Request { to, rpc, .. }] if to.id == NodeId([2; 32]) => *rpc,
+            other => panic!("attempt {attempt}: expected one request to peer 2, got {other:?}"),
+        };
+        assert!(!rpcs.contains(&rpc), "each attempt has its own id");
+        rpcs.push(rpc);
+        assert!(
+            std::iter::from_fn(|| n.poll_event()).next().is_none(),
+            "not given up after {attempt} failures"
+        );
+        n.handle_input(now, Input::SendFailed { rpc });
+    }
+    assert!(drain(&mut n).is_empty(), "no attempt past the retries");
+    let events: Vec<Event> = std::iter::from_fn(|| n.poll_event()).collect();
+    assert_eq!(events, vec![Event::BootstrapDone { query: q, known: 0 }]);
+    assert_eq!(n.stats(now).send_failures, u64::from(retries) + 1);
 }

@@ -10,7 +10,7 @@ pub fn metrics(s: &Status) -> String {
     const GAUGE: &str = "gauge";
     let n = |v: u64| v as f64;
     #[rustfmt::skip] // one metric a line
-    let table: [(&str, &str, &str, f64); 33] = [
+    let table: [(&str, &str, &str, f64); 34] = [
         ("reef_cache_hits_total", COUNTER, "Requests served from a fresh stored copy.", n(s.cache.hits)),
         ("reef_cache_misses_total", COUNTER, "Requests that needed a fetch.", n(s.cache.misses)),
         ("reef_cache_objects", GAUGE, "URLs in the memory cache.", s.cache.objects as f64),
@@ -31,6 +31,7 @@ pub fn metrics(s: &Status) -> String {
         ("reef_dht_requests_in_total", COUNTER, "DHT requests received.", n(s.overlay.dht_requests_in)),
         ("reef_dht_requests_out_total", COUNTER, "DHT requests sent.", n(s.overlay.dht_requests_out)),
         ("reef_overlay_handshake_failures_total", COUNTER, "Inbound connections that failed the keyed handshake.", n(s.overlay.handshake_failures)),
+        ("reef_overlay_stalled_connections_total", COUNTER, "Connections closed because their pings went unanswered.", n(s.overlay.stalled_connections)),
         ("reef_overlay_dial_failures_total", COUNTER, "Outbound connections that failed.", n(s.overlay.dial_failures)),
         ("reef_overlay_rejected_messages_total", COUNTER, "DHT messages refused.", n(s.overlay.rejected_messages)),
         ("reef_bad_peers_total", COUNTER, "Peers reported for serving wrong bytes.", n(s.overlay.bad_peers)),

@@ -186,6 +186,8 @@ pub struct OverlayCounters {
     pub handshake_failures: u64,
     /// Outbound connections that failed.
     pub dial_failures: u64,
+    /// Connections closed because their pings went unanswered (stalled by a partition).
+    pub stalled_connections: u64,
     /// DHT messages refused.
     pub rejected_messages: u64,
     /// Peers reported for wrong bytes.
@@ -273,6 +275,7 @@ impl NodeState {
             overlay: OverlayCounters {
                 handshake_failures: get(&c.handshake_failures),
                 dial_failures: get(&c.dial_failures),
+                stalled_connections: get(&c.stalled_connections),
                 rejected_messages: get(&c.rejected_messages),
                 bad_peers: get(&d.bad_peers),
                 dht_requests_in: o.stats.requests_in.total(),

@@ -106,7 +106,8 @@ pub(super) type Trace = [u8; 16];
 
 /// Bounds the peer-to-contact map (peers pinged or heard from).
 const MAX_CONTACTS: usize = 4096;
-/// How often bootstrap addresses are dialled again while the node knows no one.
+/// How often the node tries to join again (bootstrap addresses, connected peers) while its
+/// routing table is empty.
 const BOOTSTRAP_RETRY: Duration = Duration::from_secs(5);
 
 pub(super) struct Driver {
@@ -212,8 +213,23 @@ impl Driver {
     fn housekeeping(&mut self, t: Instant) {
         self.next_bootstrap = t + BOOTSTRAP_RETRY;
         self.inbound.retain(|_, ch| ch.is_open());
-        if self.bootstrap.is_empty() || self.dht.stats(t).peers_known > 0 {
+        if self.dht.stats(t).routing_peers > 0 {
             return;
+        }
+        // Connections that outlived a partition (TCP waits it out) are the quickest way
+        // back: look ourselves up through the peers at their other ends, as well as dialling
+        // the bootstrap addresses.
+        let connected: Vec<Contact> = self
+            .swarm
+            .connected_peers()
+            .filter_map(|p| self.contacts.get(p).map(|(c, _)| c.clone()))
+            .collect();
+        if !connected.is_empty() {
+            tracing::debug!(
+                peers = connected.len(),
+                "routing table empty: joining again through connected peers"
+            );
+            self.dht.bootstrap(t, connected);
         }
         for addr in self.bootstrap.clone() {
             let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
@@ -510,7 +526,21 @@ impl Driver {
                     self.dht.handle_rtt(now(), c, rtt);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Ping(_)) => {}
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(error),
+            })) => {
+                // A connection whose pings go unanswered is stalled (a partition: TCP keeps
+                // it open and backs its retransmissions off for minutes). Closing it makes
+                // the next request dial afresh instead of queueing behind the stall, which is
+                // what lets the overlay heal as soon as the network does.
+                tracing::debug!(%peer, %error, "ping failed: closing the connection");
+                self.counters
+                    .stalled_connections
+                    .fetch_add(1, Ordering::Relaxed);
+                self.swarm.close_connection(connection);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Gossip(e)) => self.on_gossip(e),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(_) | BehaviourEvent::Stream(())) => {}
             SwarmEvent::ConnectionEstablished {

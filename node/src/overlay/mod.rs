@@ -108,6 +108,8 @@ pub struct Counters {
     /// Inbound connections that failed the pnet/noise/yamux upgrade: most likely a node with
     /// another network secret or protocol version.
     pub handshake_failures: AtomicU64,
+    /// Connections closed because their pings went unanswered (stalled by a partition).
+    pub stalled_connections: AtomicU64,
     /// Outbound connections that failed (unreachable peer, or another secret or version).
     pub dial_failures: AtomicU64,
     /// Connections established.

@@ -80,6 +80,8 @@ pub struct TransportConfig {
     pub request_timeout: Duration,
     /// How often connected peers are pinged.
     pub ping_interval: Duration,
+    /// How long a ping may go unanswered before its connection counts as stalled.
+    pub ping_timeout: Duration,
     /// How long a connection with nothing going on stays open.
     pub idle_timeout: Duration,
     /// Time for the TCP + pnet + noise + yamux upgrade.
@@ -93,6 +95,7 @@ impl Default for TransportConfig {
             max_message: dht::Config::default().max_message_size,
             request_timeout: Duration::from_secs(5),
             ping_interval: Duration::from_secs(15),
+            ping_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             handshake_timeout: Duration::from_secs(10),
         }
@@ -184,7 +187,11 @@ pub fn build(
                     [(DHT_PROTOCOL, ProtocolSupport::Full)],
                     rr,
                 ),
-                ping: ping::Behaviour::new(ping::Config::new().with_interval(config.ping_interval)),
+                ping: ping::Behaviour::new(
+                    ping::Config::new()
+                        .with_interval(config.ping_interval)
+                        .with_timeout(config.ping_timeout),
+                ),
                 identify: identify::Behaviour::new(
                     identify::Config::new(format!("/{}", config.protocol_version), key.public())
                         .with_agent_version(format!("reef/{}", env!("CARGO_PKG_VERSION"))),
