@@ -20,15 +20,14 @@
 #     objects shared across the former cut;
 #  5. a host with another network secret never joins, and the nodes count its failed
 #     handshakes.
-# Usage: scripts/netns-cluster.sh (as root).
+# Usage: scripts/netns-cluster.sh (as root; REEF_PROFILE=debug uses the debug build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "netns-cluster.sh needs root (network namespaces)" >&2; exit 1; }
 . scripts/lib.sh
 need_packages ip:iproute2 curl:curl python3:python3
 heal_limit=${HEAL_LIMIT:-60}
-cargo build --release --bin reef >/dev/null 2>&1
-reef=$PWD/target/release/reef
+build_reef
 
 tag=reef$$
 sw=${tag}sw

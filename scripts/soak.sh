@@ -12,8 +12,7 @@ cd "$(dirname "$0")/.."
 minutes=${1:-10}
 . scripts/lib.sh
 need_packages python3:python3
-cargo build --release --bin reef >/dev/null 2>&1
-reef=$PWD/target/release/reef
+build_reef
 start_scratch
 # Each run is judged from files: keep them if asked.
 [ -n "${SOAK_KEEP:-}" ] && trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; echo "files in $s"' EXIT
