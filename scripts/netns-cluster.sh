@@ -95,7 +95,9 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         super().end_headers()
 http.server.ThreadingHTTPServer(("10.77.2.5", 80), functools.partial(Handler, directory=sys.argv[1])).serve_forever()
 PY
-in_host 5 python3 "$s/origin.py" "$s/www" >"$s/origin.log" 2>&1 &
+# (ip netns exec runs in the background itself, not through a function's subshell, so that
+# $! is the server's own PID and cleanup stops it.)
+ip netns exec "${tag}h5" python3 "$s/origin.py" "$s/www" >"$s/origin.log" 2>&1 &
 pids+=($!)
 origin_gets() { grep -c "\"GET $1 " "$s/origin.log" || true; }
 
@@ -104,7 +106,7 @@ origin_gets() { grep -c "\"GET $1 " "$s/origin.log" || true; }
 "$reef" secret new --out "$s/other-secret" >/dev/null
 start_node() { # HOST SECRET [BOOTSTRAP]
   local h=$1 secret=$2 boot=${3:-}
-  in_host "$h" "$reef" node --secret-file "$secret" --data-dir "$s/data$h" \
+  ip netns exec "${tag}h$h" "$reef" node --secret-file "$secret" --data-dir "$s/data$h" \
     --p2p "/ip4/10.77.1.$h/tcp/4001" --http "10.77.1.$h:8080" --public-http "10.77.1.$h:8080" \
     --dns "10.77.1.$h:5353" --admin 127.0.0.1:9090 \
     --allow-private-origins --resolve origin.test=10.77.2.5 \

@@ -148,6 +148,10 @@ pub struct NodeArgs {
     /// Fixed address for an origin name, like curl's --resolve (repeatable): NAME=IP.
     #[arg(long = "resolve", env = "REEF_RESOLVE", value_delimiter = ',', value_name = "NAME=IP", value_parser = parse_resolve)]
     pub resolve: Vec<(String, IpAddr)>,
+    /// This node's name in `Cache-Status` (letters, digits, `.`, `-`, `_`; at most 64).
+    /// Unset: `reef-` and the last 8 characters of its peer ID.
+    #[arg(long, env = "REEF_NODE_NAME", value_name = "NAME", value_parser = parse_node_name)]
+    pub node_name: Option<String>,
     /// Nameserver for origin names, like Squid's dns_nameservers (repeatable): IP:PORT.
     /// Unset: the system's resolver configuration.
     #[arg(
@@ -315,11 +319,13 @@ fn secret(args: &NodeArgs) -> anyhow::Result<NetworkSecret> {
 async fn start_proxy(
     args: &NodeArgs,
     data: Option<&DataDir>,
+    node_name: String,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, Option<SocketAddr>, Arc<proxy::Proxy>)> {
     let zone = ZoneSuffix::parse(&args.zone)
         .map_err(|e| anyhow::anyhow!("--zone {:?}: {e}", args.zone))?;
     let mut config = proxy::Config::new(zone);
+    config.node_name = node_name;
     config.cache_bytes = args.cache_mem;
     config.max_object_bytes = args.max_object;
     config.access_log = args.access_log;
@@ -442,6 +448,32 @@ async fn save_peers(state: &NodeState, data: &DataDir) {
     }
 }
 
+/// A `--node-name`: a token that needs no quoting in `Cache-Status` (RFC 9211).
+fn parse_node_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("a letter, then letters, digits, '.', '-' or '_' (at most 64)".into())
+    }
+}
+
+/// The node's name in `Cache-Status`: `--node-name`, else `reef-` and the end of its peer ID
+/// (stable across restarts with `--data-dir`), so an operator reading a response's
+/// `Cache-Status` can tell which nodes it passed through.
+fn node_name(args: &NodeArgs, peer: &libp2p::PeerId) -> String {
+    if let Some(name) = &args.node_name {
+        return name.clone();
+    }
+    let id = peer.to_string();
+    let tail = id.get(id.len().saturating_sub(8)..).unwrap_or(&id);
+    format!("reef-{tail}")
+}
+
 /// Runs a node until Ctrl-C, SIGTERM or `--run-for`.
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let secret = secret(&args)?;
@@ -466,7 +498,8 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         }
     }
     let (stop_tx, stop) = watch::channel(false);
-    let (http, https, proxy) = start_proxy(&args, data.as_ref(), stop.clone()).await?;
+    let name = node_name(&args, &key.public().to_peer_id());
+    let (http, https, proxy) = start_proxy(&args, data.as_ref(), name, stop.clone()).await?;
     // What peers and DNS give out: --public-http, else the bound address with --advertise's
     // IP (a proxy on 0.0.0.0 is reached at its advertised address).
     let public_http = args

@@ -82,7 +82,10 @@ fn node_proxies_and_caches_an_origin() {
     assert_eq!(first.body, b"hello from the origin");
     let second = node.fetch(&origin.host(), "/page");
     assert!(
-        second.header("cache-status").starts_with("reef; hit"),
+        second.is_hit()
+            && second
+                .own_entry()
+                .starts_with(&format!("{}; hit", node.name())),
         "{second:?}"
     );
     assert_eq!(

@@ -94,11 +94,6 @@ fn wait_applied(nodes: &[Reef], nonce: &str, within: Duration) {
 }
 
 /// This node's own `Cache-Status` entry (the last one).
-fn own_entry(reply: &common::Reply) -> String {
-    let all = reply.header("cache-status");
-    all.rsplit(", ").next().unwrap_or("").to_string()
-}
-
 /// Fetches `/obj` through every node until each serves it from its cache.
 fn warm(nodes: &[Reef], origin: &Origin, body: &[u8]) {
     for (i, node) in nodes.iter().enumerate() {
@@ -111,7 +106,7 @@ fn warm(nodes: &[Reef], origin: &Origin, body: &[u8]) {
         loop {
             let again = node.fetch(&origin.host(), "/obj");
             assert_eq!(again.body, body, "node {i}");
-            if own_entry(&again).starts_with("reef; hit") {
+            if again.is_hit() {
                 break;
             }
             assert!(
@@ -169,7 +164,7 @@ fn a_purge_sent_to_one_node_of_ten_removes_the_object_from_all_ten() {
             r.body, b"version 2",
             "node {i} served the purged object: {r:?}"
         );
-        assert!(!own_entry(&r).starts_with("reef; hit"), "node {i}: {r:?}");
+        assert!(!r.is_hit(), "node {i}: {r:?}");
     }
     assert!(
         origin.count("/obj") > before,
@@ -223,7 +218,7 @@ fn forged_and_replayed_purges_are_refused_by_every_node() {
         assert_eq!(s["purges"]["accepted"], 0, "node {i}: {s}");
         assert_eq!(s["purges"]["rejected"], 2, "node {i}: {s}");
         let r = node.fetch(&origin.host(), "/obj");
-        assert!(own_entry(&r).starts_with("reef; hit"), "node {i}: {r:?}");
+        assert!(r.is_hit(), "node {i}: {r:?}");
     }
 
     // A valid purge, sent to one node, then replayed to every node.
@@ -239,10 +234,7 @@ fn forged_and_replayed_purges_are_refused_by_every_node() {
         assert_eq!(r.status, 403, "node {i} accepted a replay: {r:?}");
         assert!(String::from_utf8_lossy(&r.body).contains("replayed"));
         let again = node.fetch(&origin.host(), "/obj");
-        assert!(
-            own_entry(&again).starts_with("reef; hit"),
-            "node {i}: {again:?}"
-        );
+        assert!(again.is_hit(), "node {i}: {again:?}");
     }
 }
 
@@ -287,10 +279,7 @@ fn a_site_that_opts_out_is_refused_and_a_failing_origin_falls_back_to_its_mirror
     assert_eq!(first.status, 200, "{first:?}");
     assert_eq!(first.body, b"from the mirror");
     let again = nodes[0].fetch(&site.host(), "/m");
-    assert!(
-        own_entry(&again).starts_with("reef; hit"),
-        "cached under the site's URL: {again:?}"
-    );
+    assert!(again.is_hit(), "cached under the site's URL: {again:?}");
     let other = nodes[1].fetch(&site.host(), "/m");
     assert_eq!(other.body, b"from the mirror", "{other:?}");
     assert!(site.count("/m") >= 1, "the site was asked first");

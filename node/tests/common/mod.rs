@@ -101,6 +101,12 @@ impl Reef {
         self.info["p2p"].as_str().unwrap().to_string()
     }
 
+    /// Its name in `Cache-Status` by default: `reef-` and the end of its peer ID.
+    pub fn name(&self) -> String {
+        let id = self.info["peer_id"].as_str().unwrap();
+        format!("reef-{}", &id[id.len() - 8..])
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -159,6 +165,22 @@ pub struct Reply {
 impl Reply {
     pub fn header(&self, name: &str) -> &str {
         self.headers.get(name).map_or("", |v| v.as_str())
+    }
+
+    /// The answering node's own `Cache-Status` entry (the last; a peer's comes before it).
+    pub fn own_entry(&self) -> &str {
+        self.header("cache-status")
+            .rsplit(", ")
+            .next()
+            .unwrap_or("")
+    }
+
+    /// Whether the answering node served it from its own cache.
+    pub fn is_hit(&self) -> bool {
+        self.own_entry()
+            .split("; ")
+            .nth(1)
+            .is_some_and(|p| p == "hit")
     }
 }
 
@@ -426,7 +448,9 @@ pub fn bytes(n: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// A DNS query for `name` (type A) to `node`'s nameserver over UDP.
+/// A DNS query for `name` (type A) to `node`'s nameserver over UDP, sent up to three times
+/// as a resolver would (UDP may drop a datagram when the server's buffer is full, as after
+/// a flood of garbage on a loaded machine).
 pub fn dns_query(node: &Reef, name: &str) -> hickory_proto::op::Message {
     use hickory_proto::op::{Message, MessageType, OpCode, Query};
     use hickory_proto::rr::{Name, RecordType};
@@ -434,11 +458,15 @@ pub fn dns_query(node: &Reef, name: &str) -> hickory_proto::op::Message {
     let mut msg = Message::new(1, MessageType::Query, OpCode::Query);
     msg.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    sock.send_to(&msg.to_vec().unwrap(), addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut buf = [0u8; 2048];
-    let (n, _) = sock.recv_from(&mut buf).expect("an answer");
-    Message::from_vec(&buf[..n]).unwrap()
+    for _ in 0..3 {
+        sock.send_to(&msg.to_vec().unwrap(), addr).unwrap();
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            return Message::from_vec(&buf[..n]).unwrap();
+        }
+    }
+    panic!("no answer from {addr} to three tries")
 }
 
 /// The A records `node`'s nameserver gives for `name`.
