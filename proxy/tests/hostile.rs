@@ -1,22 +1,27 @@
 //! Hostile clients against a real proxy over raw TCP: slowloris, header and URL bombs,
-//! smuggling-shaped and pipelined requests, and path traversal in cache keys. After each,
-//! the proxy still serves an honest client.
+//! smuggling-shaped and pipelined requests, path traversal in cache keys, and DNS
+//! rebinding (against a real nameserver of ours on loopback). After each, the proxy still
+//! serves an honest client.
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hickory_resolver::proto::op::{Message, OpCode};
+use hickory_resolver::proto::rr::rdata::A;
+use hickory_resolver::proto::rr::{RData, Record, RecordType};
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use proxy::{Config, Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 /// An origin that answers every path with its path, and counts requests per path.
 async fn origin(seen: Arc<Mutex<BTreeMap<String, usize>>>) -> SocketAddr {
@@ -273,4 +278,103 @@ async fn traversal_in_paths_stays_a_cache_key_and_files_are_named_by_hash() {
         outside.iter().all(|n| n == "objects" || n == "tmp"),
         "{outside:?}"
     );
+}
+
+/// A nameserver that answers A queries with `first` once, then with loopback, always with
+/// TTL 0 so nothing is cached; AAAA queries get an empty answer. Counts the A queries.
+async fn rebinding_nameserver(first: Ipv4Addr, a_queries: Arc<AtomicUsize>) -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut reply = Message::response(query.metadata.id, OpCode::Query);
+            reply.metadata.authoritative = true;
+            reply.metadata.recursion_desired = query.metadata.recursion_desired;
+            reply.metadata.recursion_available = true;
+            for q in &query.queries {
+                reply.add_query(q.clone());
+                if q.query_type() == RecordType::A {
+                    let ip = if a_queries.fetch_add(1, Ordering::SeqCst) == 0 {
+                        first
+                    } else {
+                        Ipv4Addr::LOCALHOST
+                    };
+                    reply.add_answer(Record::from_rdata(q.name().clone(), 0, RData::A(A(ip))));
+                }
+            }
+            if let Ok(bytes) = reply.to_vec() {
+                let _ = socket.send_to(&bytes, from).await;
+            }
+        }
+    });
+    addr
+}
+
+/// A proxy for zone `cdn` that resolves origin names at `nameserver`.
+async fn proxy_resolving_at(nameserver: SocketAddr, allow_private: bool) -> SocketAddr {
+    let mut config = Config::new(dns::ZoneSuffix::parse("cdn").unwrap());
+    config.allow_private_origins = allow_private;
+    config.origin_nameservers = vec![nameserver];
+    let node = Proxy::new(config).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let _keep = tx;
+        proxy::server::run(listener, node, rx).await;
+    });
+    addr
+}
+
+/// The response to `GET /secret` for `host`, read until the proxy closes the connection.
+async fn get_secret(proxy: SocketAddr, host: &str) -> String {
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    let req = format!("GET /secret HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(15), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// DNS rebinding: a name that resolves to a public address when the proxy checks it and to
+/// loopback when it connects must not reach loopback (the address checked is the address
+/// connected to). The proxy is pointed at the nameserver above with `origin_nameservers`,
+/// as `reef node --origin-dns` does.
+#[tokio::test]
+async fn a_name_rebound_to_loopback_after_the_check_never_reaches_loopback() {
+    let seen = Arc::new(Mutex::new(BTreeMap::new()));
+    let origin = origin(seen.clone()).await;
+    let a_queries = Arc::new(AtomicUsize::new(0));
+    // A public address (example.com's old one) for the first answer: the check passes.
+    let ns = rebinding_nameserver(Ipv4Addr::new(93, 184, 216, 34), a_queries.clone()).await;
+    let proxy = proxy_resolving_at(ns, false).await;
+    let response = get_secret(proxy, &format!("rebind.test.{}.cdn", origin.port())).await;
+    assert!(
+        a_queries.load(Ordering::SeqCst) >= 2,
+        "the connection resolved the name again (so it saw the loopback answer)"
+    );
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "loopback reached: {response}"
+    );
+    assert!(!response.contains("origin /secret"), "{response}");
+    let status = status(&response).unwrap();
+    assert!(status >= 400, "{response}");
+}
+
+#[tokio::test]
+async fn the_same_nameserver_reaches_a_loopback_origin_when_private_origins_are_allowed() {
+    // The control: the set-up above does reach the origin when nothing forbids it, so the
+    // test above fails if the connection-time check goes.
+    let seen = Arc::new(Mutex::new(BTreeMap::new()));
+    let origin = origin(seen.clone()).await;
+    let ns = rebinding_nameserver(Ipv4Addr::LOCALHOST, Arc::new(AtomicUsize::new(0))).await;
+    let proxy = proxy_resolving_at(ns, true).await;
+    let response = get_secret(proxy, &format!("rebind.test.{}.cdn", origin.port())).await;
+    assert!(response.contains("origin /secret"), "{response}");
+    assert_eq!(seen.lock().unwrap().get("/secret"), Some(&1));
 }
