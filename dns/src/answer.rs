@@ -328,6 +328,9 @@ fn nearest<'a>(
     // With equal weights, u orders as ln(u)/w does: the logarithm is needed only when
     // spare capacities differ.
     let weighted = candidates.windows(2).any(|w| w[0].spare != w[1].spare);
+    if weighted && client.is_none() {
+        return successive_draws(candidates, n, turn);
+    }
     let mut scored: Vec<(f64, f64, &Proxy)> = candidates
         .iter()
         .map(|p| {
@@ -364,12 +367,46 @@ fn nearest<'a>(
     scored.into_iter().take(n).map(|(_, _, p)| p).collect()
 }
 
+/// Up to `n` proxies drawn one after another, each with probability proportional to its
+/// spare capacity among those left: the same distribution as the Efraimidis-Spirakis keys
+/// (which are this, sorted), at a few additions per candidate instead of a logarithm, which
+/// took a tenth of an answer's time with an unlocated client and fifty proxies.
+fn successive_draws<'a>(candidates: &[&'a Proxy], n: usize, turn: u64) -> Vec<&'a Proxy> {
+    let weight = |p: &Proxy| p.spare.max(1e-6);
+    let mut left: Vec<&Proxy> = candidates.to_vec();
+    let mut total: f64 = left.iter().map(|p| weight(p)).sum();
+    let mut out = Vec::with_capacity(n.min(left.len()));
+    for round in 0..n as u128 {
+        if left.is_empty() {
+            break;
+        }
+        let mut r = unit_bits(turn, (1 << 126) | round) * total;
+        let mut pick = left.len() - 1;
+        for (i, p) in left.iter().enumerate() {
+            r -= weight(p);
+            if r < 0.0 {
+                pick = i;
+                break;
+            }
+        }
+        let p = left.swap_remove(pick);
+        total -= weight(p);
+        out.push(p);
+    }
+    out
+}
+
 /// A number in (0, 1) from (turn, address): stable per query, different across queries.
 fn unit(turn: u64, ip: IpAddr) -> f64 {
     let bits = match ip {
         IpAddr::V4(v4) => u128::from(u32::from(v4)),
         IpAddr::V6(v6) => u128::from(v6) ^ (1 << 127),
     };
+    unit_bits(turn, bits)
+}
+
+/// A number in (0, 1) from (turn, any 128 bits).
+fn unit_bits(turn: u64, bits: u128) -> f64 {
     // Two rounds of splitmix64's finaliser over (turn, address): no allocation, well mixed.
     let mix = |mut z: u64| {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -604,6 +641,39 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         assert_eq!(firsts, want);
+    }
+
+    #[test]
+    fn unknown_clients_get_proxies_in_proportion_to_spare_capacity() {
+        // Two proxies, one with three times the other's spare capacity: over many queries it
+        // comes first about three times as often (a weighted round robin).
+        let t = now();
+        let mut r = RosterSnapshot {
+            me: proxy("192.0.2.1", None, 0, t),
+            others: vec![proxy("192.0.2.2", None, 0, t)],
+        };
+        r.me.spare = 1.0;
+        r.others[0].spare = 3.0;
+        let mut one = settings();
+        one.answer_count = 1;
+        let mut counts = std::collections::BTreeMap::new();
+        for turn in 0..4000 {
+            let a = answer(
+                &Question {
+                    name: "www.example.com.cdn",
+                    qtype: QType::A,
+                },
+                &from("10.0.0.1"),
+                &r,
+                t,
+                &|_| None,
+                &one,
+                turn,
+            );
+            *counts.entry(addrs(&a)[0].clone()).or_insert(0u32) += 1;
+        }
+        let big = counts["192.0.2.2"];
+        assert!((2800..3200).contains(&big), "{counts:?}");
     }
 
     #[test]
