@@ -56,11 +56,8 @@ PY
 # build_reef: builds the reef binary and sets $reef to it: release by default, the debug
 # build with REEF_PROFILE=debug (CI, where the tests have just built it).
 build_reef() {
-  if [ "${REEF_PROFILE:-release}" = debug ]; then
-    cargo build --bin reef >/dev/null 2>&1
-    reef=$PWD/target/debug/reef
-  else
-    cargo build --release --bin reef >/dev/null 2>&1
-    reef=$PWD/target/release/reef
-  fi
+  local profile=(--release) dir=release
+  [ "${REEF_PROFILE:-release}" = debug ] && profile=() dir=debug
+  cargo build --quiet "${profile[@]}" --bin reef
+  reef=$PWD/target/$dir/reef
 }

@@ -21,6 +21,7 @@ python3 scripts/soak/origin.py 60 45 6 >"$s/origin.out" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do grep -q '^port' "$s/origin.out" && break; sleep 0.1; done
 port=$(awk '/^port/ {print $2; exit}' "$s/origin.out")
+[ -n "$port" ] || { echo "the origin did not start: $(cat "$s/origin.out")" >&2; exit 1; }
 host="origin.test.$port.cdn"
 
 declare -A node_pid
@@ -71,6 +72,8 @@ while kill -0 "$load" 2>/dev/null; do
   echo "down $(date +%s.%N) $victim" >>"$s/events"
   kill -s "$signal" "${node_pid[$victim]}" 2>/dev/null || true
   wait "${node_pid[$victim]}" 2>/dev/null || true
+  # Reaped: its PID may be reused, so cleanup must not signal it.
+  for k in "${!pids[@]}"; do [ "${pids[$k]}" = "${node_pid[$victim]}" ] && unset 'pids[k]'; done
   sleep 5
   start_node "$victim"
   echo "${node_pid[$victim]}" >"$s/pid$victim"

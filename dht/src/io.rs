@@ -47,6 +47,12 @@ pub enum Input {
         /// The request that failed.
         rpc: RpcId,
     },
+    /// The request can never be answered: the peer cannot be addressed, its answer did not
+    /// decode, or it does not speak the protocol. The peer is given up at once, unretried.
+    Failed {
+        /// The request.
+        rpc: RpcId,
+    },
 }
 
 /// A message the driver must deliver.

@@ -148,17 +148,18 @@ pub struct NodeArgs {
     /// Fixed address for an origin name, like curl's --resolve (repeatable): NAME=IP.
     #[arg(long = "resolve", env = "REEF_RESOLVE", value_delimiter = ',', value_name = "NAME=IP", value_parser = parse_resolve)]
     pub resolve: Vec<(String, IpAddr)>,
-    /// This node's name in `Cache-Status` (letters, digits, `.`, `-`, `_`; at most 64).
-    /// Unset: `reef-` and the last 8 characters of its peer ID.
+    /// This node's name in `Cache-Status`: a letter, then letters, digits, `.`, `-` or `_`
+    /// (at most 64). Unset: `reef-` and the last 8 characters of its peer ID.
     #[arg(long, env = "REEF_NODE_NAME", value_name = "NAME", value_parser = parse_node_name)]
     pub node_name: Option<String>,
-    /// Nameserver for origin names, like Squid's dns_nameservers (repeatable): IP:PORT.
-    /// Unset: the system's resolver configuration.
+    /// Nameserver for origin names, like Squid's dns_nameservers (repeatable): IP or
+    /// IP:PORT (port 53 if none). Unset: the system's resolver configuration.
     #[arg(
         long = "origin-dns",
         env = "REEF_ORIGIN_DNS",
         value_delimiter = ',',
-        value_name = "ADDR"
+        value_name = "ADDR",
+        value_parser = parse_nameserver
     )]
     pub origin_dns: Vec<SocketAddr>,
     /// Bytes served to clients per hour; past it the node redirects clients to origins (302)
@@ -446,6 +447,13 @@ async fn save_peers(state: &NodeState, data: &DataDir) {
     if let Err(e) = data.save_peers(&peers) {
         tracing::warn!(error = %e, "could not save the known peers");
     }
+}
+
+/// An `--origin-dns` nameserver: IP:PORT, or an IP alone (port 53).
+fn parse_nameserver(s: &str) -> Result<SocketAddr, String> {
+    s.parse::<SocketAddr>()
+        .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .map_err(|_| format!("{s:?}: an IP address, with or without :PORT"))
 }
 
 /// A `--node-name`: a token that needs no quoting in `Cache-Status` (RFC 9211).

@@ -33,8 +33,9 @@ pub type OriginBody = BoxBody<Bytes, hyper::Error>;
 pub type OriginClient = Client<HttpsConnector<HttpConnector<OriginResolver>>, OriginBody>;
 
 /// Resolves origin names for the connector: fixed addresses first, then hickory's
-/// resolver with the system's configuration (asynchronous and cached, unlike getaddrinfo on
-/// a blocking thread), then getaddrinfo if that configuration cannot be read.
+/// resolver (asynchronous and cached, unlike getaddrinfo on a blocking thread) with the
+/// nameservers given, else the system's configuration, then getaddrinfo if that cannot be
+/// read.
 #[derive(Debug, Clone)]
 pub struct OriginResolver {
     fixed: Arc<BTreeMap<String, IpAddr>>,
@@ -54,9 +55,9 @@ impl OriginResolver {
 
     /// Sends origin lookups to `servers` instead of the system's nameservers (none: keep
     /// the system's).
-    pub fn with_nameservers(self, servers: &[SocketAddr]) -> Self {
+    pub fn with_nameservers(self, servers: &[SocketAddr]) -> Result<Self, ClientError> {
         if servers.is_empty() {
-            return self;
+            return Ok(self);
         }
         let config = ResolverConfig::from_name_servers(
             servers
@@ -70,19 +71,13 @@ impl OriginResolver {
                 })
                 .collect(),
         );
-        let resolver =
-            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default()).build();
-        let dns = match resolver {
-            Ok(r) => Some(r),
-            Err(e) => {
-                tracing::warn!(error = %e, "origin nameservers unusable; using the system's getaddrinfo");
-                None
-            }
-        };
-        OriginResolver {
-            dns: Arc::new(OnceLock::from(dns)),
+        let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+            .build()
+            .map_err(|e| ClientError::Resolver(e.to_string()))?;
+        Ok(OriginResolver {
+            dns: Arc::new(OnceLock::from(Some(resolver))),
             ..self
-        }
+        })
     }
 
     fn dns(&self) -> Option<&TokioResolver> {
@@ -146,29 +141,35 @@ impl tower_service::Service<Name> for OriginResolver {
     }
 }
 
-/// Why the TLS configuration could not be built.
+/// Why the client to origins could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("tls configuration: {0}")]
-pub struct TlsError(String);
+pub enum ClientError {
+    /// The TLS configuration (extra roots, protocol versions).
+    #[error("tls configuration: {0}")]
+    Tls(String),
+    /// The resolver for `--origin-dns`.
+    #[error("origin nameservers: {0}")]
+    Resolver(String),
+}
 
 /// The client: plain HTTP and HTTPS, certificates checked against the webpki roots plus
 /// `extra_roots` (a private CA, or a test's self-signed origin).
 pub fn client(
     resolver: OriginResolver,
     extra_roots: &[CertificateDer<'static>],
-) -> Result<OriginClient, TlsError> {
+) -> Result<OriginClient, ClientError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     for cert in extra_roots {
         roots
             .add(cert.clone())
-            .map_err(|e| TlsError(e.to_string()))?;
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
     }
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| TlsError(e.to_string()))?
+    .map_err(|e| ClientError::Tls(e.to_string()))?
     .with_root_certificates(roots)
     .with_no_client_auth();
     let mut http = HttpConnector::new_with_resolver(resolver);

@@ -18,7 +18,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::body::{BodyError, SharedBody};
 use crate::cache::conditional;
 use crate::cache::freshness::{self, Policy, Received, Use};
-use crate::connect::{self, OriginClient, OriginResolver, TlsError};
+use crate::connect::{self, ClientError, OriginClient, OriginResolver};
 use crate::directory::Directory;
 use crate::limits::Limits;
 use crate::quota::Quota;
@@ -244,9 +244,9 @@ fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
 
 impl Proxy {
     /// A proxy with an empty cache.
-    pub fn new(config: Config) -> Result<Arc<Proxy>, TlsError> {
+    pub fn new(config: Config) -> Result<Arc<Proxy>, ClientError> {
         let resolver = OriginResolver::new(config.resolve.clone(), config.allow_private_origins)
-            .with_nameservers(&config.origin_nameservers);
+            .with_nameservers(&config.origin_nameservers)?;
         let client = connect::client(resolver.clone(), &config.extra_roots)?;
         Ok(Arc::new(Proxy {
             router: Router::new(config.zone.clone(), config.reverse_origin.clone()),

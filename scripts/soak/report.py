@@ -11,7 +11,13 @@ import sys
 from collections import Counter, defaultdict
 
 scratch, start, survivors = sys.argv[1], float(sys.argv[2]), [int(n) for n in sys.argv[3].split(",")]
-summary = json.loads(open(f"{scratch}/load.out").read().strip().splitlines()[-1])
+lines = open(f"{scratch}/load.out").read().strip().splitlines()
+try:
+    summary = json.loads(lines[-1])
+except (IndexError, ValueError):
+    print("soak: the load generator printed no summary:\n" + "\n".join(lines[-20:]))
+    print("FAIL")
+    sys.exit(1)
 
 down = defaultdict(list)  # node -> [(from, to)]
 pending = {}

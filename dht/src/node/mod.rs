@@ -132,6 +132,12 @@ impl Node {
                 self.stats.send_failures += 1;
                 self.retry_or_fail(now, rpc);
             }
+            Input::Failed { rpc } => {
+                self.stats.send_failures += 1;
+                if let Some(out) = self.rpcs.finish(rpc) {
+                    self.on_rpc_failed(now, rpc, out);
+                }
+            }
         }
     }
 
@@ -347,6 +353,12 @@ impl Node {
             self.stats.rejoins += 1;
             self.start_lookup(now, Level::GLOBAL, Key::from(self.me.id), Vec::new(), false);
         }
+    }
+
+    /// Whether a level-0 lookup of our own ID (a bootstrap, a rejoin or a refresh) is
+    /// running: a driver need not start another join meanwhile.
+    pub fn joining(&self) -> bool {
+        self.looking_up_self()
     }
 
     /// Whether a level-0 lookup of our own ID (a bootstrap or a refresh) is running.

@@ -318,3 +318,18 @@ fn a_transport_failure_is_retried_like_a_timeout_before_the_peer_is_given_up() {
     assert_eq!(events, vec![Event::BootstrapDone { query: q, known: 0 }]);
     assert_eq!(n.stats(now).send_failures, u64::from(retries) + 1);
 }
+
+#[test]
+fn a_request_that_can_never_be_answered_gives_the_peer_up_at_once() {
+    let now = epoch();
+    let mut n = node();
+    let q = n.bootstrap(now, vec![peer(2)]);
+    let rpc = match drain(&mut n).as_slice() {
+        [Transmit::Request { rpc, .. }] => *rpc,
+        other => panic!("expected one FindNode, got {other:?}"),
+    };
+    n.handle_input(now, Input::Failed { rpc });
+    assert!(drain(&mut n).is_empty(), "no retry");
+    let events: Vec<Event> = std::iter::from_fn(|| n.poll_event()).collect();
+    assert_eq!(events, vec![Event::BootstrapDone { query: q, known: 0 }]);
+}

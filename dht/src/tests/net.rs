@@ -220,7 +220,7 @@ impl Net {
                 let tag = match input.as_ref() {
                     Input::Request { req, .. } => encode_request(req, self.max_message).ok(),
                     Input::Response { resp, .. } => encode_response(resp, self.max_message).ok(),
-                    Input::SendFailed { .. } => None,
+                    Input::SendFailed { .. } | Input::Failed { .. } => None,
                 };
                 self.trace.update(&tag.unwrap_or_default());
                 self.nodes[i].handle_input(now, *input);

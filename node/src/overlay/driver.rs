@@ -209,11 +209,12 @@ impl Driver {
     }
 
     /// Every few seconds: forgets answers nobody waits for any more (the requester timed
-    /// out), and dials the bootstrap addresses again while the node knows no other node.
+    /// out), and, while the routing table is empty and no join is under way, joins again
+    /// through the connected peers and the bootstrap addresses.
     fn housekeeping(&mut self, t: Instant) {
         self.next_bootstrap = t + BOOTSTRAP_RETRY;
         self.inbound.retain(|_, ch| ch.is_open());
-        if self.dht.stats(t).routing_peers > 0 {
+        if self.dht.stats(t).routing_peers > 0 || self.dht.joining() {
             return;
         }
         // Connections that outlived a partition (TCP waits it out) are the quickest way
@@ -318,12 +319,12 @@ impl Driver {
                     Ok(a) if a.peer != self.me.peer => a,
                     _ => {
                         self.counters.bad_contacts.fetch_add(1, Ordering::Relaxed);
-                        self.dht.handle_input(now(), Input::SendFailed { rpc });
+                        self.dht.handle_input(now(), Input::Failed { rpc });
                         return;
                     }
                 };
                 let Ok(body) = encode_request(&req, self.max_message) else {
-                    self.dht.handle_input(now(), Input::SendFailed { rpc });
+                    self.dht.handle_input(now(), Input::Failed { rpc });
                     return;
                 };
                 let envelope = Envelope {
@@ -529,13 +530,15 @@ impl Driver {
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
                 connection,
-                result: Err(error),
+                result: Err(ping::Failure::Timeout),
             })) => {
                 // A connection whose pings go unanswered is stalled (a partition: TCP keeps
                 // it open and backs its retransmissions off for minutes). Closing it makes
                 // the next request dial afresh instead of queueing behind the stall, which is
-                // what lets the overlay heal as soon as the network does.
-                tracing::debug!(%peer, %error, "ping failed: closing the connection");
+                // what lets the overlay heal as soon as the network does. (libp2p reports a
+                // ping failure only after the second in a row: a stall is closed 35 to 50 s
+                // after it starts, with a 15 s interval and a 10 s timeout.)
+                tracing::debug!(%peer, "pings unanswered: closing the connection");
                 self.counters
                     .stalled_connections
                     .fetch_add(1, Ordering::Relaxed);
@@ -654,7 +657,7 @@ impl Driver {
                                 .rejected_messages
                                 .fetch_add(1, Ordering::Relaxed);
                             tracing::debug!(%peer, error = %e, "undecodable DHT response");
-                            self.dht.handle_input(t, Input::SendFailed { rpc });
+                            self.dht.handle_input(t, Input::Failed { rpc });
                         }
                     }
                 }
@@ -665,7 +668,17 @@ impl Driver {
                 if let Some((rpc, trace)) = self.outbound.remove(&request_id) {
                     tracing::trace!(%error, "DHT request failed");
                     self.current_trace = trace;
-                    self.dht.handle_input(t, Input::SendFailed { rpc });
+                    // A connection that closed or timed out under the request may be stale
+                    // (a retry dials afresh); a failed dial or a peer without our protocol
+                    // will not do better at once.
+                    let input = match error {
+                        request_response::OutboundFailure::DialFailure
+                        | request_response::OutboundFailure::UnsupportedProtocols => {
+                            Input::Failed { rpc }
+                        }
+                        _ => Input::SendFailed { rpc },
+                    };
+                    self.dht.handle_input(t, input);
                     self.flush();
                     self.current_trace = None;
                 }

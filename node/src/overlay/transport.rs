@@ -80,7 +80,8 @@ pub struct TransportConfig {
     pub request_timeout: Duration,
     /// How often connected peers are pinged.
     pub ping_interval: Duration,
-    /// How long a ping may go unanswered before its connection counts as stalled.
+    /// How long a ping may go unanswered; two such in a row and the connection counts as
+    /// stalled and is closed.
     pub ping_timeout: Duration,
     /// How long a connection with nothing going on stays open.
     pub idle_timeout: Duration,
