@@ -530,15 +530,17 @@ impl Driver {
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
                 connection,
-                result: Err(ping::Failure::Timeout),
+                result: Err(error),
             })) => {
                 // A connection whose pings go unanswered is stalled (a partition: TCP keeps
                 // it open and backs its retransmissions off for minutes). Closing it makes
                 // the next request dial afresh instead of queueing behind the stall, which is
                 // what lets the overlay heal as soon as the network does. (libp2p reports a
                 // ping failure only after the second in a row: a stall is closed 35 to 50 s
-                // after it starts, with a 15 s interval and a 10 s timeout.)
-                tracing::debug!(%peer, "pings unanswered: closing the connection");
+                // after it starts, with a 15 s interval and a 10 s timeout.) Other failures
+                // (an I/O error on the connection, no ping protocol) mean a broken
+                // connection or peer just the same.
+                tracing::debug!(%peer, %error, "pings failed: closing the connection");
                 self.counters
                     .stalled_connections
                     .fetch_add(1, Ordering::Relaxed);
@@ -669,11 +671,12 @@ impl Driver {
                     tracing::trace!(%error, "DHT request failed");
                     self.current_trace = trace;
                     // A connection that closed or timed out under the request may be stale
-                    // (a retry dials afresh); a failed dial or a peer without our protocol
-                    // will not do better at once.
+                    // (a retry dials afresh), and a dial may fail while the network is just
+                    // coming back (the kernel answers 'host unreachable' from its neighbour
+                    // cache for a while after a link returns): both are retried. A peer
+                    // without our protocol will not do better.
                     let input = match error {
-                        request_response::OutboundFailure::DialFailure
-                        | request_response::OutboundFailure::UnsupportedProtocols => {
+                        request_response::OutboundFailure::UnsupportedProtocols => {
                             Input::Failed { rpc }
                         }
                         _ => Input::SendFailed { rpc },
