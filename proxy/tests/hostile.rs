@@ -77,16 +77,8 @@ async fn setup(name: &str) -> Setup {
     config.disk = Some(Arc::new(
         proxy::disk::DiskTier::open(&disk, 1 << 20).unwrap(),
     ));
-    let node = Proxy::new(config).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        let _keep = tx;
-        proxy::server::run(listener, node, rx).await;
-    });
     Setup {
-        proxy: addr,
+        proxy: serve(config).await,
         host: format!("origin.test.{port}.cdn"),
         seen,
         disk,
@@ -319,6 +311,11 @@ async fn proxy_resolving_at(nameserver: SocketAddr, allow_private: bool) -> Sock
     let mut config = Config::new(dns::ZoneSuffix::parse("cdn").unwrap());
     config.allow_private_origins = allow_private;
     config.origin_nameservers = vec![nameserver];
+    serve(config).await
+}
+
+/// A proxy with `config` serving on a loopback port, until the test ends.
+async fn serve(config: Config) -> SocketAddr {
     let node = Proxy::new(config).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

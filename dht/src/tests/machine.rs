@@ -34,15 +34,20 @@ fn drain(n: &mut Node) -> Vec<Transmit> {
     std::iter::from_fn(|| n.poll_transmit()).collect()
 }
 
+/// Starts a bootstrap through peer 2: its query and the one request it sends.
+fn bootstrapping(n: &mut Node, now: std::time::Instant) -> (crate::QueryId, crate::RpcId) {
+    let q = n.bootstrap(now, vec![peer(2)]);
+    match drain(n).as_slice() {
+        [Transmit::Request { rpc, .. }] => (q, *rpc),
+        other => panic!("expected one FindNode, got {other:?}"),
+    }
+}
+
 #[test]
 fn answer_of_the_wrong_kind_is_counted_and_routed_around() {
     let now = epoch();
     let mut n = node();
-    let q = n.bootstrap(now, vec![peer(2)]);
-    let rpc = match drain(&mut n).as_slice() {
-        [Transmit::Request { rpc, .. }] => *rpc,
-        other => panic!("expected one FindNode, got {other:?}"),
-    };
+    let (q, rpc) = bootstrapping(&mut n, now);
     // A Pong where Nodes was expected: dropped, counted, and the peer treated as failed.
     n.handle_input(
         now,
@@ -323,11 +328,7 @@ fn a_transport_failure_is_retried_like_a_timeout_before_the_peer_is_given_up() {
 fn a_request_that_can_never_be_answered_gives_the_peer_up_at_once() {
     let now = epoch();
     let mut n = node();
-    let q = n.bootstrap(now, vec![peer(2)]);
-    let rpc = match drain(&mut n).as_slice() {
-        [Transmit::Request { rpc, .. }] => *rpc,
-        other => panic!("expected one FindNode, got {other:?}"),
-    };
+    let (q, rpc) = bootstrapping(&mut n, now);
     n.handle_input(now, Input::Failed { rpc });
     assert!(drain(&mut n).is_empty(), "no retry");
     let events: Vec<Event> = std::iter::from_fn(|| n.poll_event()).collect();
