@@ -549,6 +549,22 @@ mod tests {
         )
     }
 
+    /// An A query for an origin from a client no database locates, at `turn`.
+    fn ask_unlocated(roster: &RosterSnapshot, settings: &Settings, turn: u64) -> Answer {
+        answer(
+            &Question {
+                name: "www.example.com.cdn",
+                qtype: QType::A,
+            },
+            &from("10.0.0.1"),
+            roster,
+            now(),
+            &tokyo_resolver,
+            settings,
+            turn,
+        )
+    }
+
     fn from(ip: &str) -> ClientInfo {
         ClientInfo {
             resolver: ip.parse().unwrap(),
@@ -622,18 +638,7 @@ mod tests {
     fn unknown_clients_are_spread_over_live_proxies() {
         let mut firsts = std::collections::BTreeSet::new();
         for turn in 0..200 {
-            let a = answer(
-                &Question {
-                    name: "www.example.com.cdn",
-                    qtype: QType::A,
-                },
-                &from("10.0.0.1"),
-                &roster(),
-                now(),
-                &tokyo_resolver,
-                &settings(),
-                turn,
-            );
+            let a = ask_unlocated(&roster(), &settings(), turn);
             firsts.insert(addrs(&a)[0].clone());
         }
         let want: std::collections::BTreeSet<String> = ["192.0.2.1", "192.0.2.2", "198.51.100.1"]
@@ -658,18 +663,7 @@ mod tests {
         one.answer_count = 1;
         let mut counts = std::collections::BTreeMap::new();
         for turn in 0..4000 {
-            let a = answer(
-                &Question {
-                    name: "www.example.com.cdn",
-                    qtype: QType::A,
-                },
-                &from("10.0.0.1"),
-                &r,
-                t,
-                &|_| None,
-                &one,
-                turn,
-            );
+            let a = ask_unlocated(&r, &one, turn);
             *counts.entry(addrs(&a)[0].clone()).or_insert(0u32) += 1;
         }
         let big = counts["192.0.2.2"];

@@ -344,7 +344,7 @@ impl Node {
                 table.remove(&contact.id);
             }
         }
-        if alone && self.tables[0].len() > 0 && !self.looking_up_self() {
+        if alone && self.tables[0].len() > 0 && !self.joining() {
             // The first contact after knowing no one (a start, or the end of a partition
             // that emptied the table): look ourselves up through it, as a bootstrap does, so
             // we learn the rest of the network and its nodes learn of us again. Without this
@@ -358,11 +358,6 @@ impl Node {
     /// Whether a level-0 lookup of our own ID (a bootstrap, a rejoin or a refresh) is
     /// running: a driver need not start another join meanwhile.
     pub fn joining(&self) -> bool {
-        self.looking_up_self()
-    }
-
-    /// Whether a level-0 lookup of our own ID (a bootstrap or a refresh) is running.
-    fn looking_up_self(&self) -> bool {
         let me = Key::from(self.me.id);
         self.queries.values().any(|q| {
             q.key == me
