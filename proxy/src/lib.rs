@@ -35,6 +35,7 @@ pub mod directory;
 pub mod disk;
 mod fetch;
 pub mod headers;
+mod keepalive;
 pub mod limits;
 pub mod meter;
 mod mirror;

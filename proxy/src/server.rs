@@ -2,21 +2,36 @@
 //! h2c (prior knowledge) on one port, or HTTPS with `run_tls` (h2 or HTTP/1.1 by ALPN); a
 //! header-read timeout against slowloris; connection limits per client and in all.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::{Body, Incoming};
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::service::Proxy;
+use crate::keepalive::{self, Prefixed, Requests};
+use crate::service::{Proxy, ProxyBody};
 
 /// Time a client has to complete the TLS handshake.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Builder = Arc<auto::Builder<TokioExecutor>>;
+
+/// The connection settings: HTTP/1.1 or HTTP/2 by ALPN or preface (TLS and h2c), and plain
+/// HTTP/1.1 (parked while idle, see [`keepalive`]).
+#[derive(Clone, Debug)]
+struct Builders {
+    auto: Builder,
+    http1: Arc<http1::Builder>,
+}
 
 /// Connections waiting to be accepted, at most (the kernel may cap it lower, at
 /// `net.core.somaxconn`). A flash crowd arrives faster than any accept loop: a short queue
@@ -36,15 +51,23 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 
 /// The connection settings, from the limits: a client that sends its headers too slowly
 /// (slowloris) or too many of them is cut off.
-fn builder(limits: &crate::limits::LimitsConfig) -> Builder {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+fn builders(limits: &crate::limits::LimitsConfig) -> Builders {
+    // hyper's smallest buffer is 8 KiB.
+    let max_buf = limits.max_header_bytes.max(8192);
+    let mut auto = auto::Builder::new(TokioExecutor::new());
+    auto.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        // hyper's smallest buffer is 8 KiB.
-        .max_buf_size(limits.max_header_bytes.max(8192));
-    Arc::new(builder)
+        .max_buf_size(max_buf);
+    let mut http1 = http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(max_buf);
+    Builders {
+        auto: Arc::new(auto),
+        http1: Arc::new(http1),
+    }
 }
 
 /// Serves `listener` (plain HTTP/1.1 and h2c) until `shutdown` turns true; connections in
@@ -70,7 +93,7 @@ async fn accept_loop(
     tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let builder = builder(proxy.limits().config());
+    let builders = builders(proxy.limits().config());
     loop {
         let (stream, client) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -90,14 +113,14 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (proxy, builder) = (proxy.clone(), builder.clone());
+        let (proxy, builders) = (proxy.clone(), builders.clone());
         // Two task types: a plain connection's task must not carry the size of TLS state
         // (every idle keep-alive connection pays for its task).
         match tls.clone() {
             None => {
                 tokio::spawn(async move {
                     let _slot = slot;
-                    serve(stream, client, proxy, builder).await;
+                    serve_plain(stream, client, proxy, builders).await;
                 });
             }
             Some(acceptor) => {
@@ -106,7 +129,7 @@ async fn accept_loop(
                     let handshake =
                         tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
                     match handshake.await {
-                        Ok(Ok(tls)) => serve(tls, client, proxy, builder).await,
+                        Ok(Ok(tls)) => serve(tls, client, proxy, builders.auto).await,
                         Ok(Err(e)) => tracing::debug!(%client, error = %e, "tls handshake failed"),
                         Err(_) => tracing::debug!(%client, "tls handshake timed out"),
                     }
@@ -116,16 +139,38 @@ async fn accept_loop(
     }
 }
 
-/// Serves one connection.
-async fn serve<S>(stream: S, client: std::net::SocketAddr, proxy: Arc<Proxy>, builder: Builder)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        let proxy = proxy.clone();
-        async move {
+type ServiceFuture =
+    Pin<Box<dyn Future<Output = Result<hyper::Response<ProxyBody>, Infallible>> + Send>>;
+
+/// The service of one connection, telling `requests` (if any) of every request.
+///
+/// Its future is boxed: hyper keeps the allocation of a connection's request future for the
+/// connection's whole life, idle or not, and `handle`'s future is kilobytes (every path a
+/// request can take is in it). Boxed, it lives only while a request does.
+fn service(
+    proxy: Arc<Proxy>,
+    client: SocketAddr,
+    requests: Option<Arc<Requests>>,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = hyper::Response<ProxyBody>,
+    Error = Infallible,
+    Future = ServiceFuture,
+> + Clone
++ Unpin
++ Send
++ 'static {
+    service_fn(move |req: hyper::Request<Incoming>| -> ServiceFuture {
+        if let Some(requests) = &requests {
+            requests.saw(!req.body().is_end_stream());
+        }
+        let (proxy, requests) = (proxy.clone(), requests.clone());
+        Box::pin(async move {
             let line = proxy.access_log().then(|| access_prefix(&req, client));
             let resp = proxy.handle(req, client).await;
+            if let Some(requests) = requests {
+                requests.answered();
+            }
             if let Some(prefix) = line {
                 let size = resp
                     .headers()
@@ -134,9 +179,34 @@ where
                     .unwrap_or("-");
                 println!("{prefix} {} {size}", resp.status().as_u16());
             }
-            Ok::<_, std::convert::Infallible>(resp)
-        }
-    });
+            Ok(resp)
+        })
+    })
+}
+
+/// Serves one plain-text connection: h2c if it starts with HTTP/2's preface, else HTTP/1.1
+/// parked while idle.
+async fn serve_plain(stream: TcpStream, client: SocketAddr, proxy: Arc<Proxy>, builders: Builders) {
+    let idle = proxy.limits().config().header_read_timeout;
+    // Boxed: the sniffing's state must not size the task of every parked connection.
+    match Box::pin(keepalive::speaks_h2(&stream, idle)).await {
+        None => return,
+        // Boxed: an h2 connection's state must not size every HTTP/1.1 connection's task.
+        Some(true) => return Box::pin(serve(stream, client, proxy, builders.auto)).await,
+        Some(false) => {}
+    }
+    let make = move |requests| service(proxy.clone(), client, Some(requests));
+    if let Err(e) = keepalive::serve(Prefixed::new(stream), &builders.http1, idle, make).await {
+        tracing::debug!(%client, error = %e, "connection ended with an error");
+    }
+}
+
+/// Serves one connection, HTTP/1.1 or HTTP/2.
+async fn serve<S>(stream: S, client: SocketAddr, proxy: Arc<Proxy>, builder: Builder)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service(proxy, client, None);
     if let Err(e) = builder
         .serve_connection(TokioIo::new(stream), service)
         .await
@@ -147,10 +217,7 @@ where
 
 /// The start of a Common Log Format line: client, identity, user, time, request line (with
 /// the Host, as a CDN serves many sites).
-fn access_prefix(
-    req: &hyper::Request<hyper::body::Incoming>,
-    client: std::net::SocketAddr,
-) -> String {
+fn access_prefix(req: &hyper::Request<Incoming>, client: SocketAddr) -> String {
     let host = req
         .headers()
         .get(http::header::HOST)

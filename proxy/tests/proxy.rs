@@ -794,3 +794,89 @@ async fn a_site_over_its_fair_share_gets_403_while_others_are_served() {
         "others are served"
     );
 }
+
+/// Reads one HTTP/1.1 response with a `Content-Length` from `s`.
+async fn read_response(s: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                return text;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("a response in time")
+            .unwrap();
+        assert!(n > 0, "the proxy closed the connection: {text}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_idle_for_a_while_still_serves_the_next_requests() {
+    use tokio::io::AsyncWriteExt;
+    let s = setup(true).await;
+    let mut conn = tokio::net::TcpStream::connect(s.proxy).await.unwrap();
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", s.host);
+    conn.write_all(get("/cache").as_bytes()).await.unwrap();
+    let first = read_response(&mut conn).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(
+        !first.to_ascii_lowercase().contains("connection: close"),
+        "{first}"
+    );
+    // Idle past the point where the connection is parked (its buffers given back).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Two pipelined requests, the second split across writes: both answered, in order.
+    let two = format!("{}{}", get("/nostore"), get("/cache"));
+    let (head, tail) = two.split_at(two.len() - 10);
+    conn.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    conn.write_all(tail.as_bytes()).await.unwrap();
+    let second = read_response(&mut conn).await;
+    assert!(second.contains("fresh every time"), "{second}");
+    let third = read_response(&mut conn).await;
+    assert!(
+        third.contains("; hit") && third.contains("cacheable body"),
+        "{third}"
+    );
+    for r in [&second, &third] {
+        assert!(!r.to_ascii_lowercase().contains("connection: close"), "{r}");
+    }
+    assert_eq!(s.seen.count("/cache"), 1);
+}
+
+#[tokio::test]
+async fn plain_http_also_speaks_h2c_with_prior_knowledge() {
+    let s = setup(true).await;
+    let stream = tokio::net::TcpStream::connect(s.proxy).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for expected in ["fwd=miss", "hit"] {
+        let req = Request::get(format!("http://{}/cache", s.host))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+        assert_eq!(resp.status(), 200);
+        let cs = resp.headers()["cache-status"].to_str().unwrap().to_string();
+        assert!(cs.contains(expected), "{cs}");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "cacheable body");
+    }
+}
