@@ -3,23 +3,23 @@
 //! hyper keeps a connection's read and write buffers (8-16 KiB each) and its dispatcher for
 //! the connection's whole life. Measured with 10,000 idle keep-alive connections that had
 //! each made one request, that was about 20 KB per connection, against nginx's 523 B (nginx
-//! frees a keep-alive connection's buffers while it waits). So a connection is *parked* as
-//! soon as hyper waits for a next request that has not arrived: hyper hands the socket back
+//! frees a keep-alive connection's buffers while it waits). So a connection is *parked* when
+//! hyper waits for a next request that has not arrived (at once when more than
+//! [`WARM_CONNECTIONS`] are unparked, else after [`WARM_FOR`]): hyper hands the socket back
 //! (`graceful_shutdown` + `into_parts`, which sends no `Connection: close`), the socket
 //! waits for readability with nothing else allocated, and the next request gets a fresh
 //! hyper connection. Bytes hyper had already read (a pipelined request) are replayed first.
-//! A fresh hyper connection per request did not measurably slow 1 KiB hits (wrk, 50
-//! connections). Parking after a delay instead needs a timer per request, and left many
-//! connections unparked at once in a burst, which is what sets the memory's high-water mark.
 //!
-//! A connection whose last request had a body is not parked: hyper may not have read all of
-//! it, and what is left would be taken for the next request.
+//! A connection is not parked after a request with a body (hyper may not have read all of
+//! it, and what is left would be taken for the next request), nor after a request or a
+//! response that ends the connection (`Connection: close`, or HTTP/1.0 without keep-alive):
+//! hyper closes those, and parking one would leave its client waiting for the end.
 
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -29,39 +29,155 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+/// Idle connections kept unparked at most, server-wide. A client sending requests back to
+/// back then never pays for a new hyper connection per request (that cost 9 % of 1 KiB hit
+/// throughput), while a burst of connections that go idle at once is parked at once: the
+/// burst sets the memory's high-water mark, which the allocator keeps.
+pub(crate) const WARM_CONNECTIONS: usize = 64;
+
+/// How long a connection stays unparked after its last request when few are.
+pub(crate) const WARM_FOR: Duration = Duration::from_secs(1);
+
+/// The hyper connections alive, server-wide.
+#[derive(Debug, Default)]
+pub(crate) struct Warm {
+    active: AtomicUsize,
+}
+
+impl Warm {
+    fn enter(&self) -> WarmGuard<'_> {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        WarmGuard(self)
+    }
+
+    fn crowded(&self) -> bool {
+        self.active.load(Ordering::Relaxed) > WARM_CONNECTIONS
+    }
+}
+
+struct WarmGuard<'a>(&'a Warm);
+
+impl Drop for WarmGuard<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// What the service tells the connection about the requests it answered.
 #[derive(Debug, Default)]
 pub(crate) struct Requests {
     /// Requests seen.
     count: AtomicU64,
-    /// Responses handed to hyper. Only once every response's head is written may keep-alive
-    /// be turned off: turned off before, hyper would add `Connection: close` to it.
-    answered: AtomicU64,
-    /// `count` at the last request that had a body (such a connection is not parked).
-    last_with_body: AtomicU64,
+    /// Responses whose bodies hyper has written and dropped. Only then may keep-alive be
+    /// turned off: turned off before a response's head is written, hyper would add
+    /// `Connection: close` to it; before its body is, hyper would end the connection after
+    /// it, and a client sending its next request at once would find it parked.
+    finished: AtomicU64,
+    /// `count` at the last request after which the connection must not be parked.
+    last_unparkable: AtomicU64,
+    /// Whether hyper's last read found nothing to read, and its last write went through:
+    /// with every response written, hyper then waits for a request the client has not sent
+    /// (rather than for the client to take the end of a response).
+    waiting_to_read: AtomicBool,
+    write_blocked: AtomicBool,
 }
 
 impl Requests {
     /// Called by the service for every request.
-    pub(crate) fn saw(&self, has_body: bool) {
+    pub(crate) fn saw<B: hyper::body::Body>(&self, req: &hyper::Request<B>) {
         let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
-        if has_body {
-            self.last_with_body.store(n, Ordering::Relaxed);
+        if !req.body().is_end_stream() || !keeps_alive(req.version(), req.headers()) {
+            self.last_unparkable.store(n, Ordering::Relaxed);
         }
     }
 
-    /// Called by the service with each response, as it hands it to hyper.
-    pub(crate) fn answered(&self) {
-        self.answered.fetch_add(1, Ordering::Relaxed);
+    /// Called by the service with each response, as it hands it to hyper: the response,
+    /// with a body that reports when hyper is done with it.
+    pub(crate) fn answer<B>(
+        self: &Arc<Self>,
+        resp: hyper::Response<B>,
+    ) -> hyper::Response<Tracked<B>> {
+        if !keeps_alive(resp.version(), resp.headers()) {
+            let n = self.count.load(Ordering::Relaxed);
+            self.last_unparkable.store(n, Ordering::Relaxed);
+        }
+        resp.map(|inner| Tracked {
+            inner,
+            requests: Some(self.clone()),
+        })
     }
 
-    /// Whether the connection answered every request it got, and the last one had no body.
-    /// (hyper writes a response's head in the same poll that takes the response.)
+    /// Whether every response was written whole, and the connection may live on after the
+    /// last.
     fn parkable(&self) -> bool {
         let n = self.count.load(Ordering::Relaxed);
         n > 0
-            && self.answered.load(Ordering::Relaxed) == n
-            && self.last_with_body.load(Ordering::Relaxed) != n
+            && self.finished.load(Ordering::Relaxed) == n
+            && self.last_unparkable.load(Ordering::Relaxed) != n
+            && self.waiting_to_read.load(Ordering::Relaxed)
+            && !self.write_blocked.load(Ordering::Relaxed)
+    }
+}
+
+/// A response body that tells its connection's [`Requests`] when hyper drops it (written
+/// whole, or abandoned with the connection).
+#[derive(Debug)]
+pub(crate) struct Tracked<B> {
+    inner: B,
+    requests: Option<Arc<Requests>>,
+}
+
+impl<B> Tracked<B> {
+    /// A body that reports to nobody (connections that are never parked).
+    pub(crate) fn untracked(inner: B) -> Tracked<B> {
+        Tracked {
+            inner,
+            requests: None,
+        }
+    }
+}
+
+impl<B> Drop for Tracked<B> {
+    fn drop(&mut self) {
+        if let Some(requests) = &self.requests {
+            requests.finished.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Whether a message of `version` with `headers` leaves its connection open (RFC 9112,
+/// section 9.3): HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with `keep-alive`.
+fn keeps_alive(version: http::Version, headers: &http::HeaderMap) -> bool {
+    let says = |token: &str| {
+        headers.get_all(http::header::CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    match version {
+        http::Version::HTTP_11 => !says("close"),
+        http::Version::HTTP_10 => says("keep-alive"),
+        _ => false,
     }
 }
 
@@ -70,6 +186,8 @@ impl Requests {
 pub(crate) struct Prefixed {
     prefix: Bytes,
     stream: TcpStream,
+    /// The hyper connection being served, told of blocked reads and writes.
+    watch: Option<Arc<Requests>>,
 }
 
 impl Prefixed {
@@ -78,6 +196,13 @@ impl Prefixed {
         Prefixed {
             prefix: Bytes::new(),
             stream,
+            watch: None,
+        }
+    }
+
+    fn note<T>(&self, flag: fn(&Requests) -> &AtomicBool, poll: &Poll<T>) {
+        if let Some(requests) = &self.watch {
+            flag(requests).store(poll.is_pending(), Ordering::Relaxed);
         }
     }
 }
@@ -92,9 +217,13 @@ impl AsyncRead for Prefixed {
             let n = self.prefix.len().min(buf.remaining());
             buf.put_slice(&self.prefix[..n]);
             self.prefix.advance(n);
-            return Poll::Ready(Ok(()));
+            let ready = Poll::Ready(Ok(()));
+            self.note(|r| &r.waiting_to_read, &ready);
+            return ready;
         }
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let poll = Pin::new(&mut self.stream).poll_read(cx, buf);
+        self.note(|r| &r.waiting_to_read, &poll);
+        poll
     }
 }
 
@@ -104,7 +233,9 @@ impl AsyncWrite for Prefixed {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let poll = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.note(|r| &r.write_blocked, &poll);
+        poll
     }
 
     fn poll_write_vectored(
@@ -112,7 +243,9 @@ impl AsyncWrite for Prefixed {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.note(|r| &r.write_blocked, &poll);
+        poll
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -134,6 +267,7 @@ impl AsyncWrite for Prefixed {
 pub(crate) async fn serve<S, F>(
     mut io: Prefixed,
     builder: &http1::Builder,
+    warm: &Warm,
     idle_timeout: Duration,
     mut service: F,
 ) -> hyper::Result<()>
@@ -141,7 +275,7 @@ where
     F: FnMut(Arc<Requests>) -> S,
     S: hyper::service::Service<
             hyper::Request<hyper::body::Incoming>,
-            Response = hyper::Response<crate::service::ProxyBody>,
+            Response = hyper::Response<Tracked<crate::service::ProxyBody>>,
             Error = std::convert::Infallible,
         > + Unpin,
     S::Future: Unpin,
@@ -155,17 +289,28 @@ where
             }
         }
         let requests = Arc::new(Requests::default());
+        io.watch = Some(requests.clone());
         let mut conn =
             Box::new(builder.serve_connection(TokioIo::new(io), service(requests.clone())));
-        let mut parking = false;
+        let _warm = warm.enter();
+        let mut timer = Box::pin(tokio::time::sleep(WARM_FOR));
+        let (mut seen, mut parking) = (0, false);
         poll_fn(|cx| {
             loop {
                 if let Poll::Ready(r) = conn.poll_without_shutdown(cx) {
                     return Poll::Ready(r);
                 }
-                // Pending after a request: the response is still being written (hyper
-                // finishes it, then stops), or hyper waits for another request.
+                // Pending with every response written: hyper flushes the last of it (and
+                // finishes that before it stops) or waits for a request not yet sent.
                 if parking || !requests.parkable() {
+                    return Poll::Pending;
+                }
+                let n = requests.count.load(Ordering::Relaxed);
+                if n != seen {
+                    seen = n;
+                    timer.as_mut().reset(tokio::time::Instant::now() + WARM_FOR);
+                }
+                if !warm.crowded() && timer.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
                 Pin::new(&mut *conn).graceful_shutdown();
@@ -179,6 +324,7 @@ where
         }
         let parts = conn.into_parts();
         io = parts.io.into_inner();
+        io.watch = None;
         if !parts.read_buf.is_empty() {
             let mut prefix = Vec::with_capacity(io.prefix.len() + parts.read_buf.len());
             prefix.extend_from_slice(&io.prefix);

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::{Body, Incoming};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -17,7 +17,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::keepalive::{self, Prefixed, Requests};
+use crate::keepalive::{self, Prefixed, Requests, Tracked};
 use crate::service::{Proxy, ProxyBody};
 
 /// Time a client has to complete the TLS handshake.
@@ -31,6 +31,7 @@ type Builder = Arc<auto::Builder<TokioExecutor>>;
 struct Builders {
     auto: Builder,
     http1: Arc<http1::Builder>,
+    warm: Arc<keepalive::Warm>,
 }
 
 /// Connections waiting to be accepted, at most (the kernel may cap it lower, at
@@ -67,6 +68,7 @@ fn builders(limits: &crate::limits::LimitsConfig) -> Builders {
     Builders {
         auto: Arc::new(auto),
         http1: Arc::new(http1),
+        warm: Arc::default(),
     }
 }
 
@@ -140,7 +142,7 @@ async fn accept_loop(
 }
 
 type ServiceFuture =
-    Pin<Box<dyn Future<Output = Result<hyper::Response<ProxyBody>, Infallible>> + Send>>;
+    Pin<Box<dyn Future<Output = Result<hyper::Response<Tracked<ProxyBody>>, Infallible>> + Send>>;
 
 /// The service of one connection, telling `requests` (if any) of every request.
 ///
@@ -153,7 +155,7 @@ fn service(
     requests: Option<Arc<Requests>>,
 ) -> impl hyper::service::Service<
     hyper::Request<Incoming>,
-    Response = hyper::Response<ProxyBody>,
+    Response = hyper::Response<Tracked<ProxyBody>>,
     Error = Infallible,
     Future = ServiceFuture,
 > + Clone
@@ -162,15 +164,12 @@ fn service(
 + 'static {
     service_fn(move |req: hyper::Request<Incoming>| -> ServiceFuture {
         if let Some(requests) = &requests {
-            requests.saw(!req.body().is_end_stream());
+            requests.saw(&req);
         }
         let (proxy, requests) = (proxy.clone(), requests.clone());
         Box::pin(async move {
             let line = proxy.access_log().then(|| access_prefix(&req, client));
             let resp = proxy.handle(req, client).await;
-            if let Some(requests) = requests {
-                requests.answered();
-            }
             if let Some(prefix) = line {
                 let size = resp
                     .headers()
@@ -179,7 +178,10 @@ fn service(
                     .unwrap_or("-");
                 println!("{prefix} {} {size}", resp.status().as_u16());
             }
-            Ok(resp)
+            Ok(match requests {
+                Some(requests) => requests.answer(resp),
+                None => resp.map(Tracked::untracked),
+            })
         })
     })
 }
@@ -196,7 +198,15 @@ async fn serve_plain(stream: TcpStream, client: SocketAddr, proxy: Arc<Proxy>, b
         Some(false) => {}
     }
     let make = move |requests| service(proxy.clone(), client, Some(requests));
-    if let Err(e) = keepalive::serve(Prefixed::new(stream), &builders.http1, idle, make).await {
+    if let Err(e) = keepalive::serve(
+        Prefixed::new(stream),
+        &builders.http1,
+        &builders.warm,
+        idle,
+        make,
+    )
+    .await
+    {
         tracing::debug!(%client, error = %e, "connection ended with an error");
     }
 }

@@ -880,3 +880,31 @@ async fn plain_http_also_speaks_h2c_with_prior_knowledge() {
         assert_eq!(body, "cacheable body");
     }
 }
+
+#[tokio::test]
+async fn a_connection_the_client_ends_is_closed_right_after_the_response() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = setup(true).await;
+    let host = &s.host;
+    // Misses of 100 kB from a slow origin: the body is written over several polls.
+    for req in [
+        format!("GET /slow?1 HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        format!("GET /slow?2 HTTP/1.0\r\nHost: {host}\r\n\r\n"),
+    ] {
+        let mut conn = tokio::net::TcpStream::connect(s.proxy).await.unwrap();
+        conn.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        // Well within the 10 s a kept-alive idle connection would stay open.
+        tokio::time::timeout(Duration::from_secs(3), conn.read_to_end(&mut out))
+            .await
+            .expect("the connection closed after the response")
+            .unwrap();
+        let out = String::from_utf8_lossy(&out);
+        assert!(
+            out.starts_with("HTTP/1.")
+                && out[8..].starts_with(" 200")
+                && out.ends_with(&"x".repeat(100)),
+            "{req}"
+        );
+    }
+}

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A slow origin and a crowd: serves one URL that takes DELAY seconds (counting requests),
+"""A slow origin and a crowd: serves one URL that takes DELAY seconds (counting its fetches),
 sends N concurrent requests for it through a proxy, prints how many reached the origin and
 the clients' p50/p99 latency. Usage: crowd.py PROXY_HOST PROXY_PORT HOST_HEADER ORIGIN_PORT N DELAY"""
 import http.server, socketserver, sys, threading, time, socket
@@ -12,6 +12,13 @@ class Slow(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
         global count
+        if self.path != "/slow/object":
+            # reef asks for the site's /.well-known/reef.json beside the first object: not a
+            # fetch of the object, so not counted (nginx asks for nothing else).
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         with lock:
             count += 1
         time.sleep(delay)
