@@ -57,10 +57,16 @@ printf '%-28s %14s %14s\n' "case (median of $runs)" reef nginx
 for case in "1k.bin 50 req" "100k.bin 50 req" "10m.bin 4 mb"; do
   set -- $case
   line=$(printf '%-28s' "$1 hits, $2 conns ($3)")
+  # Runs alternate between the two, so a drift in the machine's speed (these machines are
+  # shared) weighs on both alike.
+  for who in reef nginx; do measure "$who" "$1" "$2" >/dev/null; done # warm-up
+  : >"$s/reef.vals"
+  : >"$s/nginx.vals"
+  for _ in $(seq "$runs"); do
+    for who in reef nginx; do measure "$who" "$1" "$2" >>"$s/$who.vals"; done
+  done
   for who in reef nginx; do
-    measure "$who" "$1" "$2" >/dev/null # warm-up
-    vals=$(for _ in $(seq "$runs"); do measure "$who" "$1" "$2"; done)
-    if [ "$3" = req ]; then v=$(echo "$vals" | awk '{print $1}' | median); else v=$(echo "$vals" | awk '{print $2}' | median); fi
+    if [ "$3" = req ]; then v=$(awk '{print $1}' "$s/$who.vals" | median); else v=$(awk '{print $2}' "$s/$who.vals" | median); fi
     line="$line $(printf '%14s' "$v")"
   done
   echo "$line"
