@@ -199,7 +199,8 @@ pub struct NodeArgs {
         default_value_t = 256
     )]
     pub max_connections_per_client: usize,
-    /// Seconds a client has to send a request's headers (against slowloris).
+    /// Seconds a client has to send a request's headers (against slowloris), and that an idle
+    /// keep-alive connection stays open.
     #[arg(
         long,
         value_name = "SECS",

@@ -20,7 +20,8 @@ pub struct LimitsConfig {
     pub connections_per_client: usize,
     /// Open connections in all.
     pub connections: usize,
-    /// Time a client has to send a request's headers (slowloris).
+    /// Time a client has to send a request's headers (slowloris), and that an idle keep-alive
+    /// connection stays open.
     pub header_read_timeout: std::time::Duration,
     /// Largest request head (request line and headers) read; a longer one is refused.
     pub max_header_bytes: usize,
