@@ -217,6 +217,10 @@ impl AsyncRead for Prefixed {
             let n = self.prefix.len().min(buf.remaining());
             buf.put_slice(&self.prefix[..n]);
             self.prefix.advance(n);
+            if self.prefix.is_empty() {
+                // Not an empty view that keeps its whole buffer alive while parked.
+                self.prefix = Bytes::new();
+            }
             let ready = Poll::Ready(Ok(()));
             self.note(|r| &r.waiting_to_read, &ready);
             return ready;
@@ -326,9 +330,10 @@ where
         io = parts.io.into_inner();
         io.watch = None;
         if !parts.read_buf.is_empty() {
-            let mut prefix = Vec::with_capacity(io.prefix.len() + parts.read_buf.len());
-            prefix.extend_from_slice(&io.prefix);
+            // What hyper read but did not parse came before what it never read.
+            let mut prefix = Vec::with_capacity(parts.read_buf.len() + io.prefix.len());
             prefix.extend_from_slice(&parts.read_buf);
+            prefix.extend_from_slice(&io.prefix);
             io.prefix = Bytes::from(prefix);
         }
     }
@@ -343,6 +348,9 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub(crate) async fn speaks_h2(stream: &TcpStream, within: Duration) -> Option<bool> {
     let sniff = async {
         let mut buf = [0u8; H2_PREFACE.len()];
+        // `peek` leaves the socket readable: a client that sent part of the preface is
+        // looked at again after a pause that grows, not in a tight loop.
+        let mut pause = Duration::from_millis(5);
         loop {
             stream.readable().await.ok()?;
             let n = match stream.peek(&mut buf).await {
@@ -356,7 +364,8 @@ pub(crate) async fn speaks_h2(stream: &TcpStream, within: Duration) -> Option<bo
                 return Some(true);
             }
             // A prefix of the preface so far: wait for more.
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
         }
     };
     tokio::time::timeout(within, sniff).await.ok().flatten()
