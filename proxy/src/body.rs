@@ -73,8 +73,15 @@ impl SharedBody {
 
     /// A complete body whose digest is already known.
     pub fn complete_with(data: Bytes, digest: [u8; 32]) -> Arc<Self> {
+        SharedBody::complete_from(vec![data], digest)
+    }
+
+    /// A complete body of `chunks` whose digest is already known.
+    fn complete_from(chunks: Vec<Bytes>, digest: [u8; 32]) -> Arc<Self> {
         let body = SharedBody::new();
-        body.push(data);
+        for chunk in chunks {
+            body.push(chunk);
+        }
         body.finish_with_digest(digest);
         body
     }
@@ -171,16 +178,10 @@ impl SharedBody {
             if s.len > CONTIGUOUS_UP_TO {
                 s.chunks.clone()
             } else {
-                drop(s);
-                vec![self.collect()?]
+                vec![concat(&s)]
             }
         };
-        let body = SharedBody::new();
-        for chunk in chunks {
-            body.push(chunk);
-        }
-        body.finish_with_digest(digest);
-        Some(body)
+        Some(SharedBody::complete_from(chunks, digest))
     }
 
     /// The whole body, if complete (for revalidation merges and tests).
@@ -189,12 +190,17 @@ impl SharedBody {
         if !matches!(s.end, Some(Ok(()))) {
             return None;
         }
-        let mut out = Vec::with_capacity(s.len as usize);
-        for c in &s.chunks {
-            out.extend_from_slice(c);
-        }
-        Some(Bytes::from(out))
+        Some(concat(&s))
     }
+}
+
+/// The chunks of `s` in one buffer.
+fn concat(s: &State) -> Bytes {
+    let mut out = Vec::with_capacity(s.len as usize);
+    for c in &s.chunks {
+        out.extend_from_slice(c);
+    }
+    Bytes::from(out)
 }
 
 #[cfg(test)]

@@ -24,14 +24,20 @@ pub const FORWARDED_REQUEST_HEADERS: [&str; 7] = [
 /// Fields that describe one connection, never forwarded or stored.
 const HOP_BY_HOP: [&str; 3] = ["keep-alive", "proxy-connection", "x-forwarded-host"];
 
-/// Removes hop-by-hop fields, including those named in `Connection`.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+/// The options listed in `Connection` (field names and `close`/`keep-alive`), trimmed.
+pub fn connection_options(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|s| s.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .map(str::trim)
+}
+
+/// Removes hop-by-hop fields, including those named in `Connection`.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = connection_options(headers)
+        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
         .collect();
     for n in named {
         headers.remove(n);
