@@ -7,8 +7,8 @@
 //! hyper waits for a next request that has not arrived (at once when more than
 //! [`WARM_CONNECTIONS`] are unparked, else after [`WARM_FOR`]): hyper hands the socket back
 //! (`graceful_shutdown` + `into_parts`, which sends no `Connection: close`), the socket
-//! waits for readability with nothing else allocated, and the next request gets a fresh
-//! hyper connection. Bytes hyper had already read (a pipelined request) are replayed first.
+//! waits for readability in the [`crate::parking`] lot with nothing of hyper's kept, and the
+//! next request gets a fresh hyper connection. Bytes hyper had already read (a pipelined request) are replayed first.
 //!
 //! A connection is not parked after a request with a body (hyper may not have read all of
 //! it, and what is left would be taken for the next request), nor after a request or a
@@ -264,15 +264,16 @@ impl AsyncWrite for Prefixed {
     }
 }
 
-/// Serves HTTP/1.1 on `io`, parking it whenever it idles, until the client leaves, an error
-/// ends it, or it stays idle for `idle_timeout`. `service` makes the service for one hyper
-/// connection, given the counter it must report each request to.
+/// Serves HTTP/1.1 on `io` until the client leaves, an error ends it, or it idles: then the
+/// socket is handed to `park` (see [`crate::parking`]). `io` must have something to read
+/// (a new connection's first bytes, or a parked one's next request). `service` makes the
+/// service for one hyper connection, given the counter it must report each request to.
 pub(crate) async fn serve<S, F>(
     mut io: Prefixed,
     builder: &http1::Builder,
     warm: &Warm,
-    idle_timeout: Duration,
     mut service: F,
+    park: impl FnOnce(TcpStream),
 ) -> hyper::Result<()>
 where
     F: FnMut(Arc<Requests>) -> S,
@@ -284,13 +285,6 @@ where
     S::Future: Unpin,
 {
     loop {
-        if io.prefix.is_empty() {
-            match tokio::time::timeout(idle_timeout, io.stream.readable()).await {
-                Ok(Ok(())) => {}
-                // Idle too long, or the socket failed: closed, as hyper would.
-                _ => return Ok(()),
-            }
-        }
         let requests = Arc::new(Requests::default());
         io.watch = Some(requests.clone());
         let mut conn =
@@ -332,6 +326,10 @@ where
         // found nothing (`waiting_to_read`). What hyper read but did not parse goes first.
         debug_assert!(io.prefix.is_empty());
         io.prefix = parts.read_buf;
+        if io.prefix.is_empty() {
+            park(io.stream);
+            return Ok(());
+        }
     }
 }
 

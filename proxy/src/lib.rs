@@ -39,6 +39,7 @@ mod keepalive;
 pub mod limits;
 pub mod meter;
 mod mirror;
+mod parking;
 mod pass;
 mod peer;
 pub mod purge;

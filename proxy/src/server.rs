@@ -18,6 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::keepalive::{self, Prefixed, Requests, Tracked};
+use crate::limits::ConnectionSlot;
+use crate::parking::{ParkingLot, Resume};
 use crate::service::{Proxy, ProxyBody};
 
 /// Time a client has to complete the TLS handshake.
@@ -32,6 +34,9 @@ struct Builders {
     auto: Builder,
     http1: Arc<http1::Builder>,
     warm: Arc<keepalive::Warm>,
+    /// Where idle plain connections wait; `None` if its thread could not start (then each
+    /// waits in a task of its own).
+    lot: Option<Arc<ParkingLot>>,
 }
 
 /// Connections waiting to be accepted, at most (the kernel may cap it lower, at
@@ -69,6 +74,13 @@ fn builders(limits: &crate::limits::LimitsConfig) -> Builders {
         auto: Arc::new(auto),
         http1: Arc::new(http1),
         warm: Arc::default(),
+        lot: match ParkingLot::start() {
+            Ok(lot) => Some(Arc::new(lot)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no parking thread; idle connections cost more");
+                None
+            }
+        },
     }
 }
 
@@ -96,6 +108,8 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let builders = builders(proxy.limits().config());
+    // Parked connections close with the server, however it ends.
+    let _stop_parking = StopParking(builders.lot.clone());
     loop {
         let (stream, client) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -120,10 +134,17 @@ async fn accept_loop(
         // (every idle keep-alive connection pays for its task).
         match tls.clone() {
             None => {
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    serve_plain(stream, client, proxy, builders).await;
+                // A new connection waits for its first bytes where idle ones wait: a burst
+                // of connections must not make a task each before they have anything to
+                // say (the burst's high-water mark stays with the allocator).
+                let idle = proxy.limits().config().header_read_timeout;
+                let resume: Resume = Box::new({
+                    let builders = builders.clone();
+                    move |stream| {
+                        tokio::spawn(serve_plain(stream, client, proxy, builders, slot));
+                    }
                 });
+                park(&builders, stream, idle, resume);
             }
             Some(acceptor) => {
                 tokio::spawn(async move {
@@ -188,26 +209,84 @@ fn service(
 
 /// Serves one plain-text connection: h2c if it starts with HTTP/2's preface, else HTTP/1.1
 /// parked while idle.
-async fn serve_plain(stream: TcpStream, client: SocketAddr, proxy: Arc<Proxy>, builders: Builders) {
+async fn serve_plain(
+    stream: TcpStream,
+    client: SocketAddr,
+    proxy: Arc<Proxy>,
+    builders: Builders,
+    slot: ConnectionSlot,
+) {
     let idle = proxy.limits().config().header_read_timeout;
-    // Boxed: the sniffing's state must not size the task of every parked connection.
+    // Boxed: the sniffing's state must not size the task of every HTTP/1.1 connection.
     match Box::pin(keepalive::speaks_h2(&stream, idle)).await {
-        None => return,
+        None => {}
         // Boxed: an h2 connection's state must not size every HTTP/1.1 connection's task.
-        Some(true) => return Box::pin(serve(stream, client, proxy, builders.auto)).await,
-        Some(false) => {}
+        Some(true) => Box::pin(serve(stream, client, proxy, builders.auto)).await,
+        Some(false) => serve_http1(stream, client, proxy, builders, slot).await,
     }
-    let make = move |requests| service(proxy.clone(), client, Some(requests));
-    if let Err(e) = keepalive::serve(
-        Prefixed::new(stream),
-        &builders.http1,
-        &builders.warm,
-        idle,
-        make,
-    )
-    .await
-    {
+}
+
+/// Serves HTTP/1.1 on a connection with something to read, until it ends or parks (then
+/// its next request starts this again, in a new task).
+async fn serve_http1(
+    stream: TcpStream,
+    client: SocketAddr,
+    proxy: Arc<Proxy>,
+    builders: Builders,
+    slot: ConnectionSlot,
+) {
+    let (http1, warm) = (builders.http1.clone(), builders.warm.clone());
+    let make = {
+        let proxy = proxy.clone();
+        move |requests| service(proxy.clone(), client, Some(requests))
+    };
+    let park_idle = move |stream: TcpStream| {
+        let idle = proxy.limits().config().header_read_timeout;
+        let lot = builders.clone();
+        let resume: Resume =
+            Box::new(move |stream| spawn_http1(stream, client, proxy, builders, slot));
+        park(&lot, stream, idle, resume);
+    };
+    if let Err(e) = keepalive::serve(Prefixed::new(stream), &http1, &warm, make, park_idle).await {
         tracing::debug!(%client, error = %e, "connection ended with an error");
+    }
+}
+
+/// Hands `stream` to `resume` once it is readable, or closes it after `idle` without a
+/// byte: in the parking lot, or if there is none, in a task of its own.
+fn park(builders: &Builders, stream: TcpStream, idle: Duration, resume: Resume) {
+    match &builders.lot {
+        Some(lot) => lot.park(stream, idle, resume),
+        None => {
+            tokio::spawn(async move {
+                if let Ok(Ok(())) = tokio::time::timeout(idle, stream.readable()).await {
+                    resume(stream);
+                }
+            });
+        }
+    }
+}
+
+/// [`serve_http1`] in a task of its own. (A plain function: an async one spawning itself
+/// would need its own future's type to know whether that future is `Send`.)
+fn spawn_http1(
+    stream: TcpStream,
+    client: SocketAddr,
+    proxy: Arc<Proxy>,
+    builders: Builders,
+    slot: ConnectionSlot,
+) {
+    tokio::spawn(serve_http1(stream, client, proxy, builders, slot));
+}
+
+/// Stops the parking lot when the accept loop ends.
+struct StopParking(Option<Arc<ParkingLot>>);
+
+impl Drop for StopParking {
+    fn drop(&mut self) {
+        if let Some(lot) = &self.0 {
+            lot.stop();
+        }
     }
 }
 
