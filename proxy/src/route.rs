@@ -30,6 +30,17 @@ impl Upstream {
     }
 }
 
+impl Upstream {
+    /// The cache key of `path_and_query` at this upstream: its URL, built in one allocation
+    /// (every request builds one).
+    pub fn key_for(&self, path_and_query: &str) -> String {
+        use fmt::Write;
+        let mut key = String::with_capacity(self.host.len() + path_and_query.len() + 16);
+        let _ = write!(key, "{self}{path_and_query}");
+        key
+    }
+}
+
 impl fmt::Display for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.tls, self.port) {

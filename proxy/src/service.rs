@@ -230,6 +230,8 @@ pub struct Proxy {
     pub(crate) purges: crate::purge::Purges,
     /// Bytes and requests per site, for the status page.
     pub(crate) meter: crate::meter::SiteMeter,
+    /// `Cache-Status` of a hit, made once: most responses carry it.
+    hit_status: HeaderValue,
 }
 
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
@@ -265,6 +267,8 @@ impl Proxy {
             sites: crate::site::Sites::default(),
             purges: crate::purge::Purges::default(),
             meter: crate::meter::SiteMeter::default(),
+            hit_status: HeaderValue::from_str(&format!("{}; hit", config.node_name))
+                .unwrap_or_else(|_| HeaderValue::from_static("reef; hit")),
             quota: config
                 .bandwidth_quota
                 .map(|q| Arc::new(Quota::new(q, config.quota_cool_down, Instant::now()))),
@@ -298,6 +302,9 @@ impl Proxy {
     }
 
     pub(crate) fn cache_status(&self, detail: &str) -> HeaderValue {
+        if detail == "hit" {
+            return self.hit_status.clone();
+        }
         HeaderValue::from_str(&format!("{}; {detail}", self.config.node_name))
             .unwrap_or_else(|_| HeaderValue::from_static("reef"))
     }
@@ -517,12 +524,8 @@ impl Proxy {
         cdn: bool,
         client: SocketAddr,
     ) -> Response<ProxyBody> {
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
-        let key = format!("{upstream}{path}");
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let key = upstream.key_for(path);
         let trace = crate::trace::of_request(&parts.headers);
         let head_only = parts.method == Method::HEAD;
         let now = SystemTime::now();
@@ -547,7 +550,7 @@ impl Proxy {
                         let want = Want {
                             key: key.clone(),
                             up: upstream.clone(),
-                            path: path.clone(),
+                            path: path.to_string(),
                             headers: parts.headers.clone(),
                             client,
                             validate: Some(stored.clone()),
@@ -583,7 +586,7 @@ impl Proxy {
         let want = Want {
             key: key.clone(),
             up: upstream,
-            path,
+            path: path.to_string(),
             headers: parts.headers.clone(),
             client,
             validate,

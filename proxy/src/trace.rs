@@ -43,7 +43,10 @@ pub fn traceparent(trace: &str) -> String {
 
 /// A new trace ID: 64 random bits of this process, then a counter.
 pub fn new_id() -> String {
-    format!("{:016x}{:016x}", process_prefix(), next())
+    use std::fmt::Write;
+    let mut id = String::with_capacity(32);
+    let _ = write!(id, "{:016x}{:016x}", process_prefix(), next());
+    id
 }
 
 fn next() -> u64 {
