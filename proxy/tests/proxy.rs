@@ -859,6 +859,67 @@ async fn a_keep_alive_connection_idle_for_a_while_still_serves_the_next_requests
 }
 
 #[tokio::test]
+async fn a_crowd_of_idle_connections_is_parked_and_each_still_serves_its_next_request() {
+    use tokio::io::AsyncWriteExt;
+    // One client making 300 requests: not rate-limited here.
+    let s = setup_with(true, |c| c.limits.requests_per_second = 0.0).await;
+    let get = format!("GET /cache HTTP/1.1\r\nHost: {}\r\n\r\n", s.host);
+    // More than stay warm: most are parked as soon as they idle.
+    let mut conns = Vec::new();
+    for _ in 0..150 {
+        let mut c = tokio::net::TcpStream::connect(s.proxy).await.unwrap();
+        c.write_all(get.as_bytes()).await.unwrap();
+        let r = read_response(&mut c).await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        conns.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Every one of them, in reverse order, is answered again on the same connection.
+    for c in conns.iter_mut().rev() {
+        c.write_all(get.as_bytes()).await.unwrap();
+        let r = read_response(c).await;
+        assert!(r.contains("; hit") && r.contains("cacheable body"), "{r}");
+    }
+    assert_eq!(s.seen.count("/cache"), 1);
+}
+
+#[tokio::test]
+async fn idle_and_silent_connections_are_closed_when_the_server_stops() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let seen = Arc::new(Seen::default());
+    let origin = origin(seen.clone()).await;
+    let mut config = Config::new(dns::ZoneSuffix::parse("cdn").unwrap());
+    config.allow_private_origins = true;
+    config.resolve.insert("origin.test".into(), origin.ip());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(proxy::server::run(
+        listener,
+        Proxy::new(config).unwrap(),
+        rx,
+    ));
+    let host = format!("origin.test.{}.cdn", origin.port());
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let get = format!("GET /cache HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    idle.write_all(get.as_bytes()).await.unwrap();
+    assert!(read_response(&mut idle).await.starts_with("HTTP/1.1 200"));
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // Past the warm period: the idle connection is parked too.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    stop.send(true).unwrap();
+    server.await.unwrap();
+    for c in [&mut idle, &mut silent] {
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+            .await
+            .expect("closed in time, not left open")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "closed without a response");
+    }
+}
+
+#[tokio::test]
 async fn plain_http_also_speaks_h2c_with_prior_knowledge() {
     let s = setup(true).await;
     let stream = tokio::net::TcpStream::connect(s.proxy).await.unwrap();
