@@ -189,12 +189,19 @@ async fn setup(allow_private: bool) -> Setup {
     setup_with(allow_private, |_| {}).await
 }
 
+/// Zone `cdn`, `origin.test` resolving to `origin`, private origins allowed.
+fn config_for(origin: SocketAddr) -> Config {
+    let mut config = Config::new(dns::ZoneSuffix::parse("cdn").unwrap());
+    config.allow_private_origins = true;
+    config.resolve.insert("origin.test".into(), origin.ip());
+    config
+}
+
 async fn setup_with(allow_private: bool, tweak: impl FnOnce(&mut Config)) -> Setup {
     let seen = Arc::new(Seen::default());
     let origin = origin(seen.clone()).await;
-    let mut config = Config::new(dns::ZoneSuffix::parse("cdn").unwrap());
+    let mut config = config_for(origin);
     config.allow_private_origins = allow_private;
-    config.resolve.insert("origin.test".into(), origin.ip());
     tweak(&mut config);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -888,9 +895,7 @@ async fn idle_and_silent_connections_are_closed_when_the_server_stops() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let seen = Arc::new(Seen::default());
     let origin = origin(seen.clone()).await;
-    let mut config = Config::new(dns::ZoneSuffix::parse("cdn").unwrap());
-    config.allow_private_origins = true;
-    config.resolve.insert("origin.test".into(), origin.ip());
+    let config = config_for(origin);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, rx) = tokio::sync::watch::channel(false);
