@@ -103,9 +103,25 @@ fn node_proxies_and_caches_an_origin() {
     assert_eq!(site["site"], "origin.test");
     assert_eq!(site["requests"], 2);
     assert_eq!(site["bytes"], 2 * b"hello from the origin".len());
+    // A connection that has said nothing yet is open and idle (it holds no buffers).
+    let _silent = std::net::TcpStream::connect(node.http()).expect("connect");
+    let mut idle = 0;
+    for _ in 0..100 {
+        idle = node.status()["connections"]["idle"].as_u64().unwrap_or(0);
+        if idle >= 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(idle >= 1, "{}", node.status()["connections"]);
+    assert!(node.status()["connections"]["open"].as_u64() >= Some(1));
     let metrics = common::get(node.admin(), "admin", "/metrics", &[]);
     let text = String::from_utf8_lossy(&metrics.body);
     assert!(text.contains("\nreef_cache_hits_total 1\n"), "{text}");
+    assert!(
+        text.contains("# TYPE reef_http_connections_idle gauge"),
+        "{text}"
+    );
     assert!(
         text.contains("# TYPE reef_origin_fetches_total counter"),
         "{text}"

@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,7 +39,8 @@ struct Shared {
     /// Connections handed over and not yet registered by the thread.
     arriving: Mutex<Vec<Arriving>>,
     stop: AtomicBool,
-    parked: AtomicUsize,
+    /// Connections parked, shared with the proxy's counters (several lots may add to it).
+    parked: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -66,14 +67,14 @@ struct Parked {
 
 impl ParkingLot {
     /// Starts the lot's thread; resumed connections are spawned on the current tokio
-    /// runtime.
-    pub(crate) fn start() -> io::Result<ParkingLot> {
+    /// runtime. `parked` counts the connections in it.
+    pub(crate) fn start(parked: Arc<AtomicU64>) -> io::Result<ParkingLot> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let shared = Arc::new(Shared {
             arriving: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
-            parked: AtomicUsize::new(0),
+            parked,
         });
         let runtime = tokio::runtime::Handle::current();
         let thread_shared = shared.clone();
@@ -118,7 +119,7 @@ impl ParkingLot {
 
     /// Connections parked now.
     #[cfg(test)]
-    fn parked(&self) -> usize {
+    fn parked(&self) -> u64 {
         self.shared.parked.load(Ordering::Relaxed)
     }
 
@@ -151,6 +152,17 @@ fn run(mut poll: Poll, shared: &Shared, runtime: &tokio::runtime::Handle) {
     let mut expiry: VecDeque<(Instant, usize, u64)> = VecDeque::new();
     let mut serial = 0u64;
     let mut arrived = Vec::new();
+    // The gauge moves by differences: other lots add to it too.
+    let mut counted = 0u64;
+    let mut count = |now: usize| {
+        let now = now as u64;
+        if now >= counted {
+            shared.parked.fetch_add(now - counted, Ordering::Relaxed);
+        } else {
+            shared.parked.fetch_sub(counted - now, Ordering::Relaxed);
+        }
+        counted = now;
+    };
     while !shared.stop.load(Ordering::Relaxed) {
         let timeout = expiry
             .front()
@@ -217,9 +229,9 @@ fn run(mut poll: Poll, shared: &Shared, runtime: &tokio::runtime::Handle) {
                 parked.remove(key);
             }
         }
-        shared.parked.store(parked.len(), Ordering::Relaxed);
+        count(parked.len());
     }
-    shared.parked.store(0, Ordering::Relaxed);
+    count(0);
 }
 
 #[cfg(test)]
@@ -249,7 +261,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_parked_connection_resumes_with_its_bytes_when_the_client_sends() {
-        let lot = ParkingLot::start().expect("lot");
+        let lot = ParkingLot::start(Arc::default()).expect("lot");
         let (mut client, server) = pair().await;
         let (tx, rx) = tokio::sync::oneshot::channel();
         lot.park(
@@ -279,7 +291,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_idle_connection_is_closed_at_its_timeout_and_never_resumed() {
-        let lot = ParkingLot::start().expect("lot");
+        let lot = ParkingLot::start(Arc::default()).expect("lot");
         let (mut quiet, server) = pair().await;
         let (mut busy, busy_server) = pair().await;
         let resumed = Arc::new(AtomicUsize::new(0));

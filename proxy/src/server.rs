@@ -7,6 +7,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -57,7 +58,7 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 
 /// The connection settings, from the limits: a client that sends its headers too slowly
 /// (slowloris) or too many of them is cut off.
-fn builders(limits: &crate::limits::LimitsConfig) -> Builders {
+fn builders(limits: &crate::limits::LimitsConfig, idle: Arc<AtomicU64>) -> Builders {
     // hyper's smallest buffer is 8 KiB.
     let max_buf = limits.max_header_bytes.max(8192);
     let mut auto = auto::Builder::new(TokioExecutor::new());
@@ -74,7 +75,7 @@ fn builders(limits: &crate::limits::LimitsConfig) -> Builders {
         auto: Arc::new(auto),
         http1: Arc::new(http1),
         warm: Arc::default(),
-        lot: match ParkingLot::start() {
+        lot: match ParkingLot::start(idle) {
             Ok(lot) => Some(Arc::new(lot)),
             Err(e) => {
                 tracing::warn!(error = %e, "no parking thread; idle connections cost more");
@@ -107,7 +108,10 @@ async fn accept_loop(
     tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let builders = builders(proxy.limits().config());
+    let builders = builders(
+        proxy.limits().config(),
+        proxy.stats().idle_connections.clone(),
+    );
     // Parked connections close with the server, however it ends.
     let _stop_parking = StopParking(builders.lot.clone());
     loop {

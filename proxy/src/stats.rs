@@ -22,6 +22,9 @@ pub struct Stats {
     /// Body bytes served to clients from stored copies (shared with the bodies that count
     /// them as they go out).
     pub hit_bytes: std::sync::Arc<AtomicU64>,
+    /// Keep-alive connections waiting for their next request, and new ones for their first
+    /// (a gauge, kept by the parking lot).
+    pub idle_connections: std::sync::Arc<AtomicU64>,
 }
 
 /// A copy of the counters.
@@ -43,6 +46,8 @@ pub struct StatsSnapshot {
     pub site_documents: u64,
     /// See [`Stats::hit_bytes`].
     pub hit_bytes: u64,
+    /// See [`Stats::idle_connections`].
+    pub idle_connections: u64,
 }
 
 impl Stats {
@@ -63,6 +68,7 @@ impl Stats {
             peer_bytes: get(&self.peer_bytes),
             site_documents: get(&self.site_documents),
             hit_bytes: get(&self.hit_bytes),
+            idle_connections: get(&self.idle_connections),
         }
     }
 }

@@ -52,6 +52,8 @@ pub struct Status {
     pub clusters: Vec<ClusterStatus>,
     /// The cache.
     pub cache: CacheStatus,
+    /// Client connections.
+    pub connections: ConnectionStatus,
     /// Fetches.
     pub fetches: FetchStatus,
     /// Refusals and failures of the overlay.
@@ -133,6 +135,15 @@ pub struct DnsCounters {
     pub rrl_dropped: u64,
     /// UDP responses truncated by rate limiting.
     pub rrl_slipped: u64,
+}
+
+/// Client connections to the proxy (HTTP and HTTPS).
+#[derive(Debug, Default, Serialize)]
+pub struct ConnectionStatus {
+    /// Open now, idle ones included.
+    pub open: usize,
+    /// Waiting for a next request (keep-alive) or a first one, holding no buffers.
+    pub idle: u64,
 }
 
 /// Cache figures.
@@ -259,6 +270,10 @@ impl NodeState {
                 hits: p.hits,
                 misses: p.misses,
                 hit_bytes: p.hit_bytes,
+            },
+            connections: ConnectionStatus {
+                open: self.proxy.limits().open_connections(),
+                idle: p.idle_connections,
             },
             fetches: FetchStatus {
                 origin: p.origin_fetches,
