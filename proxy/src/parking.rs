@@ -294,7 +294,7 @@ mod tests {
         let lot = ParkingLot::start(Arc::default()).expect("lot");
         let (mut quiet, server) = pair().await;
         let (mut busy, busy_server) = pair().await;
-        let resumed = Arc::new(AtomicUsize::new(0));
+        let resumed = Arc::new(AtomicU64::new(0));
         let r = resumed.clone();
         lot.park(
             server,
