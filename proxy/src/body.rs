@@ -1,7 +1,14 @@
 //! A response body shared by everyone who wants it: the fetch appends chunks as they arrive,
 //! and each reader follows at its own pace. A slow client never slows the fetch or the other
 //! clients: it only falls behind in a list of chunks that are already stored.
+//!
+//! A body may also live in a file, so that no object is held whole in memory however large
+//! it is: a body given a [`Spill`] moves its chunks to a temporary file whenever more than
+//! `above` bytes of it are in memory, and a large disk-cache entry is read in place. Readers
+//! ([`crate::reader::Reader`]) read such chunks back on a blocking thread.
 
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
@@ -16,18 +23,50 @@ pub enum BodyError {
     /// The body exceeded the size cap.
     #[error("body exceeds the size cap of {0} bytes")]
     TooLarge(u64),
+    /// The body's file could not be written or read.
+    #[error("body file: {0}")]
+    File(String),
+}
+
+/// One chunk of a body: in memory, or `len` bytes at `offset` of the body's file.
+#[derive(Debug, Clone)]
+enum Piece {
+    Mem(Bytes),
+    File { offset: u64, len: u64 },
+}
+
+impl Piece {
+    fn len(&self) -> u64 {
+        match self {
+            Piece::Mem(b) => b.len() as u64,
+            Piece::File { len, .. } => *len,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct State {
-    chunks: Vec<Bytes>,
+    pieces: Vec<Piece>,
     len: u64,
+    /// Bytes of the pieces in memory.
+    in_memory: u64,
     /// `Some` once the body is complete (Ok) or has failed.
     end: Option<Result<(), BodyError>>,
 }
 
 /// Largest body [`SharedBody::stored_copy`] stores as one contiguous buffer.
 pub const CONTIGUOUS_UP_TO: u64 = 1 << 20;
+
+/// Where a growing body goes once more than `above` bytes of it are in memory: a file in
+/// `dir`, unlinked as soon as it is made (it lives as long as the body does, and a crash
+/// leaves nothing behind).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spill {
+    /// Directory for the files.
+    pub dir: PathBuf,
+    /// Bytes of one body held in memory at most (one chunk more while it is moved).
+    pub above: u64,
+}
 
 /// A growing body. Cloning the `Arc` is how readers share it.
 #[derive(Debug, Default)]
@@ -37,6 +76,9 @@ pub struct SharedBody {
     /// SHA-256 of the complete body, set by whoever completed it: peers are sent it so they
     /// can check what they received.
     digest: OnceLock<[u8; 32]>,
+    spill: Option<Spill>,
+    /// The file holding the pieces that are not in memory.
+    file: OnceLock<Arc<std::fs::File>>,
 }
 
 /// SHA-256 of `data`.
@@ -51,6 +93,15 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 pub enum Next {
     /// The next chunk.
     Chunk(Bytes),
+    /// The next `count` chunks are `len` bytes at `offset` of the body's file.
+    InFile {
+        /// Where they start in the file.
+        offset: u64,
+        /// Their total length.
+        len: u64,
+        /// How many chunks they are.
+        count: usize,
+    },
     /// The body is complete and the reader has all of it.
     End,
     /// The body failed; the reader must not treat what it has as complete.
@@ -59,10 +110,22 @@ pub enum Next {
     Pending,
 }
 
+/// Most bytes of consecutive file chunks that [`SharedBody::next`] hands out at once (one
+/// read on a blocking thread).
+pub const FILE_READ_UP_TO: u64 = 1 << 20;
+
 impl SharedBody {
     /// An empty, growing body.
     pub fn new() -> Arc<Self> {
         Arc::new(SharedBody::default())
+    }
+
+    /// An empty, growing body that moves to a file beyond `spill.above` bytes in memory.
+    pub fn spilling(spill: Spill) -> Arc<Self> {
+        Arc::new(SharedBody {
+            spill: Some(spill),
+            ..SharedBody::default()
+        })
     }
 
     /// A complete body.
@@ -73,20 +136,41 @@ impl SharedBody {
 
     /// A complete body whose digest is already known.
     pub fn complete_with(data: Bytes, digest: [u8; 32]) -> Arc<Self> {
-        SharedBody::complete_from(vec![data], digest)
+        let body = SharedBody::new();
+        body.push(data);
+        body.finish_with_digest(digest);
+        body
     }
 
-    /// A complete body of `chunks` whose digest is already known.
-    fn complete_from(chunks: Vec<Bytes>, digest: [u8; 32]) -> Arc<Self> {
+    /// A complete body of `len` bytes at `offset` of `file` (a disk-cache entry read in
+    /// place), whose digest is known.
+    pub fn complete_in_file(
+        file: std::fs::File,
+        offset: u64,
+        len: u64,
+        digest: [u8; 32],
+    ) -> Arc<Self> {
         let body = SharedBody::new();
-        for chunk in chunks {
-            body.push(chunk);
+        let _ = body.file.set(Arc::new(file));
+        if let Ok(mut s) = body.state.lock() {
+            let mut at = 0;
+            // In pieces of the read size, so a range is found without reading what precedes.
+            while at < len {
+                let n = (len - at).min(FILE_READ_UP_TO);
+                s.pieces.push(Piece::File {
+                    offset: offset + at,
+                    len: n,
+                });
+                at += n;
+            }
+            s.len = len;
         }
         body.finish_with_digest(digest);
         body
     }
 
-    /// Appends a chunk (the fetch side).
+    /// Appends a chunk (the fetch side). A spilling body's writer then calls
+    /// [`SharedBody::spill_if_needed`].
     pub fn push(&self, chunk: Bytes) {
         if chunk.is_empty() {
             return;
@@ -96,12 +180,77 @@ impl SharedBody {
                 return;
             }
             s.len += chunk.len() as u64;
-            s.chunks.push(chunk);
+            s.in_memory += chunk.len() as u64;
+            s.pieces.push(Piece::Mem(chunk));
         }
         self.grew.notify_waiters();
     }
 
-    /// Ends the body: complete, or failed (the fetch side).
+    /// Moves the body's chunks in memory to its file if more than its spill limit are.
+    /// Called by the body's one writer after each [`SharedBody::push`]; the writing happens
+    /// on a blocking thread. An error means the body could not be kept within its limit:
+    /// the writer must fail the body.
+    pub async fn spill_if_needed(self: &Arc<Self>) -> Result<(), BodyError> {
+        let Some(spill) = &self.spill else {
+            return Ok(());
+        };
+        // The chunks to move, with where each goes (the file holds the body as it is).
+        let (first, moving) = {
+            let s = self.state.lock().map_err(|_| poisoned())?;
+            if s.in_memory <= spill.above {
+                return Ok(());
+            }
+            let mut offset = 0;
+            let mut first = None;
+            let mut moving = Vec::new();
+            for (i, p) in s.pieces.iter().enumerate() {
+                if let Piece::Mem(b) = p {
+                    first.get_or_insert(i);
+                    moving.push((offset, b.clone()));
+                }
+                offset += p.len();
+            }
+            (first.unwrap_or(0), moving)
+        };
+        let file = match self.file.get() {
+            Some(f) => f.clone(),
+            None => {
+                let dir = spill.dir.clone();
+                let made = tokio::task::spawn_blocking(move || temp_file(&dir))
+                    .await
+                    .map_err(|e| BodyError::File(e.to_string()))?
+                    .map_err(|e| BodyError::File(format!("creating a file: {e}")))?;
+                self.file.get_or_init(|| Arc::new(made)).clone()
+            }
+        };
+        let offsets: Vec<(u64, u64)> = moving.iter().map(|(o, b)| (*o, b.len() as u64)).collect();
+        tokio::task::spawn_blocking(move || {
+            moving
+                .iter()
+                .try_for_each(|(offset, b)| file.write_all_at(b, *offset))
+        })
+        .await
+        .map_err(|e| BodyError::File(e.to_string()))?
+        .map_err(|e| BodyError::File(format!("writing: {e}")))?;
+        // Only this writer changes pieces to file pieces, so the indices still hold.
+        let mut s = self.state.lock().map_err(|_| poisoned())?;
+        let mut moved = 0;
+        let mut k = 0;
+        for p in s.pieces.iter_mut().skip(first) {
+            if let Piece::Mem(b) = p
+                && let Some(&(offset, len)) = offsets.get(k)
+                && len == b.len() as u64
+            {
+                *p = Piece::File { offset, len };
+                moved += len;
+                k += 1;
+            }
+        }
+        s.in_memory -= moved;
+        Ok(())
+    }
+
+    /// Ends the body: complete (`Ok`) or failed. Later pushes are ignored.
     pub fn finish(&self, end: Result<(), BodyError>) {
         if let Ok(mut s) = self.state.lock()
             && s.end.is_none()
@@ -111,39 +260,67 @@ impl SharedBody {
         self.grew.notify_waiters();
     }
 
-    /// Completes the body, recording its SHA-256.
+    /// Completes the body with its digest.
     pub fn finish_with_digest(&self, digest: [u8; 32]) {
         let _ = self.digest.set(digest);
         self.finish(Ok(()));
     }
 
-    /// SHA-256 of the complete body, if it was recorded.
+    /// The complete body's SHA-256, once known.
     pub fn digest(&self) -> Option<[u8; 32]> {
         self.digest.get().copied()
     }
 
-    /// Bytes received so far.
+    /// Bytes so far.
     pub fn len(&self) -> u64 {
         self.state.lock().map_or(0, |s| s.len)
     }
 
-    /// Whether nothing was received yet.
+    /// Whether no bytes have arrived.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// `Some(Ok)` when complete, `Some(Err)` when failed, `None` while growing.
+    /// Bytes of it held in memory.
+    pub fn in_memory(&self) -> u64 {
+        self.state.lock().map_or(0, |s| s.in_memory)
+    }
+
+    /// Whether all of it is in memory (a body with a file is never kept in the memory tier:
+    /// its weight there would not be what it costs).
+    pub fn is_all_in_memory(&self) -> bool {
+        self.file.get().is_none()
+    }
+
+    /// How the body ended, if it has.
     pub fn end(&self) -> Option<Result<(), BodyError>> {
         self.state.lock().ok().and_then(|s| s.end.clone())
     }
 
-    /// The chunk at `index`, or what to do instead.
+    /// What is at chunk `index`: a chunk in memory, a run of chunks in the file (up to
+    /// [`FILE_READ_UP_TO`] bytes), the end, or nothing yet.
     pub fn next(&self, index: usize) -> Next {
         let Ok(s) = self.state.lock() else {
-            return Next::Failed(BodyError::Upstream("poisoned".into()));
+            return Next::Failed(poisoned());
         };
-        if let Some(c) = s.chunks.get(index) {
-            return Next::Chunk(c.clone());
+        match s.pieces.get(index) {
+            Some(Piece::Mem(c)) => return Next::Chunk(c.clone()),
+            Some(&Piece::File { offset, len }) => {
+                let (mut total, mut count) = (len, 1);
+                while let Some(&Piece::File { offset: o, len: l }) = s.pieces.get(index + count) {
+                    if o != offset + total || total + l > FILE_READ_UP_TO {
+                        break;
+                    }
+                    total += l;
+                    count += 1;
+                }
+                return Next::InFile {
+                    offset,
+                    len: total,
+                    count,
+                };
+            }
+            None => {}
         }
         match &s.end {
             Some(Ok(())) => Next::End,
@@ -152,11 +329,28 @@ impl SharedBody {
         }
     }
 
-    /// Waits until the body grows or ends after a reader saw [`Next::Pending`] at `index`.
+    /// The length of chunk `index`, if it has arrived (readers skip chunks by it without
+    /// reading them).
+    pub fn chunk_len(&self, index: usize) -> Option<u64> {
+        self.state.lock().ok()?.pieces.get(index).map(Piece::len)
+    }
+
+    /// Reads `len` bytes at `offset` of the body's file (blocking).
+    pub fn read_file(&self, offset: u64, len: u64) -> Result<Bytes, BodyError> {
+        let file = self
+            .file
+            .get()
+            .ok_or_else(|| BodyError::File("no file".into()))?;
+        let mut buf = vec![0u8; len as usize];
+        file.read_exact_at(&mut buf, offset)
+            .map_err(|e| BodyError::File(format!("reading: {e}")))?;
+        Ok(Bytes::from(buf))
+    }
+
+    /// Waits until something is at `index` (a chunk, the end or a failure).
     pub async fn wait(&self, index: usize) {
         let notified = self.grew.notified();
         tokio::pin!(notified);
-        // Register first, then re-check: a push between the caller's check and here is not lost.
         notified.as_mut().enable();
         if !matches!(self.next(index), Next::Pending) {
             return;
@@ -164,41 +358,93 @@ impl SharedBody {
         notified.await;
     }
 
-    /// A complete copy to store, with `digest`, if the body is complete. Up to
-    /// [`CONTIGUOUS_UP_TO`] it is one buffer, so a hit is written with the fewest frames and
-    /// syscalls; a larger body keeps the chunks it arrived in, shared rather than copied
-    /// (copying a 100 MiB body cost a fifth of a transfer's CPU in memcpy and page faults,
-    /// and held it twice in memory).
+    /// A complete copy for the cache, with `digest`; `None` unless the body is complete.
+    /// Small bodies become one contiguous buffer (a hit is then one write); larger ones share
+    /// their chunks, and their file, with this body.
     pub fn stored_copy(&self, digest: [u8; 32]) -> Option<Arc<SharedBody>> {
-        let chunks = {
-            let s = self.state.lock().ok()?;
-            if !matches!(s.end, Some(Ok(()))) {
-                return None;
-            }
-            if s.len > CONTIGUOUS_UP_TO {
-                s.chunks.clone()
-            } else {
-                vec![concat(&s)]
-            }
-        };
-        Some(SharedBody::complete_from(chunks, digest))
-    }
-
-    /// The whole body, if complete (for revalidation merges and tests).
-    pub fn collect(&self) -> Option<Bytes> {
         let s = self.state.lock().ok()?;
         if !matches!(s.end, Some(Ok(()))) {
             return None;
         }
+        let copy = SharedBody::new();
+        if let Some(f) = self.file.get() {
+            let _ = copy.file.set(f.clone());
+        }
+        if let Ok(mut c) = copy.state.lock() {
+            c.pieces = if s.len > CONTIGUOUS_UP_TO || self.file.get().is_some() {
+                s.pieces.clone()
+            } else {
+                vec![Piece::Mem(concat(&s))]
+            };
+            c.len = s.len;
+            c.in_memory = s.in_memory;
+        }
+        copy.finish_with_digest(digest);
+        Some(copy)
+    }
+
+    /// The complete body as one buffer, if it is complete and all in memory.
+    pub fn collect(&self) -> Option<Bytes> {
+        let s = self.state.lock().ok()?;
+        if !matches!(s.end, Some(Ok(()))) || self.file.get().is_some() {
+            return None;
+        }
         Some(concat(&s))
+    }
+
+    /// Writes the complete body to `out` (blocking), from memory and its file.
+    pub fn write_to(&self, out: &mut impl std::io::Write) -> Result<(), BodyError> {
+        let pieces = {
+            let s = self.state.lock().map_err(|_| poisoned())?;
+            if !matches!(s.end, Some(Ok(()))) {
+                return Err(BodyError::Upstream("incomplete".into()));
+            }
+            s.pieces.clone()
+        };
+        let io = |e: std::io::Error| BodyError::File(format!("copying: {e}"));
+        for p in pieces {
+            match p {
+                Piece::Mem(b) => out.write_all(&b).map_err(io)?,
+                Piece::File { offset, len } => {
+                    let mut at = 0;
+                    while at < len {
+                        let n = (len - at).min(FILE_READ_UP_TO);
+                        out.write_all(&self.read_file(offset + at, n)?)
+                            .map_err(io)?;
+                        at += n;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
-/// The chunks of `s` in one buffer.
+fn poisoned() -> BodyError {
+    BodyError::Upstream("poisoned".into())
+}
+
+/// A new file in `dir`, already unlinked.
+fn temp_file(dir: &std::path::Path) -> std::io::Result<std::fs::File> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!(".reef-body-{}-{n}", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
+}
+
+/// The pieces of `s`, all in memory, as one buffer.
 fn concat(s: &State) -> Bytes {
     let mut out = Vec::with_capacity(s.len as usize);
-    for c in &s.chunks {
-        out.extend_from_slice(c);
+    for p in &s.pieces {
+        if let Piece::Mem(c) = p {
+            out.extend_from_slice(c);
+        }
     }
     Bytes::from(out)
 }
@@ -206,29 +452,113 @@ fn concat(s: &State) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reader::{Read, Reader};
+
+    async fn read_all(mut reader: Reader) -> Result<Vec<u8>, BodyError> {
+        let mut got = Vec::new();
+        loop {
+            match reader.next().await {
+                Read::Data(c) => got.extend_from_slice(&c),
+                Read::End => return Ok(got),
+                Read::Failed(e) => return Err(e),
+            }
+        }
+    }
+
+    fn spill_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("reef-spill-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A body of `n` chunks of 10 kB, each chunk's bytes its index.
+    fn pattern(n: u8) -> Vec<Bytes> {
+        (0..n).map(|i| Bytes::from(vec![i; 10_000])).collect()
+    }
+
+    #[tokio::test]
+    async fn a_large_body_moves_to_its_file_and_reads_back_whole_from_any_position() {
+        let dir = spill_dir("whole");
+        let above = 25_000;
+        let body = SharedBody::spilling(Spill {
+            dir: dir.clone(),
+            above,
+        });
+        // A reader that starts before anything is spilled, and follows as it grows.
+        let early = tokio::spawn(read_all(Reader::new(body.clone(), 0)));
+        let mut held = 0;
+        for chunk in pattern(20) {
+            body.push(chunk);
+            body.spill_if_needed().await.unwrap();
+            held = held.max(body.in_memory());
+            tokio::task::yield_now().await;
+        }
+        body.finish_with_digest([3; 32]);
+        assert!(
+            held <= above,
+            "at most {above} bytes in memory, held {held}"
+        );
+        assert!(!body.is_all_in_memory());
+        let want: Vec<u8> = pattern(20).concat();
+        assert_eq!(early.await.unwrap().unwrap(), want);
+        // Late readers, from the start and from inside a chunk, read the file.
+        assert_eq!(read_all(Reader::new(body.clone(), 0)).await.unwrap(), want);
+        assert_eq!(
+            read_all(Reader::new(body.clone(), 123_456)).await.unwrap(),
+            want[123_456..]
+        );
+        // The stored copy shares the file; the whole body can be written out.
+        let copy = body.stored_copy([3; 32]).unwrap();
+        assert_eq!(read_all(Reader::new(copy.clone(), 0)).await.unwrap(), want);
+        let mut out = Vec::new();
+        copy.write_to(&mut out).unwrap();
+        assert_eq!(out, want);
+        assert_eq!(copy.collect(), None, "never gathered whole in memory");
+        // The file was unlinked as soon as it was made: nothing is left in the directory.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_cannot_spill_says_why() {
+        let body = SharedBody::spilling(Spill {
+            dir: PathBuf::from("/nonexistent/reef/spill"),
+            above: 10,
+        });
+        body.push(Bytes::from_static(b"more than ten bytes"));
+        assert!(matches!(
+            body.spill_if_needed().await,
+            Err(BodyError::File(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_body_in_a_file_is_read_in_place() {
+        let dir = spill_dir("in-place");
+        let path = dir.join("entry");
+        let want: Vec<u8> = pattern(250).concat(); // 2.5 MB: three read-sized pieces
+        let mut bytes = b"HEADER".to_vec();
+        bytes.extend_from_slice(&want);
+        std::fs::write(&path, &bytes).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let body = SharedBody::complete_in_file(file, 6, want.len() as u64, [9; 32]);
+        assert_eq!(body.len(), want.len() as u64);
+        assert_eq!(body.in_memory(), 0);
+        assert_eq!(read_all(Reader::new(body.clone(), 0)).await.unwrap(), want);
+        let from = 2_000_001;
+        assert_eq!(
+            read_all(Reader::new(body, from)).await.unwrap(),
+            want[from as usize..]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[tokio::test]
     async fn readers_follow_at_their_own_pace() {
         let body = SharedBody::new();
         assert_eq!(body.next(0), Next::Pending);
-        let reader = {
-            let body = body.clone();
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                let mut i = 0;
-                loop {
-                    match body.next(i) {
-                        Next::Chunk(c) => {
-                            got.extend_from_slice(&c);
-                            i += 1;
-                        }
-                        Next::Pending => body.wait(i).await,
-                        Next::End => return Ok(got),
-                        Next::Failed(e) => return Err(e),
-                    }
-                }
-            })
-        };
+        let reader = tokio::spawn(read_all(Reader::new(body.clone(), 0)));
         for part in [&b"hello "[..], b"shared ", b"world"] {
             body.push(Bytes::from_static(part));
             tokio::task::yield_now().await;

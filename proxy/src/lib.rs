@@ -44,6 +44,7 @@ mod pass;
 mod peer;
 pub mod purge;
 pub mod quota;
+pub mod reader;
 mod render;
 pub mod route;
 pub mod server;

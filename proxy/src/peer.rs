@@ -18,13 +18,14 @@ use http::header::{AGE, CONTENT_RANGE, ETAG, LAST_MODIFIED};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use ring::digest::{Context, SHA256};
 
-use crate::body::{BodyError, Next, SharedBody};
+use crate::body::{BodyError, SharedBody};
 use crate::cache::freshness::{self, Received, Use};
 use crate::directory::{
     Directory, Holder, Holding, PeerBody, PeerChunk, PeerError, PeerRequest, PeerResponse,
 };
 use crate::fetch::Answer;
 use crate::headers::{self, content_length};
+use crate::reader::{Read, Reader};
 use crate::service::{Head, HeadSender, Proxy, Want};
 use crate::stats::Stats;
 
@@ -49,53 +50,30 @@ fn selecting_headers(request: &HeaderMap) -> HeaderMap {
 
 /// A body as a peer stream, from byte `offset`, ending with its digest.
 fn peer_body(body: Arc<SharedBody>, offset: u64) -> PeerBody {
-    struct At {
-        body: Arc<SharedBody>,
-        index: usize,
-        skip: u64,
-        done: bool,
-    }
-    let start = At {
-        body,
-        index: 0,
-        skip: offset,
-        done: false,
-    };
-    Box::pin(futures_util::stream::unfold(start, |mut at| async move {
-        loop {
-            if at.done {
+    let start = (Reader::new(body, offset), false);
+    Box::pin(futures_util::stream::unfold(
+        start,
+        |(mut reader, done)| async move {
+            if done {
                 return None;
             }
-            match at.body.next(at.index) {
-                Next::Chunk(mut c) => {
-                    at.index += 1;
-                    if at.skip >= c.len() as u64 {
-                        at.skip -= c.len() as u64;
-                        continue;
-                    }
-                    let _ = c.split_to(at.skip as usize);
-                    at.skip = 0;
-                    return Some((Ok(PeerChunk::Data(c)), at));
-                }
-                Next::End => {
-                    at.done = true;
-                    let sha256 = match at.body.digest() {
+            match reader.next().await {
+                Read::Data(c) => Some((Ok(PeerChunk::Data(c)), (reader, false))),
+                Read::End => {
+                    let body = reader.body();
+                    let sha256 = match body.digest() {
                         Some(d) => d,
-                        None => match at.body.collect() {
+                        None => match body.collect() {
                             Some(all) => crate::body::sha256(&all),
-                            None => return Some((Err(PeerError::NotFound), at)),
+                            None => return Some((Err(PeerError::NotFound), (reader, true))),
                         },
                     };
-                    return Some((Ok(PeerChunk::End { sha256 }), at));
+                    Some((Ok(PeerChunk::End { sha256 }), (reader, true)))
                 }
-                Next::Failed(e) => {
-                    at.done = true;
-                    return Some((Err(PeerError::Transfer(e.to_string())), at));
-                }
-                Next::Pending => at.body.wait(at.index).await,
+                Read::Failed(e) => Some((Err(PeerError::Transfer(e.to_string())), (reader, true))),
             }
-        }
-    }))
+        },
+    ))
 }
 
 /// The validator that makes a range resumption safe: a strong ETag, else Last-Modified.

@@ -13,9 +13,10 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::Frame;
 
-use crate::body::{Next, SharedBody};
+use crate::body::SharedBody;
 use crate::cache::conditional::{self, Ranges};
 use crate::headers;
+use crate::reader::{Read, Reader};
 use crate::service::ProxyBody;
 
 /// Fields a 304 carries over from the stored response (RFC 9110 section 15.4.5).
@@ -63,9 +64,9 @@ fn ranged(body: Arc<SharedBody>, ranges: Vec<(u64, u64)>, parts: Option<Vec<Byte
         body: Arc<SharedBody>,
         ranges: Vec<(u64, u64)>,
         parts: Option<Vec<Bytes>>,
-        /// Current range, chunk index and the byte position where that chunk starts.
+        /// Current range, its reader (from the range's start) and the reader's position.
         range: usize,
-        chunk: usize,
+        reader: Option<Reader>,
         pos: u64,
         header_sent: bool,
         done: bool,
@@ -76,7 +77,7 @@ fn ranged(body: Arc<SharedBody>, ranges: Vec<(u64, u64)>, parts: Option<Vec<Byte
         ranges: if whole { vec![(0, u64::MAX)] } else { ranges },
         parts,
         range: 0,
-        chunk: 0,
+        reader: None,
         pos: 0,
         header_sent: false,
         done: false,
@@ -100,44 +101,43 @@ fn ranged(body: Arc<SharedBody>, ranges: Vec<(u64, u64)>, parts: Option<Vec<Byte
                     return Some((Ok(Frame::data(h)), st));
                 }
             }
-            match st.body.next(st.chunk) {
-                Next::Chunk(c) => {
-                    let (lo, hi) = (st.pos, st.pos + c.len() as u64); // chunk covers [lo, hi)
-                    st.chunk += 1;
+            let reader = match &mut st.reader {
+                Some(r) => r,
+                None => {
+                    st.pos = start;
+                    st.reader.insert(Reader::new(st.body.clone(), start))
+                }
+            };
+            match reader.next().await {
+                Read::Data(c) => {
+                    let (lo, hi) = (st.pos, st.pos + c.len() as u64); // c covers [lo, hi)
                     st.pos = hi;
-                    if hi <= start {
-                        continue;
-                    }
-                    let from = start.saturating_sub(lo) as usize;
                     let to = (end.saturating_add(1).min(hi) - lo) as usize;
                     if hi > end {
-                        // This range is done: the next one scans from the start again.
+                        // This range is done.
                         st.range += 1;
-                        st.chunk = 0;
-                        st.pos = 0;
+                        st.reader = None;
                         st.header_sent = false;
                     }
-                    if from < to {
-                        return Some((Ok(Frame::data(c.slice(from..to))), st));
+                    if to > 0 {
+                        return Some((Ok(Frame::data(c.slice(..to))), st));
                     }
                 }
-                Next::End => {
+                Read::End => {
                     if whole || st.range + 1 >= st.ranges.len() {
                         st.range = st.ranges.len();
                         // Whole or single ranges end here; multipart bodies still close.
                         st.parts.as_ref()?;
                     } else {
                         st.range += 1;
-                        st.chunk = 0;
-                        st.pos = 0;
+                        st.reader = None;
                         st.header_sent = false;
                     }
                 }
-                Next::Failed(e) => {
+                Read::Failed(e) => {
                     st.done = true;
                     return Some((Err(e), st));
                 }
-                Next::Pending => st.body.wait(st.chunk).await,
             }
         }
     });

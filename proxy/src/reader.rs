@@ -1,0 +1,88 @@
+//! Reading a [`SharedBody`] from a byte position, at the reader's own pace: chunks in memory
+//! are handed out as they are, chunks in the body's file are read on a blocking thread, and
+//! chunks before the position are skipped without being read.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::body::{BodyError, Next, SharedBody};
+
+/// What a reader gets next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// The next bytes.
+    Data(Bytes),
+    /// The body is complete and the reader has all of it.
+    End,
+    /// The body failed; what the reader has is not the whole object.
+    Failed(BodyError),
+}
+
+/// A position in a shared body.
+#[derive(Debug)]
+pub struct Reader {
+    body: Arc<SharedBody>,
+    /// The chunk to read next.
+    index: usize,
+    /// Bytes still to skip from there.
+    skip: u64,
+}
+
+impl Reader {
+    /// A reader of `body` from byte `from`.
+    pub fn new(body: Arc<SharedBody>, from: u64) -> Reader {
+        Reader {
+            body,
+            index: 0,
+            skip: from,
+        }
+    }
+
+    /// The body read.
+    pub fn body(&self) -> &Arc<SharedBody> {
+        &self.body
+    }
+
+    /// The next bytes, waiting for them if they have not arrived.
+    pub async fn next(&mut self) -> Read {
+        loop {
+            while self.skip > 0 {
+                match self.body.chunk_len(self.index) {
+                    Some(len) if len <= self.skip => {
+                        self.skip -= len;
+                        self.index += 1;
+                    }
+                    _ => break,
+                }
+            }
+            match self.body.next(self.index) {
+                Next::Chunk(c) => {
+                    self.index += 1;
+                    let from = std::mem::take(&mut self.skip).min(c.len() as u64) as usize;
+                    if from < c.len() {
+                        return Read::Data(c.slice(from..));
+                    }
+                }
+                Next::InFile { offset, len, count } => {
+                    let from = std::mem::take(&mut self.skip).min(len);
+                    let body = self.body.clone();
+                    let read = tokio::task::spawn_blocking(move || {
+                        body.read_file(offset + from, len - from)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(BodyError::File(e.to_string())));
+                    self.index += count;
+                    match read {
+                        Ok(b) if b.is_empty() => {}
+                        Ok(b) => return Read::Data(b),
+                        Err(e) => return Read::Failed(e),
+                    }
+                }
+                Next::End => return Read::End,
+                Next::Failed(e) => return Read::Failed(e),
+                Next::Pending => self.body.wait(self.index).await,
+            }
+        }
+    }
+}
