@@ -135,6 +135,11 @@ pub struct NodeArgs {
     /// Largest object fetched and cached, in bytes.
     #[arg(long, value_name = "BYTES", env = "REEF_MAX_OBJECT", default_value_t = 50 << 20)]
     pub max_object: u64,
+    /// Bytes of one response body held in memory at most while it arrives; the rest goes to
+    /// an unlinked temporary file (in the disk cache's directory, else the system's). Larger
+    /// objects are cached on disk only, or just passed through without a disk cache.
+    #[arg(long, value_name = "BYTES", env = "REEF_SPILL_ABOVE", default_value_t = 16 << 20)]
+    pub spill_above: u64,
     /// Serve hosts outside the zone from this origin (reverse-proxy mode for one's own site).
     #[arg(long, env = "REEF_ORIGIN", value_name = "URL")]
     pub origin: Option<String>,
@@ -330,6 +335,7 @@ async fn start_proxy(
     config.node_name = node_name;
     config.cache_bytes = args.cache_mem;
     config.max_object_bytes = args.max_object;
+    config.spill_above = args.spill_above;
     config.access_log = args.access_log;
     config.bandwidth_quota = args.bandwidth_quota;
     config.pass_methods = args.pass_methods;

@@ -190,7 +190,7 @@ impl SharedBody {
     /// Called by the body's one writer after each [`SharedBody::push`]; the writing happens
     /// on a blocking thread. An error means the body could not be kept within its limit:
     /// the writer must fail the body.
-    pub async fn spill_if_needed(self: &Arc<Self>) -> Result<(), BodyError> {
+    pub async fn spill_if_needed(&self) -> Result<(), BodyError> {
         let Some(spill) = &self.spill else {
             return Ok(());
         };

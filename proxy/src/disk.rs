@@ -13,16 +13,17 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use crate::body::{SharedBody, sha256};
+use crate::body::{CONTIGUOUS_UP_TO, SharedBody, sha256};
 use crate::cache::freshness::Received;
 use crate::store::Stored;
 
@@ -70,6 +71,14 @@ fn time(ms: u64) -> SystemTime {
 
 /// An entry's bytes for `stored` (whose body must be complete).
 pub fn encode_entry(key: &str, stored: &Stored, body: &[u8]) -> Vec<u8> {
+    let digest = stored.body.digest().unwrap_or_else(|| sha256(body));
+    let mut out = entry_head(key, stored, body.len() as u64, digest);
+    out.extend_from_slice(body);
+    out
+}
+
+/// The start of an entry, up to its body of `body_len` bytes hashing to `digest`.
+fn entry_head(key: &str, stored: &Stored, body_len: u64, digest: [u8; 32]) -> Vec<u8> {
     let meta = Meta {
         key: key.to_string(),
         status: stored.status.as_u16(),
@@ -93,15 +102,14 @@ pub fn encode_entry(key: &str, stored: &Stored, body: &[u8]) -> Vec<u8> {
                 )
             })
             .collect(),
-        body_len: body.len() as u64,
-        sha256: stored.body.digest().unwrap_or_else(|| sha256(body)),
+        body_len,
+        sha256: digest,
     };
     let meta = postcard::to_stdvec(&meta).unwrap_or_default();
-    let mut out = Vec::with_capacity(12 + meta.len() + body.len());
+    let mut out = Vec::with_capacity(12 + meta.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(meta.len() as u32).to_be_bytes());
     out.extend_from_slice(&meta);
-    out.extend_from_slice(body);
     out
 }
 
@@ -126,16 +134,8 @@ fn decode_meta(head: &[u8]) -> Result<(Meta, usize), EntryError> {
     Ok((meta, 12 + len))
 }
 
-/// Parses a whole entry, checking the body's digest: the key and the stored response.
-pub fn decode_entry(bytes: &[u8]) -> Result<(String, Stored), EntryError> {
-    let (meta, start) = decode_meta(bytes)?;
-    let body = bytes
-        .get(start..)
-        .filter(|b| b.len() as u64 == meta.body_len)
-        .ok_or(EntryError::Malformed("body length"))?;
-    if sha256(body) != meta.sha256 {
-        return Err(EntryError::Corrupt);
-    }
+/// The stored response of `meta`, with `body`.
+fn stored_from(meta: &Meta, body: Arc<SharedBody>) -> Result<Stored, EntryError> {
     let mut headers = HeaderMap::new();
     for (n, v) in &meta.headers {
         let name = HeaderName::from_bytes(n.as_bytes())
@@ -157,7 +157,7 @@ pub fn decode_entry(bytes: &[u8]) -> Result<(String, Stored), EntryError> {
         vary.push((name, value));
     }
     let status = StatusCode::from_u16(meta.status).map_err(|_| EntryError::Malformed("status"))?;
-    let stored = Stored {
+    Ok(Stored {
         status,
         headers,
         received: Received {
@@ -168,8 +168,22 @@ pub fn decode_entry(bytes: &[u8]) -> Result<(String, Stored), EntryError> {
         },
         lifetime: Duration::from_millis(meta.lifetime_ms),
         vary,
-        body: SharedBody::complete_with(Bytes::copy_from_slice(body), meta.sha256),
-    };
+        body,
+    })
+}
+
+/// Parses a whole entry, checking the body's digest: the key and the stored response.
+pub fn decode_entry(bytes: &[u8]) -> Result<(String, Stored), EntryError> {
+    let (meta, start) = decode_meta(bytes)?;
+    let body = bytes
+        .get(start..)
+        .filter(|b| b.len() as u64 == meta.body_len)
+        .ok_or(EntryError::Malformed("body length"))?;
+    if sha256(body) != meta.sha256 {
+        return Err(EntryError::Corrupt);
+    }
+    let body = SharedBody::complete_with(Bytes::copy_from_slice(body), meta.sha256);
+    let stored = stored_from(&meta, body)?;
     Ok((meta.key, stored))
 }
 
@@ -179,6 +193,9 @@ struct Entry {
     key: String,
     size: u64,
     used: u64,
+    /// Whether its body was checked against its digest in this run (written by it, or read
+    /// whole once): a large entry is read in place and is not hashed again at every hit.
+    verified: bool,
 }
 
 #[derive(Debug, Default)]
@@ -241,7 +258,16 @@ impl DiskTier {
             index.tick += 1;
             index.bytes += size;
             let used = index.tick;
-            index.entries.insert(name, Entry { key, size, used });
+            let verified = false;
+            index.entries.insert(
+                name,
+                Entry {
+                    key,
+                    size,
+                    used,
+                    verified,
+                },
+            );
         }
         let tier = DiskTier {
             root: root.to_path_buf(),
@@ -251,6 +277,11 @@ impl DiskTier {
         };
         tier.evict();
         Ok(tier)
+    }
+
+    /// Its directory for files being written (bodies too large for memory go there).
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -294,18 +325,30 @@ impl DiskTier {
     /// from a blocking thread).
     pub fn write(&self, key: &str, stored: &Stored, ticket: u64) -> std::io::Result<()> {
         let name = file_name(key);
-        let Some(body) = stored.body.collect() else {
+        if !matches!(stored.body.end(), Some(Ok(()))) {
             return Ok(()); // only complete bodies are stored
+        }
+        let len = stored.body.len();
+        let digest = match (stored.body.digest(), stored.body.collect()) {
+            (Some(d), _) => d,
+            (None, Some(all)) => sha256(&all),
+            (None, None) => return Ok(()),
         };
-        let bytes = encode_entry(key, stored, &body);
-        if bytes.len() as u64 > self.budget {
+        let head = entry_head(key, stored, len, digest);
+        let size = head.len() as u64 + len;
+        if size > self.budget {
             self.remove(key); // the older copy is not this response
             return Ok(());
         }
         let tmp = self.root.join("tmp").join(format!("{name}.{ticket}"));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        drop(f);
+        let mut f = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(&tmp)?);
+        f.write_all(&head)?;
+        // From memory and from the body's own file: never gathered whole.
+        stored
+            .body
+            .write_to(&mut f)
+            .map_err(std::io::Error::other)?;
+        f.into_inner().map_err(|e| e.into_error())?;
         {
             let Ok(mut i) = self.index.lock() else {
                 return Ok(());
@@ -319,11 +362,11 @@ impl DiskTier {
             std::fs::rename(&tmp, self.path(&name))?;
             i.tick += 1;
             let used = i.tick;
-            let size = bytes.len() as u64;
             let entry = Entry {
                 key: key.to_string(),
                 size,
                 used,
+                verified: true,
             };
             if let Some(old) = i.entries.insert(name, entry) {
                 i.bytes -= old.size;
@@ -334,21 +377,30 @@ impl DiskTier {
         Ok(())
     }
 
-    /// Reads `key`'s entry (blocking). A damaged entry is deleted and reads as `None`.
+    /// Reads `key`'s entry (blocking). A damaged entry is deleted and reads as `None`. A
+    /// body larger than [`CONTIGUOUS_UP_TO`] is not read into memory: it is read from the
+    /// file as clients need it (the digest is checked once a run, reading it through).
     pub fn read(&self, key: &str) -> Option<Stored> {
         let name = file_name(key);
-        {
+        let verified = {
             let mut i = self.index.lock().ok()?;
             i.tick += 1;
             let tick = i.tick;
-            i.entries.get_mut(&name)?.used = tick;
-        }
+            let e = i.entries.get_mut(&name)?;
+            e.used = tick;
+            e.verified
+        };
         let path = self.path(&name);
-        let result = std::fs::read(&path)
-            .map_err(EntryError::from)
-            .and_then(|bytes| decode_entry(&bytes));
-        match result {
-            Ok((k, stored)) if k == key => Some(stored),
+        match read_entry(&path, verified) {
+            Ok((k, stored)) if k == key => {
+                if !verified
+                    && let Ok(mut i) = self.index.lock()
+                    && let Some(e) = i.entries.get_mut(&name)
+                {
+                    e.verified = true;
+                }
+                Some(stored)
+            }
             Ok(_) => None, // a hash collision: never serve another URL's body
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "dropping a damaged disk-cache entry");
@@ -430,7 +482,10 @@ impl DiskTier {
 
 /// Reads just an entry's metadata.
 fn read_head(path: &Path) -> Result<(Meta, usize), EntryError> {
-    let mut f = std::fs::File::open(path)?;
+    read_head_from(&mut std::fs::File::open(path)?)
+}
+
+fn read_head_from(f: &mut std::fs::File) -> Result<(Meta, usize), EntryError> {
     let mut head = [0u8; 12];
     f.read_exact(&mut head)?;
     let len = u32::from_be_bytes([head[8], head[9], head[10], head[11]]) as usize;
@@ -441,6 +496,43 @@ fn read_head(path: &Path) -> Result<(Meta, usize), EntryError> {
     all.resize(12 + len, 0);
     f.read_exact(&mut all[12..])?;
     decode_meta(&all)
+}
+
+/// Reads the entry at `path`: a small body into memory, checked; a large one in place,
+/// checked by reading it through unless `verified`.
+fn read_entry(path: &Path, verified: bool) -> Result<(String, Stored), EntryError> {
+    let mut f = std::fs::File::open(path)?;
+    let (meta, start) = read_head_from(&mut f)?;
+    let start = start as u64;
+    if meta.body_len.checked_add(start) != Some(f.metadata()?.len()) {
+        return Err(EntryError::Malformed("body length"));
+    }
+    let body = if meta.body_len <= CONTIGUOUS_UP_TO {
+        let mut buf = vec![0u8; meta.body_len as usize];
+        f.read_exact_at(&mut buf, start)?;
+        if sha256(&buf) != meta.sha256 {
+            return Err(EntryError::Corrupt);
+        }
+        SharedBody::complete_with(Bytes::from(buf), meta.sha256)
+    } else {
+        if !verified {
+            let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+            let mut buf = vec![0u8; 1 << 20];
+            let mut at = 0;
+            while at < meta.body_len {
+                let n = (meta.body_len - at).min(buf.len() as u64) as usize;
+                f.read_exact_at(&mut buf[..n], start + at)?;
+                ctx.update(&buf[..n]);
+                at += n as u64;
+            }
+            if ctx.finish().as_ref() != meta.sha256 {
+                return Err(EntryError::Corrupt);
+            }
+        }
+        SharedBody::complete_in_file(f, start, meta.body_len, meta.sha256)
+    };
+    let stored = stored_from(&meta, body)?;
+    Ok((meta.key, stored))
 }
 
 #[cfg(test)]
@@ -539,6 +631,33 @@ mod tests {
             .expect("write");
         let six = tier.read("http://a/6").expect("read");
         assert_eq!(six.body.collect().as_deref(), Some(&b"new"[..]));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_large_entry_is_read_in_place_and_checked_once_a_run() {
+        let root = temp("large");
+        let tier = DiskTier::open(&root, 64 << 20).expect("open");
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        let mut s = stored(b"");
+        s.body = SharedBody::complete(Bytes::from(data.clone()));
+        tier.write("http://a/big", &s, tier.reserve("http://a/big"))
+            .expect("write");
+        let back = tier.read("http://a/big").expect("read");
+        assert_eq!(back.body.in_memory(), 0, "read in place, not into memory");
+        let mut out = Vec::new();
+        back.body.write_to(&mut out).expect("read through");
+        assert!(out == data);
+        // Damage on disk, found by the first read of the next run: removed, a miss.
+        drop(tier);
+        let path = root.join("objects").join(file_name("http://a/big"));
+        let mut bytes = std::fs::read(&path).expect("entry");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, bytes).expect("damage");
+        let tier = DiskTier::open(&root, 64 << 20).expect("reopen");
+        assert!(tier.read("http://a/big").is_none());
+        assert!(!path.exists());
         let _ = std::fs::remove_dir_all(&root);
     }
 }

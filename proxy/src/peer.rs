@@ -305,6 +305,10 @@ impl Proxy {
                         if let Some(previous) = held.replace(data) {
                             sha_pushed.update(&previous);
                             body.push(previous);
+                            if let Err(e) = body.spill_if_needed().await {
+                                body.finish(Err(e));
+                                return false;
+                            }
                         }
                         continue;
                     }

@@ -42,6 +42,13 @@ pub struct Config {
     pub cache_bytes: u64,
     /// Largest object fetched and cached; longer bodies are cut off and never cached.
     pub max_object_bytes: u64,
+    /// Bytes of one body held in memory at most while it arrives; the rest goes to a
+    /// temporary file (objects larger than memory never sit whole in it). A body in a file
+    /// is cached on disk only, if there is a disk tier, and otherwise just passed through.
+    pub spill_above: u64,
+    /// Directory of those files (`None`: the disk tier's, else the system's temporary
+    /// directory).
+    pub spill_dir: Option<std::path::PathBuf>,
     /// RFC 9111 policy.
     pub policy: Policy,
     /// Name of this node in `Cache-Status`.
@@ -88,6 +95,8 @@ impl Config {
             reverse_origin: None,
             cache_bytes: 256 << 20,
             max_object_bytes: 50 << 20,
+            spill_above: 16 << 20,
+            spill_dir: None,
             policy: Policy::default(),
             node_name: "reef".into(),
             allow_private_origins: false,
@@ -707,7 +716,7 @@ impl Proxy {
         if collapsed {
             detail.push_str("; collapsed");
         }
-        if head.storable && !head.revalidated {
+        if head.storable && !head.revalidated && self.can_keep(&head.headers) {
             detail.push_str("; stored");
         }
         let mut cache_status = self.cache_status(&detail);
@@ -754,6 +763,27 @@ impl Proxy {
         })
     }
 
+    /// Whether a response with `headers` fits somewhere in the cache by its length: one
+    /// larger than a body's share of memory needs the disk tier (else it passes through).
+    fn can_keep(&self, headers: &HeaderMap) -> bool {
+        self.store.disk().is_some()
+            || crate::headers::content_length(headers).is_none_or(|n| n <= self.config.spill_above)
+    }
+
+    /// An empty body for a fetch, spilling to a file beyond the memory limit.
+    pub(crate) fn new_body(&self) -> Arc<SharedBody> {
+        let dir = self
+            .config
+            .spill_dir
+            .clone()
+            .or_else(|| self.store.disk().map(|d| d.tmp_dir()))
+            .unwrap_or_else(std::env::temp_dir);
+        SharedBody::spilling(crate::body::Spill {
+            dir,
+            above: self.config.spill_above,
+        })
+    }
+
     /// Starts the fetch of `want`, or joins the one in flight under `flight` (the cache key,
     /// or a private key for requests that must not share). Returns it and whether it was
     /// joined.
@@ -761,7 +791,7 @@ impl Proxy {
         let (tx, rx) = watch::channel(None);
         let fetch = Arc::new(Fetch {
             head: rx,
-            body: SharedBody::new(),
+            body: self.new_body(),
         });
         if let Ok(mut inflight) = self.inflight.lock() {
             if let Some(f) = inflight.get(&flight) {

@@ -158,7 +158,7 @@ impl Store {
     }
 
     /// The stored variant of `key` that matches `request`, from memory or else from disk
-    /// (read on a blocking thread, then kept in memory).
+    /// (read on a blocking thread, then kept in memory unless it is read in place).
     pub async fn lookup(&self, key: &str, request: &HeaderMap) -> Option<Arc<Stored>> {
         if let Some(s) = self.get(key, request) {
             return Some(s);
@@ -187,8 +187,13 @@ impl Store {
     /// Stores a complete response, replacing the variant with the same `Vary` values, and
     /// writes it to the disk tier in the background. A response requested before a purge of
     /// its URL is the purged object, and is not stored.
+    /// A body that lives in a file (larger than memory) goes to the disk tier only, and
+    /// with no disk tier is not stored.
     /// Returns whether it was stored.
     pub fn put(&self, key: &str, stored: Arc<Stored>) -> bool {
+        if !stored.body.is_all_in_memory() && self.disk.is_none() {
+            return false;
+        }
         let write_to_disk = || {
             if let (Some(disk), Ok(rt)) = (&self.disk, tokio::runtime::Handle::try_current()) {
                 let (disk, k, s) = (disk.clone(), key.to_string(), stored.clone());
@@ -214,7 +219,9 @@ impl Store {
             return false;
         }
         also();
-        self.put_memory(key, stored);
+        if stored.body.is_all_in_memory() {
+            self.put_memory(key, stored);
+        }
         if self.cutoffs.predates(key, requested) {
             self.remove(key);
             return false;

@@ -1,0 +1,180 @@
+//! Objects larger than the memory a body may use: they stream through a file, are cached on
+//! disk only (or passed through when there is no disk tier), and are never held whole in
+//! memory. Real sockets, a real origin.
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use proxy::{Config, Proxy};
+use tokio::net::TcpListener;
+
+const SIZE: usize = 3_000_000;
+/// Bytes of one body held in memory at most, in these tests.
+const SPILL_ABOVE: u64 = 256 << 10;
+
+fn big() -> Bytes {
+    (0..SIZE).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+/// An origin answering every path with the same 3 MB (cacheable), counting requests for
+/// `/big`.
+async fn origin(count: Arc<AtomicUsize>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = big();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (count, body) = (count.clone(), body.clone());
+            let svc = service_fn(move |_req: Request<hyper::body::Incoming>| {
+                if _req.uri().path() == "/big" {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+                let mut r = Response::new(Full::new(body.clone()));
+                r.headers_mut()
+                    .insert("cache-control", "max-age=60".parse().unwrap());
+                async move { Ok::<_, Infallible>(r) }
+            });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+struct Setup {
+    proxy: Arc<Proxy>,
+    addr: SocketAddr,
+    host: String,
+    count: Arc<AtomicUsize>,
+    dir: PathBuf,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A proxy whose bodies spill beyond [`SPILL_ABOVE`], with a disk tier or not.
+async fn setup(name: &str, disk: bool) -> Setup {
+    let count = Arc::new(AtomicUsize::new(0));
+    let port = origin(count.clone()).await.port();
+    let dir = std::env::temp_dir().join(format!("reef-large-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("spill")).unwrap();
+    let mut config = Config::new(dns::ZoneSuffix::parse("cdn").unwrap());
+    config.allow_private_origins = true;
+    config
+        .resolve
+        .insert("origin.test".into(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+    config.spill_above = SPILL_ABOVE;
+    if disk {
+        let tier = proxy::disk::DiskTier::open(&dir.join("cache"), 64 << 20).unwrap();
+        config.disk = Some(Arc::new(tier));
+    } else {
+        config.spill_dir = Some(dir.join("spill"));
+    }
+    let proxy = Proxy::new(config).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (keep, rx) = tokio::sync::watch::channel(false);
+    let served = proxy.clone();
+    tokio::spawn(async move {
+        let _keep = keep;
+        proxy::server::run(listener, served, rx).await
+    });
+    Setup {
+        proxy,
+        addr,
+        host: format!("origin.test.{port}.cdn"),
+        count,
+        dir,
+    }
+}
+
+impl Setup {
+    /// (status, Cache-Status, body) of a GET with `extra` headers.
+    async fn get(&self, extra: &[(&str, &str)]) -> (u16, String, Bytes) {
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        let mut req = Request::get(format!("http://{}/big", self.addr)).header("host", &self.host);
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let resp = client
+            .request(req.body(Empty::<Bytes>::new()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let cs = resp
+            .headers()
+            .get("cache-status")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, cs, body)
+    }
+
+    /// Waits for the background disk write of the object.
+    async fn on_disk(&self) {
+        for _ in 0..200 {
+            if self.proxy.store().disk().is_some_and(|d| d.len() == 1) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the object never reached the disk tier");
+    }
+}
+
+#[tokio::test]
+async fn an_object_larger_than_memory_is_cached_on_disk_and_served_whole() {
+    let s = setup("disk", true).await;
+    // Clients collapsed on the first fetch each get the whole body.
+    let (a, b) = tokio::join!(s.get(&[]), s.get(&[]));
+    for (status, _, body) in [&a, &b] {
+        assert_eq!(*status, 200);
+        assert!(*body == big(), "a collapsed client got the wrong bytes");
+    }
+    s.on_disk().await;
+    // Not in the memory tier: it is too large for a body's share of memory.
+    assert_eq!(s.proxy.store().len(), 0);
+    assert_eq!(s.proxy.store().weight(), 0);
+    let (status, cs, body) = s.get(&[]).await;
+    assert_eq!(status, 200);
+    assert!(cs.contains("; hit"), "{cs}");
+    assert!(body == big(), "the disk copy is the object");
+    // A range deep inside is served from the file.
+    let (status, _, part) = s.get(&[("range", "bytes=2000000-2000099")]).await;
+    assert_eq!(status, 206);
+    assert_eq!(part, big().slice(2_000_000..2_000_100));
+    assert_eq!(s.count.load(Ordering::Relaxed), 1, "one origin fetch");
+}
+
+#[tokio::test]
+async fn without_a_disk_tier_an_object_larger_than_memory_passes_through() {
+    let s = setup("through", false).await;
+    for _ in 0..2 {
+        let (status, cs, body) = s.get(&[]).await;
+        assert_eq!(status, 200);
+        assert!(cs.contains("fwd=miss") && !cs.contains("stored"), "{cs}");
+        assert!(body == big());
+    }
+    assert_eq!(s.count.load(Ordering::Relaxed), 2, "nothing was cached");
+    assert_eq!(s.proxy.store().weight(), 0);
+    // The files it went through were unlinked as they were made.
+    let left = std::fs::read_dir(s.dir.join("spill")).unwrap().count();
+    assert_eq!(left, 0);
+}
