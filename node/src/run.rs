@@ -136,8 +136,9 @@ pub struct NodeArgs {
     #[arg(long, value_name = "BYTES", env = "REEF_MAX_OBJECT", default_value_t = 50 << 20)]
     pub max_object: u64,
     /// Bytes of one response body held in memory at most while it arrives; the rest goes to
-    /// an unlinked temporary file (in the disk cache's directory, else the system's). Larger
-    /// objects are cached on disk only, or just passed through without a disk cache.
+    /// an unlinked temporary file (in the data directory, else /var/tmp). Such
+    /// objects are cached on disk only; without a disk cache they stay in their file, counted
+    /// in --cache-mem, and one larger than --cache-mem passes through uncached.
     #[arg(long, value_name = "BYTES", env = "REEF_SPILL_ABOVE", default_value_t = 16 << 20)]
     pub spill_above: u64,
     /// Serve hosts outside the zone from this origin (reverse-proxy mode for one's own site).
@@ -336,6 +337,11 @@ async fn start_proxy(
     config.cache_bytes = args.cache_mem;
     config.max_object_bytes = args.max_object;
     config.spill_above = args.spill_above;
+    if let Some(d) = data {
+        let spill = d.path().join("tmp");
+        std::fs::create_dir_all(&spill).with_context(|| format!("creating {}", spill.display()))?;
+        config.spill_dir = Some(spill);
+    }
     config.access_log = args.access_log;
     config.bandwidth_quota = args.bandwidth_quota;
     config.pass_methods = args.pass_methods;

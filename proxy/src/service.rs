@@ -44,10 +44,11 @@ pub struct Config {
     pub max_object_bytes: u64,
     /// Bytes of one body held in memory at most while it arrives; the rest goes to a
     /// temporary file (objects larger than memory never sit whole in it). A body in a file
-    /// is cached on disk only, if there is a disk tier, and otherwise just passed through.
+    /// is cached on disk only if there is a disk tier, and otherwise kept in its file by
+    /// the memory tier, within its budget (larger ones just pass through).
     pub spill_above: u64,
-    /// Directory of those files (`None`: the disk tier's, else the system's temporary
-    /// directory).
+    /// Directory of those files (`None`: the disk tier's, else `/var/tmp`, which is on disk
+    /// where `/tmp` is often memory).
     pub spill_dir: Option<std::path::PathBuf>,
     /// RFC 9111 policy.
     pub policy: Policy,
@@ -241,6 +242,18 @@ pub struct Proxy {
     pub(crate) meter: crate::meter::SiteMeter,
     /// `Cache-Status` of a hit, made once: most responses carry it.
     hit_status: HeaderValue,
+}
+
+/// Where bodies too large for memory go without a disk tier or a configured directory:
+/// `/var/tmp` (on disk by convention, where `/tmp` is often a memory filesystem), else the
+/// system's temporary directory.
+fn default_spill_dir() -> std::path::PathBuf {
+    let var_tmp = std::path::PathBuf::from("/var/tmp");
+    if var_tmp.is_dir() {
+        var_tmp
+    } else {
+        std::env::temp_dir()
+    }
 }
 
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
@@ -764,10 +777,10 @@ impl Proxy {
     }
 
     /// Whether a response with `headers` fits somewhere in the cache by its length: one
-    /// larger than a body's share of memory needs the disk tier (else it passes through).
+    /// larger than the memory budget needs the disk tier (else it passes through).
     fn can_keep(&self, headers: &HeaderMap) -> bool {
         self.store.disk().is_some()
-            || crate::headers::content_length(headers).is_none_or(|n| n <= self.config.spill_above)
+            || crate::headers::content_length(headers).is_none_or(|n| n < self.config.cache_bytes)
     }
 
     /// An empty body for a fetch, spilling to a file beyond the memory limit.
@@ -777,7 +790,7 @@ impl Proxy {
             .spill_dir
             .clone()
             .or_else(|| self.store.disk().map(|d| d.tmp_dir()))
-            .unwrap_or_else(std::env::temp_dir);
+            .unwrap_or_else(default_spill_dir);
         SharedBody::spilling(crate::body::Spill {
             dir,
             above: self.config.spill_above,

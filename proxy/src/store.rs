@@ -187,13 +187,11 @@ impl Store {
     /// Stores a complete response, replacing the variant with the same `Vary` values, and
     /// writes it to the disk tier in the background. A response requested before a purge of
     /// its URL is the purged object, and is not stored.
-    /// A body that lives in a file (larger than memory) goes to the disk tier only, and
-    /// with no disk tier is not stored.
+    /// A body that lives in a file (it was too large to hold in memory) goes to the disk
+    /// tier only; with no disk tier the memory tier keeps it in its file, weighing what it
+    /// would in memory (one larger than the whole budget is refused, and passes through).
     /// Returns whether it was stored.
     pub fn put(&self, key: &str, stored: Arc<Stored>) -> bool {
-        if !stored.body.is_all_in_memory() && self.disk.is_none() {
-            return false;
-        }
         let write_to_disk = || {
             if let (Some(disk), Ok(rt)) = (&self.disk, tokio::runtime::Handle::try_current()) {
                 let (disk, k, s) = (disk.clone(), key.to_string(), stored.clone());
@@ -219,7 +217,7 @@ impl Store {
             return false;
         }
         also();
-        if stored.body.is_all_in_memory() {
+        if stored.body.is_all_in_memory() || self.disk.is_none() {
             self.put_memory(key, stored);
         }
         if self.cutoffs.predates(key, requested) {

@@ -1,6 +1,7 @@
-//! Objects larger than the memory a body may use: they stream through a file, are cached on
-//! disk only (or passed through when there is no disk tier), and are never held whole in
-//! memory. Real sockets, a real origin.
+//! Objects larger than the memory a body may use: they stream through a file and are never
+//! held whole in memory; they are cached on disk only, or without a disk tier kept in their
+//! file within the memory budget, or passed through if larger than it. Real sockets, a real
+//! origin.
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
 use std::convert::Infallible;
@@ -58,6 +59,8 @@ struct Setup {
     proxy: Arc<Proxy>,
     addr: SocketAddr,
     host: String,
+    /// The object's cache key.
+    key: String,
     count: Arc<AtomicUsize>,
     dir: PathBuf,
 }
@@ -68,8 +71,9 @@ impl Drop for Setup {
     }
 }
 
-/// A proxy whose bodies spill beyond [`SPILL_ABOVE`], with a disk tier or not.
-async fn setup(name: &str, disk: bool) -> Setup {
+/// A proxy whose bodies spill beyond [`SPILL_ABOVE`], with a disk tier or not, and a memory
+/// budget of `memory` bytes.
+async fn setup(name: &str, disk: bool, memory: u64) -> Setup {
     let count = Arc::new(AtomicUsize::new(0));
     let port = origin(count.clone()).await.port();
     let dir = std::env::temp_dir().join(format!("reef-large-{}-{name}", std::process::id()));
@@ -81,6 +85,7 @@ async fn setup(name: &str, disk: bool) -> Setup {
         .resolve
         .insert("origin.test".into(), IpAddr::V4(Ipv4Addr::LOCALHOST));
     config.spill_above = SPILL_ABOVE;
+    config.cache_bytes = memory;
     if disk {
         let tier = proxy::disk::DiskTier::open(&dir.join("cache"), 64 << 20).unwrap();
         config.disk = Some(Arc::new(tier));
@@ -100,6 +105,7 @@ async fn setup(name: &str, disk: bool) -> Setup {
         proxy,
         addr,
         host: format!("origin.test.{port}.cdn"),
+        key: format!("http://origin.test:{port}/big"),
         count,
         dir,
     }
@@ -141,7 +147,7 @@ impl Setup {
 
 #[tokio::test]
 async fn an_object_larger_than_memory_is_cached_on_disk_and_served_whole() {
-    let s = setup("disk", true).await;
+    let s = setup("disk", true, 256 << 20).await;
     // Clients collapsed on the first fetch each get the whole body.
     let (a, b) = tokio::join!(s.get(&[]), s.get(&[]));
     for (status, _, body) in [&a, &b] {
@@ -164,8 +170,33 @@ async fn an_object_larger_than_memory_is_cached_on_disk_and_served_whole() {
 }
 
 #[tokio::test]
+async fn without_a_disk_tier_a_large_object_is_kept_in_its_file() {
+    let s = setup("file", false, 64 << 20).await;
+    let (status, cs, body) = s.get(&[]).await;
+    assert_eq!(status, 200);
+    assert!(cs.contains("stored"), "{cs}");
+    assert!(body == big());
+    let (status, cs, body) = s.get(&[]).await;
+    assert_eq!(status, 200);
+    assert!(cs.contains("; hit"), "{cs}");
+    assert!(body == big());
+    assert_eq!(s.count.load(Ordering::Relaxed), 1);
+    // Counted in the memory budget at its full size, yet not held in memory.
+    assert!(s.proxy.store().weight() >= SIZE as u64);
+    let stored = s
+        .proxy
+        .store()
+        .get(&s.key, &http::HeaderMap::new())
+        .expect("in the memory tier");
+    assert_eq!(stored.body.in_memory(), 0);
+    // Its file is unlinked: nothing is left in the directory.
+    let left = std::fs::read_dir(s.dir.join("spill")).unwrap().count();
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
 async fn without_a_disk_tier_an_object_larger_than_memory_passes_through() {
-    let s = setup("through", false).await;
+    let s = setup("through", false, 1 << 20).await;
     for _ in 0..2 {
         let (status, cs, body) = s.get(&[]).await;
         assert_eq!(status, 200);
@@ -173,8 +204,7 @@ async fn without_a_disk_tier_an_object_larger_than_memory_passes_through() {
         assert!(body == big());
     }
     assert_eq!(s.count.load(Ordering::Relaxed), 2, "nothing was cached");
-    assert_eq!(s.proxy.store().weight(), 0);
-    // The files it went through were unlinked as they were made.
+    assert!(s.proxy.store().weight() < SIZE as u64);
     let left = std::fs::read_dir(s.dir.join("spill")).unwrap().count();
     assert_eq!(left, 0);
 }
