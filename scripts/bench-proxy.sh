@@ -4,7 +4,8 @@
 # Prints, for reef and nginx side by side (median of 3 runs of 10 s after a warm-up):
 #   requests/s for cache hits of 1 KiB and 100 KiB at 50 connections, MB/s for a 10 MiB
 #   object, RSS per idle keep-alive connection (10,000 open), and a crowd of 500
-#   concurrent requests for one uncached URL whose origin takes 1 s (origin fetches, p99).
+#   concurrent requests for one uncached URL whose origin takes 1 s (origin fetches, p99),
+#   and how much each process's peak RSS grows while a 200 MiB object goes through it.
 # Installs nginx and wrk from Debian if missing (needs root). Binds 127.0.0.1 only and stops
 # everything it started. Environment: RUNS (default 3), SECS (default 10), IDLE (10000).
 set -euo pipefail
@@ -25,6 +26,7 @@ mkdir -p "$s"/{www,run,log,ram,tmp/origin,tmp/proxy}
 head -c 1024 /dev/urandom >"$s/www/1k.bin"
 head -c 102400 /dev/urandom >"$s/www/100k.bin"
 head -c 10485760 /dev/urandom >"$s/www/10m.bin"
+head -c $((200 << 20)) /dev/urandom >"$s/www/200m.bin"
 p_origin=18081 p_slow=18082 p_nginx=18083 p_reef=18084 p_slow2=18085
 render() { sed -e "s|@SCRATCH@|$s|g" -e "s|@PORT_ORIGIN@|$p_origin|g" -e "s|@PORT_SLOW@|$p_slow|g" -e "s|@PORT_NGINX@|$p_nginx|g" "$1"; }
 render scripts/bench/origin-nginx.conf >"$s/origin.conf"
@@ -36,7 +38,7 @@ pid_nginx=$!
 pids+=($pid_nginx)
 TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/reef node --p2p /ip4/127.0.0.1/tcp/0 --admin 127.0.0.1:0 --dns 127.0.0.1:0 \
   --http "127.0.0.1:$p_reef" --client-rate 0 --max-connections 0 --max-connections-per-client 0 --allow-private-origins --resolve origin.test=127.0.0.1 \
-  --cache-mem $((1 << 30)) >"$s/reef.log" 2>&1 &
+  --cache-mem $((1 << 30)) --max-object $((300 << 20)) >"$s/reef.log" 2>&1 &
 pid_reef=$!
 pids+=($pid_reef)
 sleep 1.5
@@ -95,6 +97,18 @@ for who in reef nginx; do
   fi
   set -- $out
   line="$line $(printf '%14s' "$1 fetch, p99 ${4}s")"
+done
+echo "$line"
+# An object larger than a body's share of memory (reef: --spill-above, 16 MiB by default):
+# how much the peak RSS grows while it goes through, a miss then a hit.
+hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+line=$(printf '%-28s' "200 MiB miss+hit, peak +MiB")
+for who in reef nginx; do
+  pid=$pid_reef
+  [ "$who" = nginx ] && pid=$pid_nginx_worker
+  before=$(hwm "$pid")
+  for _ in 1 2; do curl -s -o /dev/null -H "$(hdr "$who")" "$(url "$who" 200m.bin)"; done
+  line="$line $(printf '%14s' $(( ($(hwm "$pid") - before) / 1024 )))"
 done
 echo "$line"
 echo "nginx: $(nginx -v 2>&1 | cut -d/ -f2); reef: $(target/release/reef --version)"

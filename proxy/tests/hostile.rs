@@ -4,8 +4,9 @@
 //! serves an honest client.
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,35 +18,21 @@ use hickory_resolver::proto::rr::rdata::A;
 use hickory_resolver::proto::rr::{RData, Record, RecordType};
 use http::{Request, Response};
 use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use proxy::{Config, Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpStream, UdpSocket};
 
 /// An origin that answers every path with its path, and counts requests per path.
 async fn origin(seen: Arc<Mutex<BTreeMap<String, usize>>>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let seen = seen.clone();
-            let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let path = req.uri().path().to_string();
-                *seen.lock().unwrap().entry(path.clone()).or_default() += 1;
-                let mut r = Response::new(Full::new(Bytes::from(format!("origin {path}"))));
-                r.headers_mut()
-                    .insert("cache-control", "max-age=60".parse().unwrap());
-                async move { Ok::<_, Infallible>(r) }
-            });
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+    common::origin(move |req: Request<hyper::body::Incoming>| {
+        let path = req.uri().path().to_string();
+        *seen.lock().unwrap().entry(path.clone()).or_default() += 1;
+        let mut r = Response::new(Full::new(Bytes::from(format!("origin {path}"))));
+        r.headers_mut()
+            .insert("cache-control", "max-age=60".parse().unwrap());
+        async move { r }
+    })
+    .await
 }
 
 struct Setup {
@@ -316,15 +303,7 @@ async fn proxy_resolving_at(nameserver: SocketAddr, allow_private: bool) -> Sock
 
 /// A proxy with `config` serving on a loopback port, until the test ends.
 async fn serve(config: Config) -> SocketAddr {
-    let node = Proxy::new(config).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        let _keep = tx;
-        proxy::server::run(listener, node, rx).await;
-    });
-    addr
+    common::serve(Proxy::new(config).unwrap()).await
 }
 
 /// The response to `GET /secret` for `host`, read until the proxy closes the connection.
