@@ -215,6 +215,9 @@ pub struct DiskTier {
     budget: u64,
     index: Mutex<Index>,
     next_tmp: AtomicU64,
+    /// Held while a large entry's digest is checked: a crowd's first hits after a restart
+    /// read it through once, not once each.
+    verifying: Mutex<()>,
 }
 
 /// The file name of `key`: its SHA-256 in hex.
@@ -274,6 +277,7 @@ impl DiskTier {
             budget,
             index: Mutex::new(index),
             next_tmp: AtomicU64::new(0),
+            verifying: Mutex::new(()),
         };
         tier.evict();
         Ok(tier)
@@ -341,14 +345,22 @@ impl DiskTier {
             return Ok(());
         }
         let tmp = self.root.join("tmp").join(format!("{name}.{ticket}"));
-        let mut f = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(&tmp)?);
-        f.write_all(&head)?;
-        // From memory and from the body's own file: never gathered whole.
-        stored
-            .body
-            .write_to(&mut f)
-            .map_err(std::io::Error::other)?;
-        f.into_inner().map_err(|e| e.into_error())?;
+        let written = (|| {
+            let mut f = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(&tmp)?);
+            f.write_all(&head)?;
+            // From memory and from the body's own file: never gathered whole.
+            stored
+                .body
+                .write_to(&mut f)
+                .map_err(std::io::Error::other)?;
+            f.into_inner().map_err(|e| e.into_error())?;
+            Ok(())
+        })();
+        if let Err(e) = written {
+            // A full disk must not fill up further with halves of entries.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
         {
             let Ok(mut i) = self.index.lock() else {
                 return Ok(());
@@ -359,7 +371,10 @@ impl DiskTier {
                 return Ok(()); // cancelled by a remove, or overtaken by a newer write
             }
             i.writes.remove(&name);
-            std::fs::rename(&tmp, self.path(&name))?;
+            if let Err(e) = std::fs::rename(&tmp, self.path(&name)) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
             i.tick += 1;
             let used = i.tick;
             let entry = Entry {
@@ -382,14 +397,21 @@ impl DiskTier {
     /// file as clients need it (the digest is checked once a run, reading it through).
     pub fn read(&self, key: &str) -> Option<Stored> {
         let name = file_name(key);
-        let verified = {
+        let (mut verified, size) = {
             let mut i = self.index.lock().ok()?;
             i.tick += 1;
             let tick = i.tick;
             let e = i.entries.get_mut(&name)?;
             e.used = tick;
-            e.verified
+            (e.verified, e.size)
         };
+        // One check of a large entry at a time; those who waited find it checked.
+        let _checking = (!verified && size > CONTIGUOUS_UP_TO)
+            .then(|| self.verifying.lock().ok())
+            .flatten();
+        if _checking.is_some() {
+            verified = self.index.lock().ok()?.entries.get(&name)?.verified;
+        }
         let path = self.path(&name);
         match read_entry(&path, verified) {
             Ok((k, stored)) if k == key => {

@@ -36,8 +36,9 @@ pub(crate) struct ParkingLot {
 }
 
 struct Shared {
-    /// Connections handed over and not yet registered by the thread.
-    arriving: Mutex<Vec<Arriving>>,
+    /// Connections handed over and not yet registered by the thread; `None` once the
+    /// thread has ended (a connection parked then is closed at once).
+    arriving: Mutex<Option<Vec<Arriving>>>,
     stop: AtomicBool,
     /// Connections parked, shared with the proxy's counters (several lots may add to it).
     parked: Arc<AtomicU64>,
@@ -72,7 +73,7 @@ impl ParkingLot {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let shared = Arc::new(Shared {
-            arriving: Mutex::new(Vec::new()),
+            arriving: Mutex::new(Some(Vec::new())),
             stop: AtomicBool::new(false),
             parked,
         });
@@ -104,12 +105,13 @@ impl ParkingLot {
             deadline: Instant::now() + idle_timeout,
             resume,
         };
-        let first = match self.shared.arriving.lock() {
-            Ok(mut queue) => {
+        let first = match self.shared.arriving.lock().as_deref_mut() {
+            Ok(Some(queue)) => {
                 queue.push(arriving);
                 queue.len() == 1
             }
-            Err(_) => return,
+            // The lot has stopped: the connection closes here.
+            _ => return,
         };
         // The thread empties the queue whenever woken: one wake per batch is enough.
         if first && let Err(e) = self.waker.wake() {
@@ -194,8 +196,8 @@ fn run(mut poll: Poll, shared: &Shared, runtime: &tokio::runtime::Handle) {
                 Err(e) => tracing::debug!(error = %e, "parked connection could not resume"),
             }
         }
-        if let Ok(mut queue) = shared.arriving.lock() {
-            std::mem::swap(&mut *queue, &mut arrived);
+        if let Ok(Some(queue)) = shared.arriving.lock().as_deref_mut() {
+            std::mem::swap(queue, &mut arrived);
         }
         for a in arrived.drain(..) {
             serial += 1;
@@ -230,6 +232,10 @@ fn run(mut poll: Poll, shared: &Shared, runtime: &tokio::runtime::Handle) {
             }
         }
         count(parked.len());
+    }
+    // Whatever arrived meanwhile closes with the rest; nothing arrives after.
+    if let Ok(mut queue) = shared.arriving.lock() {
+        queue.take();
     }
     count(0);
 }
@@ -321,5 +327,13 @@ mod tests {
             .expect("closed in time")
             .expect("read");
         assert_eq!(n, 0, "a parked connection is closed when the lot stops");
+        // One parked after the stop is closed too, not left waiting for a thread that ended.
+        let (mut late, late_server) = pair().await;
+        lot.park(late_server, Duration::from_secs(60), Box::new(|_| {}));
+        let n = tokio::time::timeout(Duration::from_secs(5), late.read(&mut buf))
+            .await
+            .expect("closed in time")
+            .expect("read");
+        assert_eq!(n, 0, "parked after the stop: closed");
     }
 }

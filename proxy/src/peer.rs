@@ -305,10 +305,7 @@ impl Proxy {
                         if let Some(previous) = held.replace(data) {
                             sha_pushed.update(&previous);
                             body.push(previous);
-                            if let Err(e) = body.spill_if_needed().await {
-                                body.finish(Err(e));
-                                return false;
-                            }
+                            body.spill_if_needed().await;
                         }
                         continue;
                     }

@@ -59,13 +59,21 @@ impl Reader {
             match self.body.next(self.index) {
                 Next::Chunk(c) => {
                     self.index += 1;
-                    let from = std::mem::take(&mut self.skip).min(c.len() as u64) as usize;
-                    if from < c.len() {
-                        return Read::Data(c.slice(from..));
+                    // The chunk may have arrived after the skip loop looked: skip it whole.
+                    if self.skip >= c.len() as u64 {
+                        self.skip -= c.len() as u64;
+                        continue;
                     }
+                    let from = std::mem::take(&mut self.skip) as usize;
+                    return Read::Data(c.slice(from..));
                 }
                 Next::InFile { offset, len, count } => {
-                    let from = std::mem::take(&mut self.skip).min(len);
+                    if self.skip >= len {
+                        self.skip -= len;
+                        self.index += count;
+                        continue;
+                    }
+                    let from = std::mem::take(&mut self.skip);
                     let body = self.body.clone();
                     let read = tokio::task::spawn_blocking(move || {
                         body.read_file(offset + from, len - from)

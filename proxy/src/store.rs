@@ -172,7 +172,9 @@ impl Store {
             return None;
         }
         let stored = Arc::new(stored);
-        if !self.put_unless_purged(key, stored.clone(), || {}) {
+        // A large entry read in place stays on disk: its weight in memory would be a lie.
+        let keep = stored.body.is_all_in_memory();
+        if !self.put_unless_purged(key, stored.clone(), keep, || {}) {
             return None;
         }
         Some(stored)
@@ -187,9 +189,10 @@ impl Store {
     /// Stores a complete response, replacing the variant with the same `Vary` values, and
     /// writes it to the disk tier in the background. A response requested before a purge of
     /// its URL is the purged object, and is not stored.
-    /// A body that lives in a file (it was too large to hold in memory) goes to the disk
-    /// tier only; with no disk tier the memory tier keeps it in its file, weighing what it
-    /// would in memory (one larger than the whole budget is refused, and passes through).
+    /// A body that lives in a file (it was too large to hold in memory) is kept by the
+    /// memory tier in that file, weighing what it would in memory (so until the disk write
+    /// lands, and without a disk tier, it is still a hit; one larger than the whole budget is
+    /// refused, and passes through without a disk tier).
     /// Returns whether it was stored.
     pub fn put(&self, key: &str, stored: Arc<Stored>) -> bool {
         let write_to_disk = || {
@@ -203,21 +206,27 @@ impl Store {
                 });
             }
         };
-        self.put_unless_purged(key, stored.clone(), write_to_disk)
+        self.put_unless_purged(key, stored.clone(), true, write_to_disk)
     }
 
     /// Keeps `stored` in memory (and calls `also`, the disk write) unless a purge of `key`
     /// came after it was requested. Checked again after the insert: a purge records its
     /// moment before it removes anything, so a purge racing with this insert either removes
     /// the new entry or is seen here, and the entry goes.
-    fn put_unless_purged(&self, key: &str, stored: Arc<Stored>, also: impl FnOnce()) -> bool {
+    fn put_unless_purged(
+        &self,
+        key: &str,
+        stored: Arc<Stored>,
+        in_memory: bool,
+        also: impl FnOnce(),
+    ) -> bool {
         let requested = stored.received.request_time;
         if self.cutoffs.predates(key, requested) {
             tracing::debug!(key, "not storing a copy requested before its purge");
             return false;
         }
         also();
-        if stored.body.is_all_in_memory() || self.disk.is_none() {
+        if in_memory {
             self.put_memory(key, stored);
         }
         if self.cutoffs.predates(key, requested) {
