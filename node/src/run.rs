@@ -136,9 +136,9 @@ pub struct NodeArgs {
     #[arg(long, value_name = "BYTES", env = "REEF_MAX_OBJECT", default_value_t = 50 << 20)]
     pub max_object: u64,
     /// Bytes of one response body held in memory at most while it arrives; the rest goes to
-    /// an unlinked temporary file (in the data directory, else /var/tmp). Such
-    /// objects are cached on disk only; without a disk cache they stay in their file, counted
-    /// in --cache-mem, and one larger than --cache-mem passes through uncached.
+    /// an unlinked temporary file (in the data directory, else /var/tmp). The memory cache
+    /// keeps such an object in its file, counted in --cache-mem at full size; one larger than
+    /// --cache-mem is cached on disk only, or passes through without a disk cache.
     #[arg(long, value_name = "BYTES", env = "REEF_SPILL_ABOVE", default_value_t = 16 << 20)]
     pub spill_above: u64,
     /// Serve hosts outside the zone from this origin (reverse-proxy mode for one's own site).

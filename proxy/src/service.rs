@@ -43,9 +43,9 @@ pub struct Config {
     /// Largest object fetched and cached; longer bodies are cut off and never cached.
     pub max_object_bytes: u64,
     /// Bytes of one body held in memory at most while it arrives; the rest goes to a
-    /// temporary file (objects larger than memory never sit whole in it). A body in a file
-    /// is cached on disk only if there is a disk tier, and otherwise kept in its file by
-    /// the memory tier, within its budget (larger ones just pass through).
+    /// temporary file (objects larger than memory never sit whole in it). The memory tier
+    /// keeps such a body in its file, weighing its full size; one larger than the whole
+    /// budget is cached on disk only, or passes through without a disk tier.
     pub spill_above: u64,
     /// Directory of those files (`None`: the disk tier's, else `/var/tmp`, which is on disk
     /// where `/tmp` is often memory).
