@@ -6,7 +6,8 @@
 # the origin fails for 6 s in every 45 (503s and cut connections, from the second minute).
 # Pass: no wrong body; failures only at a node while it is down; the RSS of nodes 1-3 (never
 # killed) within 10 % of its level after the first minute. Usage: scripts/soak.sh [MINUTES]
-# (default 10). Installs python3 from Debian if missing (needs root).
+# (default 10). Installs python3 from Debian if missing (needs root). Bodies spill to files
+# beyond 1 MiB, so the large objects go through the file path under the same faults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes=${1:-10}
@@ -30,7 +31,7 @@ start_node() {
   "$reef" node --p2p "/ip4/127.0.0.1$i/tcp/4101" --http "127.0.0.1$i:8101" \
     --dns "127.0.0.1$i:5401" --admin "127.0.0.1$i:9101" --data-dir "$s/data$i" \
     --allow-private-origins --resolve origin.test=127.0.0.1 --client-rate 0 \
-    ${bootstrap:+--bootstrap "$bootstrap"} >"$s/node$i.json" 2>>"$s/node$i.log" &
+    --spill-above $((1 << 20)) ${bootstrap:+--bootstrap "$bootstrap"} >"$s/node$i.json" 2>>"$s/node$i.log" &
   node_pid[$i]=$!
   pids+=($!)
   for _ in $(seq 200); do [ -s "$s/node$i.json" ] && return 0; sleep 0.05; done
