@@ -91,7 +91,11 @@ pub struct ZoneSuffix {
 impl ZoneSuffix {
     /// Parses a zone such as `cdn` or `reef.example.net.`.
     pub fn parse(zone: &str) -> Result<Self, NameError> {
-        let labels = split_labels(zone)?;
+        let lower = zone.to_ascii_lowercase();
+        let labels: Vec<String> = split_labels(&lower)?
+            .into_iter()
+            .map(str::to_string)
+            .collect();
         if labels.is_empty() {
             return Err(NameError::InvalidHost("empty zone"));
         }
@@ -113,7 +117,10 @@ impl ZoneSuffix {
 
     /// Classifies `name` (text form, any case, optional trailing dot).
     pub fn classify(&self, name: &str) -> Result<ZoneName, NameError> {
-        let labels = split_labels(name)?;
+        // One lowercase copy, and labels that borrow from it: every request and every DNS
+        // query is classified.
+        let lower = name.to_ascii_lowercase();
+        let labels = split_labels(&lower)?;
         let z = self.labels.len();
         if labels.len() < z
             || labels[labels.len() - z..]
@@ -160,7 +167,8 @@ impl ZoneSuffix {
 }
 
 /// Lowercased labels of a text name; rejects empty labels and names over the limits.
-fn split_labels(name: &str) -> Result<Vec<String>, NameError> {
+/// The labels of `name` (already lowercase), without a trailing dot.
+fn split_labels(name: &str) -> Result<Vec<&str>, NameError> {
     let name = name.strip_suffix('.').unwrap_or(name);
     if name.len() > MAX_NAME_LEN {
         return Err(NameError::TooLong);
@@ -175,7 +183,7 @@ fn split_labels(name: &str) -> Result<Vec<String>, NameError> {
             } else if l.len() > MAX_LABEL_LEN {
                 Err(NameError::TooLong)
             } else {
-                Ok(l.to_ascii_lowercase())
+                Ok(l)
             }
         })
         .collect()
@@ -199,7 +207,7 @@ fn check_host_label(l: &str) -> Result<(), NameError> {
     Ok(())
 }
 
-fn decode_origin(labels: &[String]) -> Result<Origin, NameError> {
+fn decode_origin(labels: &[&str]) -> Result<Origin, NameError> {
     let (host_labels, port) = match labels.split_last() {
         Some((last, rest)) if !rest.is_empty() && last.bytes().all(|b| b.is_ascii_digit()) => {
             let port: u16 = last.parse().map_err(|_| NameError::InvalidPort)?;
@@ -214,17 +222,17 @@ fn decode_origin(labels: &[String]) -> Result<Origin, NameError> {
         [single] => decode_single_label(single)?,
         many => many.join("."),
     };
-    let parts: Vec<&str> = host.split('.').collect();
-    for p in &parts {
+    let mut count = 0;
+    let mut last = "";
+    for p in host.split('.') {
         check_host_label(p)?;
+        count += 1;
+        last = p;
     }
-    if parts.len() < 2 {
+    if count < 2 {
         return Err(NameError::Partial);
     }
-    if parts
-        .last()
-        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
-    {
+    if last.bytes().all(|b| b.is_ascii_digit()) {
         return Err(NameError::InvalidHost(
             "numeric top-level label (an address, not a name)",
         ));
