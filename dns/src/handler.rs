@@ -235,15 +235,18 @@ impl<R: Roster> RequestHandler for Handler<R> {
         let bad_version = request.edns.as_ref().is_some_and(|e| e.version() != 0);
         let bad_request = request.queries.len() != 1 || subnet.is_err();
         let not_query = request.metadata.op_code != OpCode::Query;
+        // The query's name as text (its case kept), made once: for the rate limit's key and
+        // for the answer.
+        let text = match request.queries.queries() {
+            [q] if !(bad_version || bad_request || not_query) => {
+                Some(q.original().name().to_ascii())
+            }
+            _ => None,
+        };
         // Rate limiting comes first, so error answers cannot be reflected without limit either.
         if udp {
-            let name = match request.queries.queries() {
-                [q] if !(bad_version || bad_request || not_query) => {
-                    rrl::name_key(&q.name().to_ascii())
-                }
-                _ => rrl::ERROR_NAME,
-            };
-            match self.rrl.check(request.src().ip(), name, Instant::now()) {
+            let key = text.as_deref().map_or(rrl::ERROR_NAME, rrl::name_key);
+            match self.rrl.check(request.src().ip(), key, Instant::now()) {
                 Verdict::Send => {}
                 Verdict::Drop => {
                     self.stats.rrl_dropped.fetch_add(1, Ordering::Relaxed);
@@ -287,7 +290,7 @@ impl<R: Roster> RequestHandler for Handler<R> {
             )
             .await;
         }
-        let name = qname.to_ascii();
+        let name = text.unwrap_or_else(|| qname.to_ascii());
         let client = ClientInfo {
             resolver: request.src().ip(),
             subnet: subnet
