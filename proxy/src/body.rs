@@ -8,7 +8,7 @@
 //! ([`crate::reader::Reader`]) read such chunks back on a blocking thread.
 
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
@@ -50,6 +50,9 @@ struct State {
     len: u64,
     /// Bytes of the pieces in memory.
     in_memory: u64,
+    /// Pieces from this index on are in memory, those before it in the file: a spill
+    /// moves the whole tail, so memory pieces are always the tail.
+    mem_from: usize,
     /// `Some` once the body is complete (Ok) or has failed.
     end: Option<Result<(), BodyError>>,
 }
@@ -62,8 +65,8 @@ pub const CONTIGUOUS_UP_TO: u64 = 1 << 20;
 /// leaves nothing behind).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spill {
-    /// Directory for the files.
-    pub dir: PathBuf,
+    /// Directory for the files (shared: every fetch's body carries it).
+    pub dir: Arc<Path>,
     /// Bytes of one body held in memory at most (one chunk more while it is moved).
     pub above: u64,
 }
@@ -167,13 +170,20 @@ impl SharedBody {
                 at += n;
             }
             s.len = len;
+            s.mem_from = s.pieces.len();
         }
         body.finish_with_digest(digest);
         body
     }
 
-    /// Appends a chunk (the fetch side). A spilling body's writer then calls
-    /// [`SharedBody::spill_if_needed`].
+    /// Appends a chunk as a fetch does: then moves what is in memory to the file if more
+    /// than the spill limit is (see [`SharedBody::spill_if_needed`]). One writer per body.
+    pub async fn append(&self, chunk: Bytes) {
+        self.push(chunk);
+        self.spill_if_needed().await;
+    }
+
+    /// Appends a chunk, in memory whatever its size (complete bodies, tests).
     pub fn push(&self, chunk: Bytes) {
         if chunk.is_empty() {
             return;
@@ -190,11 +200,11 @@ impl SharedBody {
     }
 
     /// Moves the body's chunks in memory to its file if more than its spill limit are.
-    /// Called by the body's one writer after each [`SharedBody::push`]; the writing happens
+    /// Called by the body's one writer ([`SharedBody::append`]); the writing happens
     /// on a blocking thread. If the file cannot be made or written (a full or missing
     /// directory), the body stays in memory, within the object size cap, rather than fail
     /// every client of it: serving matters more than the bound.
-    pub async fn spill_if_needed(&self) {
+    async fn spill_if_needed(&self) {
         if self.spill_failed.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
@@ -209,23 +219,14 @@ impl SharedBody {
         let Some(spill) = &self.spill else {
             return Ok(());
         };
-        // The chunks to move, with where each goes (the file holds the body as it is).
-        let (first, moving) = {
+        // The tail in memory, and where it starts in the file (which holds the body as is).
+        let (start, moving) = {
             let s = self.state.lock().map_err(|_| poisoned())?;
             if s.in_memory <= spill.above {
                 return Ok(());
             }
-            let mut offset = 0;
-            let mut first = None;
-            let mut moving = Vec::new();
-            for (i, p) in s.pieces.iter().enumerate() {
-                if let Piece::Mem(b) = p {
-                    first.get_or_insert(i);
-                    moving.push((offset, b.clone()));
-                }
-                offset += p.len();
-            }
-            (first.unwrap_or(0), moving)
+            let moving: Vec<Piece> = s.pieces[s.mem_from..].to_vec();
+            (s.len - s.in_memory, moving)
         };
         let file = match self.file.get() {
             Some(f) => f.clone(),
@@ -238,30 +239,30 @@ impl SharedBody {
                 self.file.get_or_init(|| Arc::new(made)).clone()
             }
         };
-        let offsets: Vec<(u64, u64)> = moving.iter().map(|(o, b)| (*o, b.len() as u64)).collect();
+        let count = moving.len();
         tokio::task::spawn_blocking(move || {
-            moving
-                .iter()
-                .try_for_each(|(offset, b)| file.write_all_at(b, *offset))
+            let mut at = start;
+            for p in &moving {
+                if let Piece::Mem(b) = p {
+                    file.write_all_at(b, at)?;
+                }
+                at += p.len();
+            }
+            Ok::<_, std::io::Error>(())
         })
         .await
         .map_err(|e| BodyError::File(e.to_string()))?
         .map_err(|e| BodyError::File(format!("writing: {e}")))?;
-        // Only this writer changes pieces to file pieces, so the indices still hold.
+        // Only this writer appends or converts pieces, so the tail moved is still there.
         let mut s = self.state.lock().map_err(|_| poisoned())?;
-        let mut moved = 0;
-        let mut k = 0;
-        for p in s.pieces.iter_mut().skip(first) {
-            if let Piece::Mem(b) = p
-                && let Some(&(offset, len)) = offsets.get(k)
-                && len == b.len() as u64
-            {
-                *p = Piece::File { offset, len };
-                moved += len;
-                k += 1;
-            }
+        let (from, mut at) = (s.mem_from, start);
+        for p in &mut s.pieces[from..from + count] {
+            let len = p.len();
+            *p = Piece::File { offset: at, len };
+            at += len;
         }
-        s.in_memory -= moved;
+        s.in_memory -= at - start;
+        s.mem_from += count;
         Ok(())
     }
 
@@ -393,6 +394,7 @@ impl SharedBody {
             };
             c.len = s.len;
             c.in_memory = s.in_memory;
+            c.mem_from = s.mem_from;
         }
         copy.finish_with_digest(digest);
         Some(copy)
@@ -440,7 +442,7 @@ fn poisoned() -> BodyError {
 }
 
 /// A new file in `dir`, already unlinked.
-fn temp_file(dir: &std::path::Path) -> std::io::Result<std::fs::File> {
+fn temp_file(dir: &Path) -> std::io::Result<std::fs::File> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = dir.join(format!(".reef-body-{}-{n}", std::process::id()));
@@ -468,6 +470,7 @@ fn concat(s: &State) -> Bytes {
 mod tests {
     use super::*;
     use crate::reader::{Read, Reader};
+    use std::path::PathBuf;
 
     async fn read_all(mut reader: Reader) -> Result<Vec<u8>, BodyError> {
         let mut got = Vec::new();
@@ -497,15 +500,14 @@ mod tests {
         let dir = spill_dir("whole");
         let above = 25_000;
         let body = SharedBody::spilling(Spill {
-            dir: dir.clone(),
+            dir: dir.as_path().into(),
             above,
         });
         // A reader that starts before anything is spilled, and follows as it grows.
         let early = tokio::spawn(read_all(Reader::new(body.clone(), 0)));
         let mut held = 0;
         for chunk in pattern(20) {
-            body.push(chunk);
-            body.spill_if_needed().await;
+            body.append(chunk).await;
             held = held.max(body.in_memory());
             tokio::task::yield_now().await;
         }
@@ -538,13 +540,12 @@ mod tests {
     #[tokio::test]
     async fn a_body_that_cannot_spill_stays_whole_in_memory() {
         let body = SharedBody::spilling(Spill {
-            dir: PathBuf::from("/nonexistent/reef/spill"),
+            dir: Path::new("/nonexistent/reef/spill").into(),
             above: 10,
         });
-        body.push(Bytes::from_static(b"more than ten bytes"));
-        body.spill_if_needed().await;
-        body.push(Bytes::from_static(b", and more"));
-        body.spill_if_needed().await;
+        body.append(Bytes::from_static(b"more than ten bytes"))
+            .await;
+        body.append(Bytes::from_static(b", and more")).await;
         body.finish(Ok(()));
         assert!(body.is_all_in_memory());
         assert_eq!(

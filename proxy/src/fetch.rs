@@ -445,8 +445,7 @@ impl Proxy {
                     self.stats
                         .origin_bytes
                         .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    body.push(data);
-                    body.spill_if_needed().await;
+                    body.append(data).await;
                 }
                 Some(Err(e)) => return Err(BodyError::Upstream(e.to_string())),
                 None if skip > 0 => {

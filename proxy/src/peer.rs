@@ -304,8 +304,7 @@ impl Proxy {
                             .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
                         if let Some(previous) = held.replace(data) {
                             sha_pushed.update(&previous);
-                            body.push(previous);
-                            body.spill_if_needed().await;
+                            body.append(previous).await;
                         }
                         continue;
                     }

@@ -242,6 +242,9 @@ pub struct Proxy {
     pub(crate) meter: crate::meter::SiteMeter,
     /// `Cache-Status` of a hit, made once: most responses carry it.
     hit_status: HeaderValue,
+    /// Where fetched bodies go beyond their share of memory, settled once (finding the
+    /// default directory looks at the file system).
+    spill: crate::body::Spill,
 }
 
 /// Where bodies too large for memory go without a disk tier or a configured directory:
@@ -291,6 +294,15 @@ impl Proxy {
             meter: crate::meter::SiteMeter::default(),
             hit_status: HeaderValue::from_str(&format!("{}; hit", config.node_name))
                 .unwrap_or_else(|_| HeaderValue::from_static("reef; hit")),
+            spill: crate::body::Spill {
+                dir: config
+                    .spill_dir
+                    .clone()
+                    .or_else(|| config.disk.as_ref().map(|d| d.tmp_dir()))
+                    .unwrap_or_else(default_spill_dir)
+                    .into(),
+                above: config.spill_above,
+            },
             quota: config
                 .bandwidth_quota
                 .map(|q| Arc::new(Quota::new(q, config.quota_cool_down, Instant::now()))),
@@ -783,20 +795,6 @@ impl Proxy {
             || crate::headers::content_length(headers).is_none_or(|n| n < self.config.cache_bytes)
     }
 
-    /// An empty body for a fetch, spilling to a file beyond the memory limit.
-    pub(crate) fn new_body(&self) -> Arc<SharedBody> {
-        let dir = self
-            .config
-            .spill_dir
-            .clone()
-            .or_else(|| self.store.disk().map(|d| d.tmp_dir()))
-            .unwrap_or_else(default_spill_dir);
-        SharedBody::spilling(crate::body::Spill {
-            dir,
-            above: self.config.spill_above,
-        })
-    }
-
     /// Starts the fetch of `want`, or joins the one in flight under `flight` (the cache key,
     /// or a private key for requests that must not share). Returns it and whether it was
     /// joined.
@@ -804,7 +802,7 @@ impl Proxy {
         let (tx, rx) = watch::channel(None);
         let fetch = Arc::new(Fetch {
             head: rx,
-            body: self.new_body(),
+            body: SharedBody::spilling(self.spill.clone()),
         });
         if let Ok(mut inflight) = self.inflight.lock() {
             if let Some(f) = inflight.get(&flight) {
