@@ -406,10 +406,10 @@ impl DiskTier {
             (e.verified, e.size)
         };
         // One check of a large entry at a time; those who waited find it checked.
-        let _checking = (!verified && size > CONTIGUOUS_UP_TO)
+        let checking = (!verified && size > CONTIGUOUS_UP_TO)
             .then(|| self.verifying.lock().ok())
             .flatten();
-        if _checking.is_some() {
+        if checking.is_some() {
             verified = self.index.lock().ok()?.entries.get(&name)?.verified;
         }
         let path = self.path(&name);

@@ -33,6 +33,8 @@ const EVENTS_PER_POLL: usize = 1024;
 pub(crate) struct ParkingLot {
     shared: Arc<Shared>,
     waker: Arc<Waker>,
+    /// How long a connection may stay parked: one for all, so the expiry queue is in order.
+    idle_timeout: Duration,
 }
 
 struct Shared {
@@ -67,9 +69,10 @@ struct Parked {
 }
 
 impl ParkingLot {
-    /// Starts the lot's thread; resumed connections are spawned on the current tokio
-    /// runtime. `parked` counts the connections in it.
-    pub(crate) fn start(parked: Arc<AtomicU64>) -> io::Result<ParkingLot> {
+    /// Starts the lot's thread, closing connections parked for longer than `idle_timeout`;
+    /// resumed connections are spawned on the current tokio runtime. `parked` counts the
+    /// connections in it.
+    pub(crate) fn start(idle_timeout: Duration, parked: Arc<AtomicU64>) -> io::Result<ParkingLot> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let shared = Arc::new(Shared {
@@ -82,17 +85,16 @@ impl ParkingLot {
         std::thread::Builder::new()
             .name("reef-parking".into())
             .spawn(move || run(poll, &thread_shared, &runtime))?;
-        Ok(ParkingLot { shared, waker })
+        Ok(ParkingLot {
+            shared,
+            waker,
+            idle_timeout,
+        })
     }
 
     /// Parks `stream` until it is readable, then calls `resume` with it; closes it if it
-    /// stays idle for `idle_timeout`.
-    pub(crate) fn park(
-        &self,
-        stream: tokio::net::TcpStream,
-        idle_timeout: Duration,
-        resume: Resume,
-    ) {
+    /// stays idle for the lot's idle timeout.
+    pub(crate) fn park(&self, stream: tokio::net::TcpStream, resume: Resume) {
         let stream = match stream.into_std() {
             Ok(s) => mio::net::TcpStream::from_std(s),
             Err(e) => {
@@ -102,7 +104,7 @@ impl ParkingLot {
         };
         let arriving = Arriving {
             stream,
-            deadline: Instant::now() + idle_timeout,
+            deadline: Instant::now() + self.idle_timeout,
             resume,
         };
         let first = match self.shared.arriving.lock().as_deref_mut() {
@@ -267,14 +269,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_parked_connection_resumes_with_its_bytes_when_the_client_sends() {
-        let lot = ParkingLot::start(Arc::default()).expect("lot");
+        let lot = ParkingLot::start(Duration::from_secs(60), Arc::default()).expect("lot");
         let (mut client, server) = pair().await;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        lot.park(
-            server,
-            Duration::from_secs(60),
-            Box::new(move |s| drop(tx.send(s))),
-        );
+        lot.park(server, Box::new(move |s| drop(tx.send(s))));
         until(|| lot.parked() == 1).await;
         client
             .write_all(b"GET / HTTP/1.1\r\n")
@@ -287,7 +285,8 @@ mod tests {
         let mut got = [0u8; 16];
         server.read_exact(&mut got).await.expect("read");
         assert_eq!(&got, b"GET / HTTP/1.1\r\n");
-        assert_eq!(lot.parked(), 0);
+        // The count is updated at the end of the thread's turn, after the resume.
+        until(|| lot.parked() == 0).await;
         // The resumed socket is an ordinary tokio socket again.
         server.write_all(b"ok").await.expect("write back");
         let mut back = [0u8; 2];
@@ -297,19 +296,20 @@ mod tests {
 
     #[tokio::test]
     async fn an_idle_connection_is_closed_at_its_timeout_and_never_resumed() {
-        let lot = ParkingLot::start(Arc::default()).expect("lot");
+        let lot = ParkingLot::start(Duration::from_millis(1000), Arc::default()).expect("lot");
         let (mut quiet, server) = pair().await;
-        let (mut busy, busy_server) = pair().await;
         let resumed = Arc::new(AtomicU64::new(0));
         let r = resumed.clone();
         lot.park(
             server,
-            Duration::from_millis(200),
             Box::new(move |_| {
                 r.fetch_add(1, Ordering::Relaxed);
             }),
         );
-        lot.park(busy_server, Duration::from_secs(60), Box::new(|_| {}));
+        // Another, parked later: its time is not up when the first one's is.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let (_busy, busy_server) = pair().await;
+        lot.park(busy_server, Box::new(|_| {}));
         until(|| lot.parked() == 2).await;
         let mut buf = [0u8; 1];
         let n = tokio::time::timeout(Duration::from_secs(5), quiet.read(&mut buf))
@@ -320,8 +320,17 @@ mod tests {
         assert_eq!(resumed.load(Ordering::Relaxed), 0);
         // The count is updated after the close, at the end of the thread's turn.
         until(|| lot.parked() == 1).await;
+    }
+
+    #[tokio::test]
+    async fn stopping_the_lot_closes_its_connections_and_any_parked_later() {
+        let lot = ParkingLot::start(Duration::from_secs(60), Arc::default()).expect("lot");
+        let (mut busy, busy_server) = pair().await;
+        lot.park(busy_server, Box::new(|_| {}));
+        until(|| lot.parked() == 1).await;
         // Stopping the lot closes what is left.
         lot.stop();
+        let mut buf = [0u8; 1];
         let n = tokio::time::timeout(Duration::from_secs(5), busy.read(&mut buf))
             .await
             .expect("closed in time")
@@ -329,7 +338,7 @@ mod tests {
         assert_eq!(n, 0, "a parked connection is closed when the lot stops");
         // One parked after the stop is closed too, not left waiting for a thread that ended.
         let (mut late, late_server) = pair().await;
-        lot.park(late_server, Duration::from_secs(60), Box::new(|_| {}));
+        lot.park(late_server, Box::new(|_| {}));
         let n = tokio::time::timeout(Duration::from_secs(5), late.read(&mut buf))
             .await
             .expect("closed in time")

@@ -35,6 +35,8 @@ struct Builders {
     auto: Builder,
     http1: Arc<http1::Builder>,
     warm: Arc<keepalive::Warm>,
+    /// How long a connection may wait for its first or next request.
+    idle: Duration,
     /// Where idle plain connections wait; `None` if its thread could not start (then each
     /// waits in a task of its own).
     lot: Option<Arc<ParkingLot>>,
@@ -58,7 +60,7 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 
 /// The connection settings, from the limits: a client that sends its headers too slowly
 /// (slowloris) or too many of them is cut off.
-fn builders(limits: &crate::limits::LimitsConfig, idle: Arc<AtomicU64>) -> Builders {
+fn builders(limits: &crate::limits::LimitsConfig, parked: Arc<AtomicU64>) -> Builders {
     // hyper's smallest buffer is 8 KiB.
     let max_buf = limits.max_header_bytes.max(8192);
     let mut auto = auto::Builder::new(TokioExecutor::new());
@@ -75,7 +77,8 @@ fn builders(limits: &crate::limits::LimitsConfig, idle: Arc<AtomicU64>) -> Build
         auto: Arc::new(auto),
         http1: Arc::new(http1),
         warm: Arc::default(),
-        lot: match ParkingLot::start(idle) {
+        idle: limits.header_read_timeout,
+        lot: match ParkingLot::start(limits.header_read_timeout, parked) {
             Ok(lot) => Some(Arc::new(lot)),
             Err(e) => {
                 tracing::warn!(error = %e, "no parking thread; idle connections cost more");
@@ -141,14 +144,13 @@ async fn accept_loop(
                 // A new connection waits for its first bytes where idle ones wait: a burst
                 // of connections must not make a task each before they have anything to
                 // say (the burst's high-water mark stays with the allocator).
-                let idle = proxy.limits().config().header_read_timeout;
                 let resume: Resume = Box::new({
                     let builders = builders.clone();
                     move |stream| {
                         tokio::spawn(serve_plain(stream, client, proxy, builders, slot));
                     }
                 });
-                park(&builders, stream, idle, resume);
+                park(&builders, stream, resume);
             }
             Some(acceptor) => {
                 tokio::spawn(async move {
@@ -220,9 +222,8 @@ async fn serve_plain(
     builders: Builders,
     slot: ConnectionSlot,
 ) {
-    let idle = proxy.limits().config().header_read_timeout;
     // Boxed: the sniffing's state must not size the task of every HTTP/1.1 connection.
-    match Box::pin(keepalive::speaks_h2(&stream, idle)).await {
+    match Box::pin(keepalive::speaks_h2(&stream, builders.idle)).await {
         None => {}
         // Boxed: an h2 connection's state must not size every HTTP/1.1 connection's task.
         Some(true) => Box::pin(serve(stream, client, proxy, builders.auto)).await,
@@ -245,23 +246,23 @@ async fn serve_http1(
         move |requests| service(proxy.clone(), client, Some(requests))
     };
     let park_idle = move |stream: TcpStream| {
-        let idle = proxy.limits().config().header_read_timeout;
         let lot = builders.clone();
         let resume: Resume =
             Box::new(move |stream| spawn_http1(stream, client, proxy, builders, slot));
-        park(&lot, stream, idle, resume);
+        park(&lot, stream, resume);
     };
     if let Err(e) = keepalive::serve(Prefixed::new(stream), &http1, &warm, make, park_idle).await {
         tracing::debug!(%client, error = %e, "connection ended with an error");
     }
 }
 
-/// Hands `stream` to `resume` once it is readable, or closes it after `idle` without a
-/// byte: in the parking lot, or if there is none, in a task of its own.
-fn park(builders: &Builders, stream: TcpStream, idle: Duration, resume: Resume) {
+/// Hands `stream` to `resume` once it is readable, or closes it after the idle timeout
+/// without a byte: in the parking lot, or if there is none, in a task of its own.
+fn park(builders: &Builders, stream: TcpStream, resume: Resume) {
     match &builders.lot {
-        Some(lot) => lot.park(stream, idle, resume),
+        Some(lot) => lot.park(stream, resume),
         None => {
+            let idle = builders.idle;
             tokio::spawn(async move {
                 if let Ok(Ok(())) = tokio::time::timeout(idle, stream.readable()).await {
                     resume(stream);

@@ -741,7 +741,12 @@ impl Proxy {
         if collapsed {
             detail.push_str("; collapsed");
         }
-        if head.storable && !head.revalidated && self.can_keep(&head.headers) {
+        if head.storable
+            && !head.revalidated
+            && self
+                .store
+                .can_keep(crate::headers::content_length(&head.headers))
+        {
             detail.push_str("; stored");
         }
         let mut cache_status = self.cache_status(&detail);
@@ -786,13 +791,6 @@ impl Proxy {
             age: Some(age),
             cache_status: self.cache_status(detail),
         })
-    }
-
-    /// Whether a response with `headers` fits somewhere in the cache by its length: one
-    /// larger than the memory budget needs the disk tier (else it passes through).
-    fn can_keep(&self, headers: &HeaderMap) -> bool {
-        self.store.disk().is_some()
-            || crate::headers::content_length(headers).is_none_or(|n| n < self.config.cache_bytes)
     }
 
     /// Starts the fetch of `want`, or joins the one in flight under `flight` (the cache key,

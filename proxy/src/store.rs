@@ -152,6 +152,13 @@ impl Store {
         }
     }
 
+    /// Whether a body of `len` bytes (if known) fits somewhere: the memory tier refuses an
+    /// item heavier than one of its shards, and such a body needs the disk tier, else it
+    /// passes through.
+    pub fn can_keep(&self, len: Option<u64>) -> bool {
+        self.disk.is_some() || len.is_none_or(|n| n < self.cache.shard_capacity())
+    }
+
     /// The disk tier, if any.
     pub fn disk(&self) -> Option<&DiskTier> {
         self.disk.as_deref()
