@@ -257,6 +257,15 @@ mod tests {
         (client, server)
     }
 
+    /// Bytes the client reads next (0: the connection was closed), within 5 s.
+    async fn read_within_5s(client: &mut TcpStream) -> usize {
+        let mut buf = [0u8; 1];
+        tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+            .await
+            .expect("closed in time")
+            .expect("read")
+    }
+
     async fn until(what: impl Fn() -> bool) {
         for _ in 0..500 {
             if what() {
@@ -311,12 +320,11 @@ mod tests {
         let (_busy, busy_server) = pair().await;
         lot.park(busy_server, Box::new(|_| {}));
         until(|| lot.parked() == 2).await;
-        let mut buf = [0u8; 1];
-        let n = tokio::time::timeout(Duration::from_secs(5), quiet.read(&mut buf))
-            .await
-            .expect("closed in time")
-            .expect("read");
-        assert_eq!(n, 0, "the idle connection gets EOF");
+        assert_eq!(
+            read_within_5s(&mut quiet).await,
+            0,
+            "the idle connection gets EOF"
+        );
         assert_eq!(resumed.load(Ordering::Relaxed), 0);
         // The count is updated after the close, at the end of the thread's turn.
         until(|| lot.parked() == 1).await;
@@ -330,19 +338,18 @@ mod tests {
         until(|| lot.parked() == 1).await;
         // Stopping the lot closes what is left.
         lot.stop();
-        let mut buf = [0u8; 1];
-        let n = tokio::time::timeout(Duration::from_secs(5), busy.read(&mut buf))
-            .await
-            .expect("closed in time")
-            .expect("read");
-        assert_eq!(n, 0, "a parked connection is closed when the lot stops");
+        assert_eq!(
+            read_within_5s(&mut busy).await,
+            0,
+            "a parked connection is closed when the lot stops"
+        );
         // One parked after the stop is closed too, not left waiting for a thread that ended.
         let (mut late, late_server) = pair().await;
         lot.park(late_server, Box::new(|_| {}));
-        let n = tokio::time::timeout(Duration::from_secs(5), late.read(&mut buf))
-            .await
-            .expect("closed in time")
-            .expect("read");
-        assert_eq!(n, 0, "parked after the stop: closed");
+        assert_eq!(
+            read_within_5s(&mut late).await,
+            0,
+            "parked after the stop: closed"
+        );
     }
 }
