@@ -1,21 +1,29 @@
-//! The hickory-server adapter: the only file that names hickory types. It checks the
-//! request (opcode, question count, EDNS version, ECS), applies response rate limiting,
-//! asks [`answer`](crate::answer::answer) and encodes the result.
+//! The hickory-server adapter: the only file that names hickory's message types. It checks
+//! the request (opcode, question count, EDNS version, ECS), applies response rate limiting,
+//! asks [`answer`](crate::answer::answer) and encodes the result; it also parses and
+//! answers the datagrams [`udp`](crate::udp) reads.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use hickory_server::net::runtime::Time;
+use hickory_server::net::NetError;
+use hickory_server::net::runtime::{Time, TokioTime};
 use hickory_server::net::xfer::Protocol;
-use hickory_server::proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_server::proto::op::{
+    Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
+};
 use hickory_server::proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_server::proto::rr::rdata::{A, AAAA, NS, SOA};
 use hickory_server::proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_server::proto::serialize::binary::{
+    BinDecodable, BinDecoder, BinEncodable, BinEncoder,
+};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
+use tokio::net::UdpSocket;
 
 use crate::answer::{self, Answer, ClientInfo, Owner, QType, Question, Rcode, Rec, Settings};
 use crate::geo::Geo;
@@ -175,8 +183,13 @@ impl Encoder<'_> {
         Some(Record::from_rdata(self.owner(&r.name)?, r.ttl, data))
     }
 
-    fn records(&self, rs: &[Rec]) -> Option<Vec<Record>> {
-        rs.iter().map(|r| self.record(r)).collect()
+    /// All sections' records in one vector (one allocation of the right size), in order.
+    fn records(&self, sections: [&[Rec]; 3]) -> Option<Vec<Record>> {
+        let mut out = Vec::with_capacity(sections.iter().map(|s| s.len()).sum());
+        for r in sections.into_iter().flatten() {
+            out.push(self.record(r)?);
+        }
+        Some(out)
     }
 }
 
@@ -342,11 +355,7 @@ impl<R: Roster> RequestHandler for Handler<R> {
             zone: &self.settings.zone,
             cache: &self.names,
         };
-        let (Some(answers), Some(authority), Some(additional)) = (
-            encoder.records(&a.answers),
-            encoder.records(&a.authority),
-            encoder.records(&a.additional),
-        ) else {
+        let Some(records) = encoder.records([&a.answers, &a.authority, &a.additional]) else {
             return reply_error(
                 &mut response_handle,
                 request,
@@ -355,6 +364,8 @@ impl<R: Roster> RequestHandler for Handler<R> {
             )
             .await;
         };
+        let (answers, rest) = records.split_at(a.answers.len());
+        let (authority, additional) = rest.split_at(a.authority.len());
         let resp = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
             metadata,
             answers.iter(),
@@ -366,5 +377,127 @@ impl<R: Roster> RequestHandler for Handler<R> {
             .send_response(resp)
             .await
             .unwrap_or_else(|_| failed(request))
+    }
+}
+
+impl<R: Roster> Handler<R> {
+    /// Answers one UDP datagram from `from`, replying on `socket`. What hickory-server does
+    /// for a datagram, minus its task and channel: nothing for a packet shorter than a
+    /// header, a response, or an address that cannot be answered; FORMERR (rate limited, and
+    /// no larger than the query) for one that does not parse; else the handler's answer.
+    pub(crate) async fn answer_datagram(
+        &self,
+        datagram: &[u8],
+        from: SocketAddr,
+        socket: &Arc<UdpSocket>,
+    ) {
+        if !answerable(from) {
+            return;
+        }
+        let Ok(header) = Header::read(&mut BinDecoder::new(datagram)) else {
+            return;
+        };
+        if header.metadata.message_type == MessageType::Response {
+            return;
+        }
+        let mut reply = DatagramReply {
+            socket: socket.clone(),
+            to: from,
+        };
+        match Request::from_bytes(datagram.to_vec(), from, Protocol::Udp) {
+            Ok(request) => {
+                self.handle_request::<_, TokioTime>(&request, reply).await;
+            }
+            Err(_) => {
+                if self.rrl.check(from.ip(), rrl::ERROR_NAME, Instant::now()) != Verdict::Send {
+                    self.stats.rrl_dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                // No question is echoed: the one sent did not parse.
+                let Ok(queries) = Queries::read(&mut BinDecoder::new(&[]), 0) else {
+                    return;
+                };
+                let resp = MessageResponseBuilder::new(&queries, None)
+                    .error_msg(&header.metadata, ResponseCode::FormErr);
+                if let Err(e) = reply.send_response(resp).await {
+                    tracing::debug!(error = %e, %from, "sending a FORMERR failed");
+                }
+            }
+        }
+    }
+}
+
+/// Whether a reply to `addr` could reach anyone (hickory-server's check): not port 0, not
+/// an unspecified or broadcast address.
+fn answerable(addr: SocketAddr) -> bool {
+    let ip_ok = match addr.ip() {
+        IpAddr::V4(v4) => !v4.is_unspecified() && !v4.is_broadcast(),
+        IpAddr::V6(v6) => !v6.is_unspecified(),
+    };
+    addr.port() != 0 && ip_ok
+}
+
+/// Sends a reply straight to one UDP client on the serving socket, encoded within the
+/// client's buffer size (512 bytes without EDNS), truncated by hickory when it does not fit.
+#[derive(Clone)]
+struct DatagramReply {
+    socket: Arc<UdpSocket>,
+    to: SocketAddr,
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for DatagramReply {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let id = response.metadata().id;
+        let limit = response.edns().map_or(512, |e| e.max_payload());
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(limit);
+        let info = match response.destructive_emit(&mut encoder) {
+            Ok(info) => info,
+            Err(e) => {
+                // As hickory-server does: a bare SERVFAIL rather than nothing.
+                tracing::warn!(error = %e, "encoding a DNS reply failed");
+                bytes.clear();
+                let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
+                metadata.response_code = ResponseCode::ServFail;
+                let header = Header {
+                    metadata,
+                    counts: HeaderCounts::default(),
+                };
+                header.emit(&mut BinEncoder::new(&mut bytes))?;
+                ResponseInfo::from(header)
+            }
+        };
+        self.socket.send_to(&bytes, self.to).await?;
+        Ok(info)
+    }
+}
+
+/// Lets hickory-server's TCP side and the UDP loops share one handler (its rate limiter and
+/// counters).
+pub(crate) struct SharedHandler<R: Roster>(pub(crate) Arc<Handler<R>>);
+
+#[async_trait::async_trait]
+impl<R: Roster> RequestHandler for SharedHandler<R> {
+    async fn handle_request<H: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: H,
+    ) -> ResponseInfo {
+        self.0
+            .handle_request::<H, T>(request, response_handle)
+            .await
     }
 }

@@ -44,6 +44,8 @@ pub mod roster;
 pub mod rrl;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
+mod udp;
 
 #[cfg(feature = "server")]
 pub use answer::{Answer, ClientInfo, QType, Question, Settings, answer};

@@ -48,10 +48,15 @@ impl RosterSnapshot {
     /// something).
     pub fn live(&self, now: Instant, alive_within: Duration) -> Vec<&Proxy> {
         let me = Some(&self.me).filter(|p| !p.overloaded);
-        let others = self.others.iter().filter(|p| {
-            !p.overloaded && now.saturating_duration_since(p.last_seen) <= alive_within
-        });
-        let live: Vec<&Proxy> = me.into_iter().chain(others).collect();
+        // One subtraction per query rather than one per proxy. Before the clock has run
+        // `alive_within` (just after boot), everything heard of is recent enough.
+        let cutoff = now.checked_sub(alive_within);
+        let others = self
+            .others
+            .iter()
+            .filter(|p| !p.overloaded && cutoff.is_none_or(|t| p.last_seen >= t));
+        let mut live: Vec<&Proxy> = Vec::with_capacity(self.others.len() + 1);
+        live.extend(me.into_iter().chain(others));
         if live.is_empty() {
             vec![&self.me]
         } else {

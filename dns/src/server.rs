@@ -1,5 +1,5 @@
 //! Serving the zone over UDP and TCP on one address: `run` as in mini-redis, with an
-//! explicit shutdown.
+//! explicit shutdown. TCP is hickory-server's; UDP is [`udp`](crate::udp)'s loops.
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,8 +10,9 @@ use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
-use crate::handler::{DnsStats, Handler};
+use crate::handler::{DnsStats, Handler, SharedHandler};
 use crate::roster::Roster;
+use crate::udp;
 
 /// How long a TCP connection may idle between queries.
 pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,17 +28,28 @@ pub struct Running {
 
 /// Binds UDP and TCP on `addr` (port 0: the same free port for both) and serves.
 pub async fn start<R: Roster>(addr: SocketAddr, handler: Handler<R>) -> io::Result<Running> {
-    let (udp, tcp) = bind_both(addr).await?;
-    let local = udp.local_addr()?;
+    let (datagrams, tcp) = bind_both(addr).await?;
+    let local = datagrams.local_addr()?;
     let stats = handler.stats();
-    let mut server = Server::new(handler);
-    server.register_socket(udp);
+    let handler = Arc::new(handler);
+    let mut server = Server::new(SharedHandler(handler.clone()));
     server.register_listener(tcp, TCP_IDLE_TIMEOUT, 32);
     let token = server.shutdown_token().clone();
+    // One UDP loop per runtime worker, so a busy server uses every core it is given.
+    let datagrams = Arc::new(datagrams);
+    let mut loops = tokio::task::JoinSet::new();
+    for _ in 0..tokio::runtime::Handle::current().metrics().num_workers() {
+        loops.spawn(udp::serve(
+            datagrams.clone(),
+            handler.clone(),
+            token.clone(),
+        ));
+    }
     let task = tokio::spawn(async move {
         if let Err(e) = server.block_until_done().await {
             tracing::warn!(error = %e, "dns server stopped");
         }
+        while loops.join_next().await.is_some() {}
     });
     Ok(Running {
         addr: local,

@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use dns::answer::Settings;
@@ -352,6 +353,31 @@ async fn malformed_packets_do_not_stop_the_server() {
         .unwrap();
     assert_eq!(m.answers.len(), 2, "still answering");
     server.shutdown().await;
+}
+
+/// The UDP loop's own checks: a response is never answered (two servers must not bounce
+/// packets off each other), a query that does not parse gets FORMERR with its id, and a
+/// stopped server answers nothing.
+#[tokio::test]
+async fn udp_ignores_responses_refuses_garbage_and_stops() {
+    let server = serve(settings(), Geo::none(), no_rrl(), 0).await;
+    let addr = server.local_addr();
+    let mut response = query("www.example.com.cdn.", RecordType::A, None);
+    response[2] |= 0x80; // QR: this is a response
+    assert!(udp(addr, &response).await.is_none(), "a response was answered");
+    // A header claiming one question, then a compression pointer to itself.
+    let looped = [
+        0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 1, 0, 1,
+    ];
+    let m = udp(addr, &looped).await.expect("no FORMERR");
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    assert_eq!(m.metadata.id, 0x1234);
+    assert!(m.queries.is_empty(), "the unparsed question is not echoed");
+    assert!(server.stats().malformed.load(Ordering::Relaxed) >= 1);
+    let ok = query("www.example.com.cdn.", RecordType::A, None);
+    assert!(udp(addr, &ok).await.is_some(), "still answering");
+    server.shutdown().await;
+    assert!(udp(addr, &ok).await.is_none(), "answered after shutdown");
 }
 
 #[tokio::test]
