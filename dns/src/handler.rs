@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use hickory_server::net::NetError;
-use hickory_server::net::runtime::{Time, TokioTime};
+use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{
     Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
@@ -30,6 +30,7 @@ use crate::geo::Geo;
 use crate::name::ZoneSuffix;
 use crate::roster::Roster;
 use crate::rrl::{self, Rrl, Verdict};
+use crate::wire;
 
 /// Largest UDP response we send (the DNS Flag Day 2020 value); clients may ask for less.
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
@@ -126,6 +127,17 @@ struct NameCache {
 const NAME_CACHE_SIZE: usize = 4096;
 
 impl NameCache {
+    /// Appends the first label of the nameserver name of `ip` (its name below the zone).
+    fn first_label(&self, zone: &ZoneSuffix, ip: IpAddr, out: &mut Vec<u8>) {
+        if let Some(label) = self
+            .nameserver(zone, ip)
+            .as_ref()
+            .and_then(|n| n.iter().next())
+        {
+            out.extend_from_slice(label);
+        }
+    }
+
     fn nameserver(&self, zone: &ZoneSuffix, ip: IpAddr) -> Option<Name> {
         if let Ok(names) = self.names.lock()
             && let Some(n) = names.get(&ip)
@@ -230,15 +242,35 @@ async fn reply_error<H: ResponseHandler>(
         .unwrap_or_else(|_| failed(request))
 }
 
+/// What to send for a request, decided without IO.
+enum Plan {
+    /// Nothing: rate limited.
+    Drop,
+    /// An empty truncated reply, so a real client retries over TCP (the rate limit's slip).
+    Slip(Option<Edns>),
+    /// An error code and no records.
+    Error(ResponseCode, Option<Edns>),
+    /// The answer, and the OPT record to send with it.
+    Answer(Answer, Option<Edns>),
+}
+
 #[async_trait::async_trait]
 impl<R: Roster> RequestHandler for Handler<R> {
     async fn handle_request<H: ResponseHandler, T: Time>(
         &self,
         request: &Request,
-        mut response_handle: H,
+        response_handle: H,
     ) -> ResponseInfo {
+        let plan = self.plan(request);
+        self.send(request, plan, response_handle).await
+    }
+}
+
+impl<R: Roster> Handler<R> {
+    /// Checks the request (and the rate limit, for UDP) and computes the answer.
+    fn plan(&self, request: &Request) -> Plan {
         let udp = request.protocol() == Protocol::Udp;
-        // The response's OPT: its payload size is also the limit hickory truncates UDP to.
+        // The response's OPT: its payload size is also the limit UDP replies are cut to.
         let mut edns = request.edns.as_ref().map(|req| {
             let mut e = Edns::new();
             e.set_max_payload(req.max_payload().min(MAX_UDP_PAYLOAD));
@@ -263,18 +295,11 @@ impl<R: Roster> RequestHandler for Handler<R> {
                 Verdict::Send => {}
                 Verdict::Drop => {
                     self.stats.rrl_dropped.fetch_add(1, Ordering::Relaxed);
-                    return failed(request);
+                    return Plan::Drop;
                 }
                 Verdict::Slip => {
                     self.stats.rrl_slipped.fetch_add(1, Ordering::Relaxed);
-                    let mut metadata = Metadata::response_from_request(&request.metadata);
-                    metadata.truncation = true;
-                    let resp = MessageResponseBuilder::new(&request.queries, edns.as_ref())
-                        .build_no_records(metadata);
-                    return response_handle
-                        .send_response(resp)
-                        .await
-                        .unwrap_or_else(|_| failed(request));
+                    return Plan::Slip(edns);
                 }
             }
         }
@@ -287,21 +312,17 @@ impl<R: Roster> RequestHandler for Handler<R> {
             } else {
                 ResponseCode::NotImp
             };
-            return reply_error(&mut response_handle, request, code, edns.as_ref()).await;
+            return Plan::Error(code, edns);
         }
-        let query = &request.queries.queries()[0];
+        let [query] = request.queries.queries() else {
+            return Plan::Error(ResponseCode::FormErr, edns);
+        };
         let qname = query.original().name();
         // Another class, or a name outside the zone. The zone check runs on the wire labels: a
         // label holding a dot (`x\.cdn`) is not in the zone, whatever its text looks like.
         if query.query_class() != DNSClass::IN || !self.zone_name.zone_of(qname) {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            return reply_error(
-                &mut response_handle,
-                request,
-                ResponseCode::Refused,
-                edns.as_ref(),
-            )
-            .await;
+            return Plan::Error(ResponseCode::Refused, edns);
         }
         let name = text.unwrap_or_else(|| qname.to_ascii());
         let client = ClientInfo {
@@ -333,20 +354,58 @@ impl<R: Roster> RequestHandler for Handler<R> {
             out.set_scope_prefix(scope);
             e.options_mut().insert(EdnsOption::Subnet(out));
         }
+        match a.rcode {
+            Rcode::NoError => {}
+            Rcode::NxDomain => {
+                self.stats.nxdomain.fetch_add(1, Ordering::Relaxed);
+            }
+            Rcode::Refused => {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.stats.answered.fetch_add(1, Ordering::Relaxed);
+        Plan::Answer(a, edns)
+    }
+
+    /// Encodes a plan with hickory and sends it to `handle`.
+    async fn send<H: ResponseHandler>(
+        &self,
+        request: &Request,
+        plan: Plan,
+        mut handle: H,
+    ) -> ResponseInfo {
+        let (a, edns) = match plan {
+            Plan::Drop => return failed(request),
+            Plan::Slip(edns) => {
+                let mut metadata = Metadata::response_from_request(&request.metadata);
+                metadata.truncation = true;
+                let resp = MessageResponseBuilder::new(&request.queries, edns.as_ref())
+                    .build_no_records(metadata);
+                return handle
+                    .send_response(resp)
+                    .await
+                    .unwrap_or_else(|_| failed(request));
+            }
+            Plan::Error(code, edns) => {
+                return reply_error(&mut handle, request, code, edns.as_ref()).await;
+            }
+            Plan::Answer(a, edns) => (a, edns),
+        };
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = a.authoritative;
         metadata.response_code = match a.rcode {
             Rcode::NoError => ResponseCode::NoError,
-            Rcode::NxDomain => {
-                self.stats.nxdomain.fetch_add(1, Ordering::Relaxed);
-                ResponseCode::NXDomain
-            }
-            Rcode::Refused => {
-                self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                ResponseCode::Refused
-            }
+            Rcode::NxDomain => ResponseCode::NXDomain,
+            Rcode::Refused => ResponseCode::Refused,
         };
-        self.stats.answered.fetch_add(1, Ordering::Relaxed);
+        let Some(qname) = request
+            .queries
+            .queries()
+            .first()
+            .map(|q| q.original().name())
+        else {
+            return failed(request);
+        };
         let labels = usize::from(qname.num_labels());
         let zone_labels = self.settings.zone.num_labels().min(labels);
         let encoder = Encoder {
@@ -356,13 +415,7 @@ impl<R: Roster> RequestHandler for Handler<R> {
             cache: &self.names,
         };
         let Some(records) = encoder.records([&a.answers, &a.authority, &a.additional]) else {
-            return reply_error(
-                &mut response_handle,
-                request,
-                ResponseCode::ServFail,
-                edns.as_ref(),
-            )
-            .await;
+            return reply_error(&mut handle, request, ResponseCode::ServFail, edns.as_ref()).await;
         };
         let (answers, rest) = records.split_at(a.answers.len());
         let (authority, additional) = rest.split_at(a.authority.len());
@@ -373,10 +426,40 @@ impl<R: Roster> RequestHandler for Handler<R> {
             std::iter::empty(),
             additional.iter(),
         );
-        response_handle
+        handle
             .send_response(resp)
             .await
             .unwrap_or_else(|_| failed(request))
+    }
+
+    /// The answer written by [`wire`], if it is of the kind written there and fits.
+    fn wire_reply(&self, request: &Request, a: &Answer, edns: Option<&Edns>) -> Option<Vec<u8>> {
+        let echo = wire::Echo {
+            id: request.metadata.id,
+            op_code: u8::from(request.metadata.op_code),
+            recursion_desired: request.metadata.recursion_desired,
+            checking_disabled: request.metadata.checking_disabled,
+        };
+        let opt = edns.map(|e| wire::Opt {
+            max_payload: e.max_payload(),
+            subnet: match e.option(EdnsCode::Subnet) {
+                Some(EdnsOption::Subnet(cs)) => {
+                    Some((cs.addr(), cs.source_prefix(), cs.scope_prefix()))
+                }
+                _ => None,
+            },
+        });
+        let limit = opt.as_ref().map_or(512, |o| o.max_payload);
+        let zone = &self.settings.zone;
+        wire::encode(
+            echo,
+            request.queries.as_bytes(),
+            zone.num_labels(),
+            a,
+            opt.as_ref(),
+            usize::from(limit),
+            &|ip, out| self.names.first_label(zone, ip, out),
+        )
     }
 }
 
@@ -406,7 +489,16 @@ impl<R: Roster> Handler<R> {
         };
         match Request::from_bytes(datagram.to_vec(), from, Protocol::Udp) {
             Ok(request) => {
-                self.handle_request::<_, TokioTime>(&request, reply).await;
+                let plan = self.plan(&request);
+                if let Plan::Answer(a, edns) = &plan
+                    && let Some(bytes) = self.wire_reply(&request, a, edns.as_ref())
+                {
+                    if let Err(e) = socket.send_to(&bytes, from).await {
+                        tracing::debug!(error = %e, %from, "sending a DNS reply failed");
+                    }
+                    return;
+                }
+                self.send(&request, plan, reply).await;
             }
             Err(_) => {
                 if self.rrl.check(from.ip(), rrl::ERROR_NAME, Instant::now()) != Verdict::Send {
@@ -499,5 +591,169 @@ impl<R: Roster> RequestHandler for SharedHandler<R> {
         self.0
             .handle_request::<H, T>(request, response_handle)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::answer::RData as Data;
+    use crate::roster::{Proxy, RosterSnapshot, StaticRoster};
+    use crate::rrl::RrlConfig;
+    use hickory_server::proto::op::{Message, Query};
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    /// Captures what hickory writes, as [`DatagramReply`] would send it.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    #[async_trait::async_trait]
+    impl ResponseHandler for Capture {
+        async fn send_response<'a>(
+            &mut self,
+            response: MessageResponse<
+                '_,
+                'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+                impl Iterator<Item = &'a Record> + Send + 'a,
+            >,
+        ) -> Result<ResponseInfo, NetError> {
+            let mut bytes = Vec::new();
+            let info = response.destructive_emit(&mut BinEncoder::new(&mut bytes))?;
+            *self.0.lock().unwrap() = bytes;
+            Ok(info)
+        }
+    }
+
+    fn handler() -> Handler<StaticRoster> {
+        let me = Proxy {
+            addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            location: None,
+            spare: 1.0,
+            overloaded: false,
+            last_seen: Instant::now(),
+            nameserver: true,
+        };
+        Handler::new(
+            Arc::new(StaticRoster::new(RosterSnapshot::alone(me))),
+            Geo::none(),
+            Settings::new(ZoneSuffix::parse("Cdn.Example").unwrap()),
+            Rrl::new(RrlConfig {
+                responses_per_second: 0,
+                ..RrlConfig::default()
+            }),
+        )
+    }
+
+    fn ip(n: u8, v6: bool) -> IpAddr {
+        if v6 {
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(n)))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, n))
+        }
+    }
+
+    fn address(n: u8, v6: bool) -> Data {
+        match ip(n, v6) {
+            IpAddr::V4(a) => Data::A(a),
+            IpAddr::V6(a) => Data::Aaaa(a),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Every reply written by hand parses to the message hickory writes for the same
+        /// answer: names (in the query's case), compression, counts, flags, OPT and ECS.
+        #[test]
+        fn hand_written_replies_match_hickory(
+            labels in prop::collection::vec("[a-zA-Z0-9]([a-zA-Z0-9-]{0,10}[a-zA-Z0-9])?", 1..5),
+            zone_case in any::<bool>(),
+            id in any::<u16>(),
+            rd in any::<bool>(),
+            v6 in any::<bool>(),
+            addrs in prop::collection::vec(any::<u8>(), 1..4),
+            nameservers in prop::collection::vec((any::<u8>(), any::<bool>()), 0..3),
+            edns in prop::option::of((512u16..4096, prop::option::of((0u8..=32, 0u8..=24)))),
+        ) {
+            let h = handler();
+            let zone = if zone_case { "cDN.exAMPLE." } else { "cdn.example." };
+            let name = format!("{}.{zone}", labels.join("."));
+            let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
+            msg.metadata.recursion_desired = rd;
+            let qtype = if v6 { RecordType::AAAA } else { RecordType::A };
+            msg.add_query(Query::query(Name::from_ascii(&name).unwrap(), qtype));
+            let src = SocketAddr::from(([127, 0, 0, 1], 5353));
+            let request =
+                Request::from_bytes(msg.to_vec().unwrap(), src, Protocol::Udp).unwrap();
+            let mut opt = edns.map(|(payload, _)| {
+                let mut e = Edns::new();
+                e.set_max_payload(payload);
+                e
+            });
+            if let (Some(e), Some((_, Some((source, scope))))) = (opt.as_mut(), edns) {
+                let addr = u32::from(Ipv4Addr::new(203, 0, 113, 77)) & (u32::MAX << (32 - source.max(1)));
+                let mut cs = ClientSubnet::new(IpAddr::V4(Ipv4Addr::from(if source == 0 { 0 } else { addr })), source, 0);
+                cs.set_scope_prefix(scope);
+                e.options_mut().insert(EdnsOption::Subnet(cs));
+            }
+            let answer = Answer {
+                rcode: Rcode::NoError,
+                authoritative: true,
+                answers: addrs.iter().map(|&n| Rec { name: Owner::Query, ttl: 30, data: address(n, v6) }).collect(),
+                authority: nameservers.iter().map(|&(n, v6)| Rec { name: Owner::Apex, ttl: 3600, data: Data::Ns(ip(n, v6)) }).collect(),
+                additional: nameservers.iter().map(|&(n, v6)| Rec { name: Owner::Nameserver(ip(n, v6)), ttl: 3600, data: address(n, v6) }).collect(),
+                ecs_scope: None,
+            };
+            let ours = h.wire_reply(&request, &answer, opt.as_ref()).expect("written by hand");
+            let capture = Capture::default();
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(h.send(&request, Plan::Answer(answer, opt), capture.clone()));
+            let theirs = capture.0.lock().unwrap().clone();
+            prop_assert!(ours.len() <= theirs.len(), "not compressed as well as hickory");
+            let (ours, theirs) = (Message::from_vec(&ours).unwrap(), Message::from_vec(&theirs).unwrap());
+            // Names compare without case; the owners must also keep the query's exact case.
+            let owners = |m: &Message| m.answers.iter().map(|r| r.name.to_string()).collect::<Vec<_>>();
+            prop_assert_eq!(owners(&ours), vec![name.clone(); addrs.len()]);
+            prop_assert_eq!(owners(&theirs), owners(&ours));
+            prop_assert_eq!(ours, theirs);
+        }
+    }
+
+    #[test]
+    fn answers_over_the_size_limit_are_left_to_hickory() {
+        let h = handler();
+        let mut msg = Message::new(1, MessageType::Query, OpCode::Query);
+        msg.add_query(Query::query(
+            Name::from_ascii("a.cdn.example.").unwrap(),
+            RecordType::A,
+        ));
+        let src = SocketAddr::from(([127, 0, 0, 1], 5353));
+        let request = Request::from_bytes(msg.to_vec().unwrap(), src, Protocol::Udp).unwrap();
+        let many = Answer {
+            rcode: Rcode::NoError,
+            authoritative: true,
+            answers: (0..40)
+                .map(|n| Rec {
+                    name: Owner::Query,
+                    ttl: 30,
+                    data: address(n, false),
+                })
+                .collect(),
+            authority: Vec::new(),
+            additional: Vec::new(),
+            ecs_scope: None,
+        };
+        assert!(
+            h.wire_reply(&request, &many, None).is_none(),
+            "over 512 bytes without EDNS"
+        );
+        let mut few = many.clone();
+        few.answers.truncate(3);
+        assert!(h.wire_reply(&request, &few, None).is_some());
     }
 }

@@ -46,6 +46,8 @@ pub mod rrl;
 pub mod server;
 #[cfg(feature = "server")]
 mod udp;
+#[cfg(feature = "server")]
+mod wire;
 
 #[cfg(feature = "server")]
 pub use answer::{Answer, ClientInfo, QType, Question, Settings, answer};

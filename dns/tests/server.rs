@@ -364,7 +364,10 @@ async fn udp_ignores_responses_refuses_garbage_and_stops() {
     let addr = server.local_addr();
     let mut response = query("www.example.com.cdn.", RecordType::A, None);
     response[2] |= 0x80; // QR: this is a response
-    assert!(udp(addr, &response).await.is_none(), "a response was answered");
+    assert!(
+        udp(addr, &response).await.is_none(),
+        "a response was answered"
+    );
     // A header claiming one question, then a compression pointer to itself.
     let looped = [
         0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 1, 0, 1,

@@ -1,0 +1,274 @@
+//! The common UDP reply written straight to bytes: a positive answer of A, AAAA and NS
+//! records with glue, and its OPT record.
+//!
+//! hickory's encoder allocates for every label of every name it writes (its compression
+//! table keeps a copy of each suffix), which made encoding the largest part of an answer's
+//! cost. Every other reply (SOA, errors, truncation) still goes through hickory, and the
+//! server tests check that a reply written here parses to the same message hickory writes.
+
+use std::net::IpAddr;
+
+use crate::answer::{Answer, Owner, RData, Rcode, Rec};
+
+/// The request's header fields a response echoes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Echo {
+    /// Query id.
+    pub id: u16,
+    /// OPCODE (4 bits).
+    pub op_code: u8,
+    /// RD.
+    pub recursion_desired: bool,
+    /// CD.
+    pub checking_disabled: bool,
+}
+
+/// The response's OPT record (RFC 6891): payload size and, if the client sent one, its
+/// subnet with the scope the answer holds for (RFC 7871).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Opt {
+    /// UDP payload size this server accepts.
+    pub max_payload: u16,
+    /// (address, source prefix, scope prefix).
+    pub subnet: Option<(IpAddr, u8, u8)>,
+}
+
+/// Writes the response to a query whose question section is `question` (as sent: one
+/// name, type and class), or `None` if it is not of the kind written here or would exceed
+/// `limit` bytes (hickory then writes it, truncating). `zone_labels` is the zone's label
+/// count; `nameserver_label` writes a nameserver's first label (its name below the zone).
+pub(crate) fn encode(
+    echo: Echo,
+    question: &[u8],
+    zone_labels: usize,
+    answer: &Answer,
+    opt: Option<&Opt>,
+    limit: usize,
+    nameserver_label: &dyn Fn(IpAddr, &mut Vec<u8>),
+) -> Option<Vec<u8>> {
+    if answer.rcode != Rcode::NoError || answer.answers.is_empty() {
+        return None;
+    }
+    let apex = HEADER + apex_offset(question, zone_labels)?;
+    let mut w = Writer {
+        out: Vec::with_capacity(512),
+        apex: u16::try_from(apex).ok()?,
+        nameservers: Vec::new(),
+        nameserver_label,
+    };
+    let count = |n: usize| u16::try_from(n).ok();
+    let additional = answer.additional.len() + usize::from(opt.is_some());
+    w.out.extend_from_slice(&echo.id.to_be_bytes());
+    w.out.push(
+        0x80 | (echo.op_code & 0x0f) << 3
+            | u8::from(answer.authoritative) << 2
+            | u8::from(echo.recursion_desired),
+    );
+    w.out.push(u8::from(echo.checking_disabled) << 4);
+    for n in [1, answer.answers.len(), answer.authority.len(), additional] {
+        w.out.extend_from_slice(&count(n)?.to_be_bytes());
+    }
+    w.out.extend_from_slice(question);
+    for r in answer
+        .answers
+        .iter()
+        .chain(&answer.authority)
+        .chain(&answer.additional)
+    {
+        w.record(r)?;
+    }
+    if let Some(opt) = opt {
+        w.opt(opt);
+    }
+    (w.out.len() <= limit).then_some(w.out)
+}
+
+const HEADER: usize = 12;
+const CLASS_IN: u16 = 1;
+const TYPE_A: u16 = 1;
+const TYPE_NS: u16 = 2;
+const TYPE_AAAA: u16 = 28;
+const TYPE_OPT: u16 = 41;
+const OPTION_SUBNET: u16 = 8;
+
+/// Offset within the question of the zone's first label, if the question is one
+/// uncompressed name with its type and class and has at least `zone_labels` labels.
+fn apex_offset(question: &[u8], zone_labels: usize) -> Option<usize> {
+    let mut starts = Vec::with_capacity(8);
+    let mut at = 0;
+    loop {
+        let len = usize::from(*question.get(at)?);
+        if len == 0 {
+            break;
+        }
+        if len > 63 {
+            return None; // a compression pointer or a reserved label type
+        }
+        starts.push(at);
+        at += 1 + len;
+    }
+    if at + 1 + 4 != question.len() || zone_labels == 0 || starts.len() < zone_labels {
+        return None;
+    }
+    starts.get(starts.len() - zone_labels).copied()
+}
+
+struct Writer<'a> {
+    out: Vec<u8>,
+    /// Where the zone's name is (inside the question).
+    apex: u16,
+    /// Nameserver names already written, and where.
+    nameservers: Vec<(IpAddr, u16)>,
+    nameserver_label: &'a dyn Fn(IpAddr, &mut Vec<u8>),
+}
+
+impl Writer<'_> {
+    fn pointer(&mut self, at: u16) {
+        self.out.extend_from_slice(&(0xc000 | at).to_be_bytes());
+    }
+
+    /// A nameserver's name: a pointer to it if already written, else its label and a
+    /// pointer to the zone.
+    fn nameserver(&mut self, ip: IpAddr) -> Option<()> {
+        if let Some(&(_, at)) = self.nameservers.iter().find(|(i, _)| *i == ip) {
+            self.pointer(at);
+            return Some(());
+        }
+        let at = self.out.len();
+        self.out.push(0);
+        (self.nameserver_label)(ip, &mut self.out);
+        let len = self.out.len() - at - 1;
+        if !(1..=63).contains(&len) {
+            return None;
+        }
+        *self.out.get_mut(at)? = u8::try_from(len).ok()?;
+        // Pointers reach the first 16 KiB only; a UDP reply never goes that far.
+        self.nameservers
+            .push((ip, u16::try_from(at).ok().filter(|a| *a < 0x4000)?));
+        self.pointer(self.apex);
+        Some(())
+    }
+
+    fn record(&mut self, r: &Rec) -> Option<()> {
+        match r.name {
+            Owner::Query => self.pointer(HEADER as u16),
+            Owner::Apex => self.pointer(self.apex),
+            Owner::Nameserver(ip) => self.nameserver(ip)?,
+        }
+        let rtype = match r.data {
+            RData::A(_) => TYPE_A,
+            RData::Aaaa(_) => TYPE_AAAA,
+            RData::Ns(_) => TYPE_NS,
+            RData::Soa { .. } => return None,
+        };
+        self.out.extend_from_slice(&rtype.to_be_bytes());
+        self.out.extend_from_slice(&CLASS_IN.to_be_bytes());
+        self.out.extend_from_slice(&r.ttl.to_be_bytes());
+        let length_at = self.out.len();
+        self.out.extend_from_slice(&[0, 0]);
+        match r.data {
+            RData::A(v4) => self.out.extend_from_slice(&v4.octets()),
+            RData::Aaaa(v6) => self.out.extend_from_slice(&v6.octets()),
+            RData::Ns(ip) => self.nameserver(ip)?,
+            RData::Soa { .. } => return None,
+        }
+        let length = u16::try_from(self.out.len() - length_at - 2).ok()?;
+        self.out
+            .get_mut(length_at..length_at + 2)?
+            .copy_from_slice(&length.to_be_bytes());
+        Some(())
+    }
+
+    fn opt(&mut self, opt: &Opt) {
+        self.out.push(0); // the root name
+        self.out.extend_from_slice(&TYPE_OPT.to_be_bytes());
+        self.out.extend_from_slice(&opt.max_payload.to_be_bytes());
+        self.out.extend_from_slice(&[0, 0, 0, 0]); // extended RCODE, version 0, no flags
+        let Some((addr, source, scope)) = opt.subnet else {
+            self.out.extend_from_slice(&[0, 0]);
+            return;
+        };
+        let (family, octets): (u16, Vec<u8>) = match addr {
+            IpAddr::V4(v4) => (1, v4.octets().to_vec()),
+            IpAddr::V6(v6) => (2, v6.octets().to_vec()),
+        };
+        let kept = usize::from(source).div_ceil(8).min(octets.len());
+        let option_len = 4 + kept as u16;
+        self.out.extend_from_slice(&(4 + option_len).to_be_bytes());
+        self.out.extend_from_slice(&OPTION_SUBNET.to_be_bytes());
+        self.out.extend_from_slice(&option_len.to_be_bytes());
+        self.out.extend_from_slice(&family.to_be_bytes());
+        self.out.push(source);
+        self.out.push(scope);
+        self.out
+            .extend_from_slice(octets.get(..kept).unwrap_or_default());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn question(name: &str) -> Vec<u8> {
+        let mut q = Vec::new();
+        for label in name.split('.').filter(|l| !l.is_empty()) {
+            q.push(label.len() as u8);
+            q.extend_from_slice(label.as_bytes());
+        }
+        q.extend_from_slice(&[0, 0, 1, 0, 1]);
+        q
+    }
+
+    #[test]
+    fn the_apex_is_found_by_label_and_odd_questions_are_left_to_hickory() {
+        let q = question("www.Example.com.CDN.test");
+        assert_eq!(apex_offset(&q, 2), Some(1 + 3 + 1 + 7 + 1 + 3));
+        assert_eq!(apex_offset(&q, 6), None, "fewer labels than the zone");
+        let mut pointer = q.clone();
+        pointer[0] = 0xc0;
+        assert_eq!(apex_offset(&pointer, 2), None);
+        assert_eq!(apex_offset(&q[..q.len() - 1], 2), None, "cut short");
+    }
+
+    #[test]
+    fn nameserver_names_are_written_once_then_pointed_at() {
+        let ns = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        let answer = Answer {
+            rcode: Rcode::NoError,
+            authoritative: true,
+            answers: vec![Rec {
+                name: Owner::Query,
+                ttl: 30,
+                data: RData::A(Ipv4Addr::new(192, 0, 2, 1)),
+            }],
+            authority: vec![Rec {
+                name: Owner::Apex,
+                ttl: 3600,
+                data: RData::Ns(ns),
+            }],
+            additional: vec![Rec {
+                name: Owner::Nameserver(ns),
+                ttl: 3600,
+                data: RData::A(Ipv4Addr::new(10, 0, 0, 1)),
+            }],
+            ecs_scope: None,
+        };
+        let echo = Echo {
+            id: 7,
+            op_code: 0,
+            recursion_desired: true,
+            checking_disabled: false,
+        };
+        let label = |_: IpAddr, out: &mut Vec<u8>| out.extend_from_slice(b"ns-10-0-0-1");
+        let q = question("a.cdn.test");
+        let bytes = encode(echo, &q, 2, &answer, None, 512, &label).unwrap();
+        let written = bytes.windows(11).filter(|w| w == b"ns-10-0-0-1").count();
+        assert_eq!(
+            written, 1,
+            "the glue's owner points at the NS record's name"
+        );
+        assert_eq!(&bytes[..4], &[0, 7, 0x85, 0], "id, QR AA RD");
+        assert!(encode(echo, &q, 2, &answer, None, bytes.len() - 1, &label).is_none());
+    }
+}
