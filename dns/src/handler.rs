@@ -1,7 +1,7 @@
 //! The hickory-server adapter: the only file that names hickory's message types. It checks
 //! the request (opcode, question count, EDNS version, ECS), applies response rate limiting,
 //! asks [`answer`](crate::answer::answer) and encodes the result; it also parses and
-//! answers the datagrams [`udp`](crate::udp) reads.
+//! answers the datagrams the UDP loops (`udp.rs`) read.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};

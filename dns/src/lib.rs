@@ -7,9 +7,11 @@
 //! address, located with a GeoIP database); NS records name nameservers near the client.
 //!
 //! ```text
-//!  UDP/TCP ──▶ server.rs (hickory Server) ──▶ handler.rs (the only hickory adapter)
-//!                                               │  RRL, EDNS, ECS, truncation
-//!                                               ▼
+//!  TCP ──▶ server.rs (hickory Server) ─┐
+//!  UDP ──▶ udp.rs (one loop per core) ─┴▶ handler.rs (the hickory adapter: parse, RRL,
+//!                                          │  EDNS, ECS, truncation, encode)
+//!                                          ├──▶ wire.rs: positive UDP answers to bytes
+//!                                          ▼
 //!              answer.rs: answer(question, client, roster snapshot, geo, settings)  (pure)
 //!                   │                 │
 //!               name.rs           Roster (trait; node implements it) + geo.rs (maxminddb)
@@ -20,11 +22,13 @@
 //!
 //! # Layout
 //! - [`name`]: CDN names (origin encodings, nameserver names).
-//! - [`answer`]: the pure answer function.
+//! - [`answer`](mod@answer): the pure answer function.
 //! - [`roster`]: the [`Roster`] trait and snapshots.
 //! - [`geo`]: GeoIP lookups and background reload.
 //! - [`rrl`]: response rate limiting.
-//! - `handler.rs`, `server.rs`: hickory-server adapter and `run`.
+//! - `handler.rs`, `server.rs`: hickory-server adapter and `run`; `udp.rs`: the UDP
+//!   loops (hickory-server's spawned a task per datagram); `wire.rs`: the common positive
+//!   answer written without hickory's allocating encoder, checked against it by a test.
 #![forbid(unsafe_code)]
 
 // With default features off, only `name` is built: the proxy shares the CDN name codec

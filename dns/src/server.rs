@@ -1,5 +1,5 @@
 //! Serving the zone over UDP and TCP on one address: `run` as in mini-redis, with an
-//! explicit shutdown. TCP is hickory-server's; UDP is [`udp`](crate::udp)'s loops.
+//! explicit shutdown. TCP is hickory-server's; UDP is served by the loops in `udp.rs`.
 
 use std::io;
 use std::net::SocketAddr;
