@@ -169,7 +169,8 @@ impl Clustering {
     }
 
     fn touch(&mut self, now: Instant, from: &Contact) -> &mut PeerInfo {
-        if !self.peers.contains_key(&from.id)
+        let known = self.peers.contains_key(&from.id);
+        if !known
             && self.peers.len() >= self.capacity
             && let Some((_, oldest)) = self.by_heard.first().copied()
         {
@@ -182,8 +183,12 @@ impl Clustering {
             last_heard: now,
             clusters: Vec::new(),
         });
-        self.by_heard.remove(&(info.last_heard, from.id));
-        self.by_heard.insert((now, from.id));
+        // A response is observed twice at one instant (its header, its RTT): the order is
+        // already right the second time.
+        if !known || info.last_heard != now {
+            self.by_heard.remove(&(info.last_heard, from.id));
+            self.by_heard.insert((now, from.id));
+        }
         if info.contact.addr != from.addr {
             info.contact = from.clone();
         }
@@ -193,8 +198,23 @@ impl Clustering {
 
     /// A message from `from` arrived carrying `header`.
     pub(crate) fn observe_header(&mut self, now: Instant, from: &Contact, header: &Header) {
+        self.observe(now, from, header, None);
+    }
+
+    /// A message from `from` arrived carrying `header`, and (for an answer to a first
+    /// attempt) the round trip it measured: one update for both.
+    pub(crate) fn observe(
+        &mut self,
+        now: Instant,
+        from: &Contact,
+        header: &Header,
+        rtt: Option<Duration>,
+    ) {
         let levels = self.own.len();
         let info = self.touch(now, from);
+        if let Some(rtt) = rtt {
+            info.min_rtt = Some(info.min_rtt.map_or(rtt, |m| m.min(rtt)));
+        }
         info.clusters.clear();
         info.clusters.extend(
             header

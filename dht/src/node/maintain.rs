@@ -93,11 +93,9 @@ impl Node {
             return;
         }
         self.stats.responses_in += 1;
-        self.clusters.observe_header(now, &out.to, &resp.header);
-        if out.attempt == 0 {
-            let rtt = now.saturating_duration_since(out.sent_at);
-            self.clusters.observe_rtt(now, &out.to, rtt);
-        }
+        // An RTT only from a first attempt (Karn's rule).
+        let rtt = (out.attempt == 0).then(|| now.saturating_duration_since(out.sent_at));
+        self.clusters.observe(now, &out.to, &resp.header, rtt);
         if matches!(resp.body, ResponseBody::Refused) {
             // It does not share our level layout: useless for routing.
             for table in &mut self.tables {

@@ -328,7 +328,7 @@ impl Node {
         if contact.id == self.me.id {
             return;
         }
-        let alone = self.tables[0].len() == 0;
+        let alone = self.tables[0].is_empty();
         for level in self.levels() {
             let table = &mut self.tables[level.index()];
             if self.clusters.is_member(&contact.id, level) {
@@ -344,7 +344,7 @@ impl Node {
                 table.remove(&contact.id);
             }
         }
-        if alone && self.tables[0].len() > 0 && !self.joining() {
+        if alone && !self.tables[0].is_empty() && !self.joining() {
             // The first contact after knowing no one (a start, or the end of a partition
             // that emptied the table): look ourselves up through it, as a bootstrap does, so
             // we learn the rest of the network and its nodes learn of us again. Without this

@@ -84,6 +84,11 @@ impl RoutingTable {
             .is_some_and(|b| b.contains(id))
     }
 
+    /// No contact at all (empty buckets are not kept, so this is not a count).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.buckets.values().map(|b| b.entries().len()).sum()
     }
