@@ -45,11 +45,29 @@ pub async fn start<R: Roster>(addr: SocketAddr, handler: Handler<R>) -> io::Resu
             token.clone(),
         ));
     }
+    let supervise = {
+        let token = token.clone();
+        async move {
+            // A loop ends only at shutdown; one that ended otherwise (a panic while answering
+            // a datagram) is replaced, so UDP is never left unserved.
+            while let Some(ended) = loops.join_next().await {
+                if token.is_cancelled() {
+                    continue;
+                }
+                tracing::error!(?ended, "a DNS UDP loop stopped; starting another");
+                loops.spawn(udp::serve(
+                    datagrams.clone(),
+                    handler.clone(),
+                    token.clone(),
+                ));
+            }
+        }
+    };
     let task = tokio::spawn(async move {
-        if let Err(e) = server.block_until_done().await {
+        let (served, ()) = tokio::join!(server.block_until_done(), supervise);
+        if let Err(e) = served {
             tracing::warn!(error = %e, "dns server stopped");
         }
-        while loops.join_next().await.is_some() {}
     });
     Ok(Running {
         addr: local,

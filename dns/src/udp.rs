@@ -7,6 +7,7 @@
 //! are still hickory's (see [`handler`](crate::handler)); TCP stays with hickory-server.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
@@ -14,9 +15,13 @@ use tokio_util::sync::CancellationToken;
 use crate::handler::Handler;
 use crate::roster::Roster;
 
-/// The largest datagram read: any UDP payload, so an oversized query is parsed (and
-/// refused) whole rather than cut.
+/// The largest datagram read: any UDP payload, so an oversized query is parsed whole (and
+/// answered or given FORMERR) rather than cut.
 const DATAGRAM_BUFFER: usize = 65_535;
+
+/// The longest pause after reading failed several times in a row, so an error that
+/// persists does not spin a core.
+const MAX_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Answers datagrams on `socket` until `shutdown`. Several loops may share one socket; each
 /// takes the next datagram when it is free.
@@ -27,17 +32,21 @@ pub(crate) async fn serve<R: Roster>(
 ) {
     let mut buf = vec![0u8; DATAGRAM_BUFFER];
     let answer_all = async {
+        let mut pause = Duration::ZERO;
         loop {
             match socket.recv_from(&mut buf).await {
                 Ok((len, from)) => {
+                    pause = Duration::ZERO;
                     let datagram = buf.get(..len).unwrap_or_default();
                     handler.answer_datagram(datagram, from, &socket).await;
                 }
                 Err(e) => {
-                    // Errors on an unconnected UDP socket are about one datagram; let
-                    // other tasks run before the next read.
-                    tracing::debug!(error = %e, "reading a DNS datagram failed");
-                    tokio::task::yield_now().await;
+                    // Usually about one datagram; if it persists, back off (and say so once).
+                    if pause.is_zero() {
+                        tracing::warn!(error = %e, "reading a DNS datagram failed");
+                    }
+                    pause = (pause * 2).clamp(Duration::from_millis(1), MAX_ERROR_PAUSE);
+                    tokio::time::sleep(pause).await;
                 }
             }
         }

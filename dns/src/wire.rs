@@ -3,8 +3,10 @@
 //!
 //! hickory's encoder allocates for every label of every name it writes (its compression
 //! table keeps a copy of each suffix), which made encoding the largest part of an answer's
-//! cost. Every other reply (SOA, errors, truncation) still goes through hickory, and the
-//! server tests check that a reply written here parses to the same message hickory writes.
+//! cost. Every other reply (SOA, errors, truncation, other EDNS content) still goes through
+//! hickory, and a property test in `handler.rs` checks that a reply written here parses to
+//! the message hickory writes. Names below the zone (nameservers) point at the zone's name
+//! in the question, so they take the question's case, as the answers' owners do.
 
 use std::net::IpAddr;
 
@@ -27,8 +29,11 @@ pub(crate) struct Echo {
 /// subnet with the scope the answer holds for (RFC 7871).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Opt {
-    /// UDP payload size this server accepts.
+    /// The payload size the reply advertises and fits in: the client's, capped at what
+    /// this server sends (RFC 6891 section 6.2.5).
     pub max_payload: u16,
+    /// DO, copied from the query (RFC 3225).
+    pub dnssec_ok: bool,
     /// (address, source prefix, scope prefix).
     pub subnet: Option<(IpAddr, u8, u8)>,
 }
@@ -52,7 +57,8 @@ pub(crate) fn encode(
     let apex = HEADER + apex_offset(question, zone_labels)?;
     let mut w = Writer {
         out: Vec::with_capacity(512),
-        apex: u16::try_from(apex).ok()?,
+        // Pointers reach the first 16 KiB only; a name ends within 255 bytes of the header.
+        apex: u16::try_from(apex).ok().filter(|a| *a < 0x4000)?,
         nameservers: Vec::new(),
         nameserver_label,
     };
@@ -124,6 +130,7 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     fn pointer(&mut self, at: u16) {
+        debug_assert!(at < 0x4000, "compression pointer out of range");
         self.out.extend_from_slice(&(0xc000 | at).to_be_bytes());
     }
 
@@ -183,7 +190,9 @@ impl Writer<'_> {
         self.out.push(0); // the root name
         self.out.extend_from_slice(&TYPE_OPT.to_be_bytes());
         self.out.extend_from_slice(&opt.max_payload.to_be_bytes());
-        self.out.extend_from_slice(&[0, 0, 0, 0]); // extended RCODE, version 0, no flags
+        // Extended RCODE 0, version 0, then the flags: DO is the top bit.
+        self.out
+            .extend_from_slice(&[0, 0, u8::from(opt.dnssec_ok) << 7, 0]);
         let Some((addr, source, scope)) = opt.subnet else {
             self.out.extend_from_slice(&[0, 0]);
             return;
@@ -270,5 +279,58 @@ mod tests {
         );
         assert_eq!(&bytes[..4], &[0, 7, 0x85, 0], "id, QR AA RD");
         assert!(encode(echo, &q, 2, &answer, None, bytes.len() - 1, &label).is_none());
+    }
+
+    #[test]
+    fn only_positive_answers_without_soa_are_written_here() {
+        let a = |rcode, answers: Vec<Rec>, authority: Vec<Rec>| Answer {
+            rcode,
+            authoritative: true,
+            answers,
+            authority,
+            additional: Vec::new(),
+            ecs_scope: None,
+        };
+        let addr = Rec {
+            name: Owner::Query,
+            ttl: 30,
+            data: RData::A(Ipv4Addr::new(192, 0, 2, 1)),
+        };
+        let soa = Rec {
+            name: Owner::Apex,
+            ttl: 60,
+            data: RData::Soa {
+                mname: "ns.cdn.test".into(),
+                rname: "hostmaster.cdn.test".into(),
+                timers: crate::answer::SoaTimers {
+                    serial: 1,
+                    refresh: 1,
+                    retry: 1,
+                    expire: 1,
+                    minimum: 1,
+                },
+            },
+        };
+        let echo = Echo {
+            id: 1,
+            op_code: 0,
+            recursion_desired: false,
+            checking_disabled: false,
+        };
+        let label = |_: IpAddr, out: &mut Vec<u8>| out.extend_from_slice(b"ns");
+        let q = question("a.cdn.test");
+        let write = |answer: &Answer| encode(echo, &q, 2, answer, None, 512, &label);
+        assert!(write(&a(Rcode::NoError, vec![addr.clone()], Vec::new())).is_some());
+        assert!(
+            write(&a(Rcode::NoError, Vec::new(), vec![soa.clone()])).is_none(),
+            "NODATA"
+        );
+        assert!(write(&a(Rcode::NxDomain, Vec::new(), vec![soa.clone()])).is_none());
+        assert!(write(&a(Rcode::NoError, vec![addr.clone(), soa], Vec::new())).is_none());
+        assert!(write(&a(Rcode::Refused, Vec::new(), Vec::new())).is_none());
+        let mut compressed = q.clone();
+        compressed.splice(0..0, [0xc0, 0x0c]);
+        let answer = a(Rcode::NoError, vec![addr], Vec::new());
+        assert!(encode(echo, &compressed, 2, &answer, None, 512, &label).is_none());
     }
 }

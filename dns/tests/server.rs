@@ -232,6 +232,21 @@ async fn negative_answers_refusals_and_edns() {
     .unwrap();
     let opt = m.edns.as_ref().expect("OPT in reply");
     assert_eq!(opt.max_payload(), 1232, "never more than we send");
+    assert!(!opt.flags().dnssec_ok);
+    // RFC 3225: DO is copied into the reply.
+    let mut with_do = e.clone();
+    with_do.flags_mut().dnssec_ok = true;
+    let m = udp(
+        addr,
+        &query("www.example.com.cdn.", RecordType::A, Some(with_do)),
+    )
+    .await
+    .unwrap();
+    assert!(
+        m.edns.as_ref().is_some_and(|o| o.flags().dnssec_ok),
+        "DO copied"
+    );
+    assert_eq!(m.answers.len(), 2);
     e.set_version(1);
     let bad = udp(addr, &query("www.example.com.cdn.", RecordType::A, Some(e)))
         .await
