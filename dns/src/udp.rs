@@ -6,6 +6,7 @@
 //! bookkeeping cost more than computing the answer. Parsing, the answer and its encoding
 //! are still hickory's (see [`handler`](crate::handler)); TCP stays with hickory-server.
 
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,33 +24,58 @@ const DATAGRAM_BUFFER: usize = 65_535;
 /// persists does not spin a core.
 const MAX_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
+/// Datagrams answered in a row before the loop lets other tasks run (reading with
+/// `try_recv_from` does not spend tokio's cooperative budget).
+const YIELD_EVERY: u32 = 64;
+
 /// Answers datagrams on `socket` until `shutdown`. Several loops may share one socket; each
-/// takes the next datagram when it is free.
+/// takes the next datagram when it is free. While datagrams are waiting the loop reads
+/// them without going back to the runtime; only an empty socket waits for readiness (or
+/// the shutdown).
 pub(crate) async fn serve<R: Roster>(
     socket: Arc<UdpSocket>,
     handler: Arc<Handler<R>>,
     shutdown: CancellationToken,
 ) {
     let mut buf = vec![0u8; DATAGRAM_BUFFER];
-    let answer_all = async {
-        let mut pause = Duration::ZERO;
-        loop {
-            match socket.recv_from(&mut buf).await {
-                Ok((len, from)) => {
-                    pause = Duration::ZERO;
-                    let datagram = buf.get(..len).unwrap_or_default();
-                    handler.answer_datagram(datagram, from, &socket).await;
-                }
-                Err(e) => {
-                    // Usually about one datagram; if it persists, back off (and say so once).
-                    if pause.is_zero() {
-                        tracing::warn!(error = %e, "reading a DNS datagram failed");
+    let mut pause = Duration::ZERO;
+    let mut in_a_row = 0u32;
+    loop {
+        let failed = match socket.try_recv_from(&mut buf) {
+            Ok((len, from)) => {
+                pause = Duration::ZERO;
+                let datagram = buf.get(..len).unwrap_or_default();
+                handler.answer_datagram(datagram, from, &socket).await;
+                in_a_row += 1;
+                if in_a_row >= YIELD_EVERY {
+                    in_a_row = 0;
+                    tokio::task::yield_now().await;
+                    if shutdown.is_cancelled() {
+                        return;
                     }
-                    pause = (pause * 2).clamp(Duration::from_millis(1), MAX_ERROR_PAUSE);
-                    tokio::time::sleep(pause).await;
+                }
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                in_a_row = 0;
+                tokio::select! {
+                    ready = socket.readable() => match ready {
+                        Ok(()) => continue,
+                        Err(e) => e,
+                    },
+                    () = shutdown.cancelled() => return,
                 }
             }
+            Err(e) => e,
+        };
+        // Usually about one datagram; if it persists, back off (and say so once).
+        if pause.is_zero() {
+            tracing::warn!(error = %failed, "reading a DNS datagram failed");
         }
-    };
-    shutdown.run_until_cancelled(answer_all).await;
+        pause = (pause * 2).clamp(Duration::from_millis(1), MAX_ERROR_PAUSE);
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
 }
