@@ -470,20 +470,20 @@ impl<R: Roster> Handler<R> {
     /// for a datagram, minus its task and channel: nothing for a packet shorter than a
     /// header, a response, or an address that cannot be answered; FORMERR (rate limited, and
     /// no larger than the query) for one that does not parse; else the handler's answer.
+    /// The common answer is not sent but returned, so the caller can send a batch of them
+    /// back to back.
     pub(crate) async fn answer_datagram(
         &self,
         datagram: &[u8],
         from: SocketAddr,
         socket: &Arc<UdpSocket>,
-    ) {
+    ) -> Option<Vec<u8>> {
         if !answerable(from) {
-            return;
+            return None;
         }
-        let Ok(header) = Header::read(&mut BinDecoder::new(datagram)) else {
-            return;
-        };
+        let header = Header::read(&mut BinDecoder::new(datagram)).ok()?;
         if header.metadata.message_type == MessageType::Response {
-            return;
+            return None;
         }
         let mut reply = DatagramReply {
             socket: socket.clone(),
@@ -495,23 +495,18 @@ impl<R: Roster> Handler<R> {
                 if let Plan::Answer(a, edns) = &plan
                     && let Some(bytes) = self.wire_reply(&request, a, edns.as_ref())
                 {
-                    if let Err(e) = socket.send_to(&bytes, from).await {
-                        tracing::debug!(error = %e, %from, "sending a DNS reply failed");
-                    }
-                    return;
+                    return Some(bytes);
                 }
                 self.send(&request, plan, reply).await;
             }
             Err(_) => {
                 if self.rrl.check(from.ip(), rrl::ERROR_NAME, Instant::now()) != Verdict::Send {
                     self.stats.rrl_dropped.fetch_add(1, Ordering::Relaxed);
-                    return;
+                    return None;
                 }
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);
                 // No question is echoed: the one sent did not parse.
-                let Ok(queries) = Queries::read(&mut BinDecoder::new(&[]), 0) else {
-                    return;
-                };
+                let queries = Queries::read(&mut BinDecoder::new(&[]), 0).ok()?;
                 let resp = MessageResponseBuilder::new(&queries, None)
                     .error_msg(&header.metadata, ResponseCode::FormErr);
                 if let Err(e) = reply.send_response(resp).await {
@@ -519,6 +514,7 @@ impl<R: Roster> Handler<R> {
                 }
             }
         }
+        None
     }
 }
 

@@ -370,6 +370,47 @@ async fn malformed_packets_do_not_stop_the_server() {
     server.shutdown().await;
 }
 
+/// A burst read and answered in batches: every query gets its own answer, none is lost or
+/// answered twice.
+#[tokio::test]
+async fn a_burst_of_queries_gets_every_answer() {
+    let server = serve(settings(), Geo::none(), no_rrl(), 3).await;
+    let addr = server.local_addr();
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // Within the default socket buffers (a few hundred small datagrams), so none is dropped.
+    let burst = 100u16;
+    for id in 0..burst {
+        let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
+        let name = format!("www.site{id}.example.com.cdn.");
+        msg.add_query(Query::query(
+            Name::from_ascii(&name).unwrap(),
+            RecordType::A,
+        ));
+        sock.send_to(&msg.to_vec().unwrap(), addr).await.unwrap();
+    }
+    let mut seen = vec![false; usize::from(burst)];
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..burst {
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+            .await
+            .expect("an answer is missing")
+            .unwrap();
+        let m = Message::from_vec(&buf[..n]).unwrap();
+        let id = usize::from(m.metadata.id);
+        assert!(!seen[id], "answered twice: {id}");
+        seen[id] = true;
+        let q = m.queries[0].name().to_string();
+        assert_eq!(
+            q,
+            format!("www.site{id}.example.com.cdn."),
+            "the answer to its own question"
+        );
+        assert_eq!(m.answers.len(), 2);
+    }
+    assert!(seen.iter().all(|s| *s));
+    server.shutdown().await;
+}
+
 /// The UDP loop's own checks: a response is never answered (two servers must not bounce
 /// packets off each other), a query that does not parse gets FORMERR with its id, and a
 /// stopped server answers nothing.
