@@ -545,8 +545,7 @@ fn answerable(addr: SocketAddr) -> bool {
     addr.port() != 0 && ip_ok
 }
 
-/// Sends a reply straight to one UDP client on the serving socket, encoded within the
-/// client's buffer size (512 bytes without EDNS), truncated by hickory when it does not fit.
+/// Sends a reply straight to one UDP client on the serving socket.
 #[derive(Clone)]
 struct DatagramReply {
     socket: Arc<UdpSocket>,
@@ -566,30 +565,46 @@ impl ResponseHandler for DatagramReply {
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        let id = response.metadata().id;
-        let limit = response.edns().map_or(512, |e| e.max_payload());
-        let mut bytes = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(limit);
-        let info = match response.destructive_emit(&mut encoder) {
-            Ok(info) => info,
-            Err(e) => {
-                // As hickory-server does: a bare SERVFAIL rather than nothing.
-                tracing::warn!(error = %e, "encoding a DNS reply failed");
-                bytes.clear();
-                let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
-                metadata.response_code = ResponseCode::ServFail;
-                let header = Header {
-                    metadata,
-                    counts: HeaderCounts::default(),
-                };
-                header.emit(&mut BinEncoder::new(&mut bytes))?;
-                ResponseInfo::from(header)
-            }
-        };
+        let (info, bytes) = encode_for_udp(response)?;
         self.socket.send_to(&bytes, self.to).await?;
         Ok(info)
     }
+}
+
+/// A response as a UDP datagram: within the client's buffer size (512 bytes without EDNS),
+/// truncated by hickory when it does not fit; a bare SERVFAIL, as hickory-server sends, if
+/// it cannot be encoded at all.
+fn encode_for_udp<'a>(
+    response: MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+) -> Result<(ResponseInfo, Vec<u8>), NetError> {
+    let id = response.metadata().id;
+    let limit = response.edns().map_or(512, |e| e.max_payload());
+    let mut bytes = Vec::with_capacity(512);
+    let mut encoder = BinEncoder::new(&mut bytes);
+    encoder.set_max_size(limit);
+    let info = match response.destructive_emit(&mut encoder) {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::warn!(error = %e, "encoding a DNS reply failed");
+            bytes.clear();
+            let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
+            metadata.response_code = ResponseCode::ServFail;
+            let header = Header {
+                metadata,
+                counts: HeaderCounts::default(),
+            };
+            header.emit(&mut BinEncoder::new(&mut bytes))?;
+            ResponseInfo::from(header)
+        }
+    };
+    Ok((info, bytes))
 }
 
 /// Lets hickory-server's TCP side and the UDP loops share one handler (its rate limiter and
@@ -637,8 +652,7 @@ mod tests {
                 impl Iterator<Item = &'a Record> + Send + 'a,
             >,
         ) -> Result<ResponseInfo, NetError> {
-            let mut bytes = Vec::new();
-            let info = response.destructive_emit(&mut BinEncoder::new(&mut bytes))?;
+            let (info, bytes) = encode_for_udp(response)?;
             *self.0.lock().unwrap() = bytes;
             Ok(info)
         }
