@@ -68,7 +68,11 @@ pub struct Config {
     /// its range (Kademlia's hourly refresh; shorter because clusters change).
     pub bucket_refresh_interval: Duration,
     /// A newcomer to a full bucket makes the node ping the bucket's least-recently-seen entry
-    /// only if that entry has been silent this long; one heard from lately is alive.
+    /// only if that entry has been silent this long; one heard from lately is alive. 15
+    /// minutes, as BitTorrent's DHT (BEP 5) keeps a node "good": with one minute, busy nodes
+    /// kept re-pinging every full bucket, and those pings were over a quarter of all DHT
+    /// messages in a simulated flash crowd. A dead entry is still dropped as soon as a
+    /// request to it fails.
     pub liveness_check_after: Duration,
     /// Candidates kept per bucket for when an entry fails (Kademlia's replacement cache).
     pub replacement_cache_size: usize,
@@ -105,7 +109,7 @@ impl Default for Config {
             rpc_retries: 2,
             query_timeout: Duration::from_secs(10),
             bucket_refresh_interval: Duration::from_secs(10 * 60),
-            liveness_check_after: Duration::from_secs(60),
+            liveness_check_after: Duration::from_secs(15 * 60),
             replacement_cache_size: 8,
             max_message_size: 64 * 1024,
             rng_seed: 0,
