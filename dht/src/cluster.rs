@@ -169,8 +169,7 @@ impl Clustering {
     }
 
     fn touch(&mut self, now: Instant, from: &Contact) -> &mut PeerInfo {
-        let known = self.peers.contains_key(&from.id);
-        if !known
+        if !self.peers.contains_key(&from.id)
             && self.peers.len() >= self.capacity
             && let Some((_, oldest)) = self.by_heard.first().copied()
         {
@@ -183,12 +182,8 @@ impl Clustering {
             last_heard: now,
             clusters: Vec::new(),
         });
-        // A response is observed twice at one instant (its header, its RTT): the order is
-        // already right the second time.
-        if !known || info.last_heard != now {
-            self.by_heard.remove(&(info.last_heard, from.id));
-            self.by_heard.insert((now, from.id));
-        }
+        self.by_heard.remove(&(info.last_heard, from.id));
+        self.by_heard.insert((now, from.id));
         if info.contact.addr != from.addr {
             info.contact = from.clone();
         }

@@ -128,17 +128,6 @@ struct NameCache {
 const NAME_CACHE_SIZE: usize = 4096;
 
 impl NameCache {
-    /// Appends the first label of the nameserver name of `ip` (its name below the zone).
-    fn first_label(&self, zone: &ZoneSuffix, ip: IpAddr, out: &mut Vec<u8>) {
-        if let Some(label) = self
-            .nameserver(zone, ip)
-            .as_ref()
-            .and_then(|n| n.iter().next())
-        {
-            out.extend_from_slice(label);
-        }
-    }
-
     fn nameserver(&self, zone: &ZoneSuffix, ip: IpAddr) -> Option<Name> {
         if let Ok(names) = self.names.lock()
             && let Some(n) = names.get(&ip)
@@ -281,19 +270,22 @@ impl<R: Roster> Handler<R> {
         });
         let subnet = client_subnet(request.edns.as_ref());
         let bad_version = request.edns.as_ref().is_some_and(|e| e.version() != 0);
-        let bad_request = request.queries.len() != 1 || subnet.is_err();
-        let not_query = request.metadata.op_code != OpCode::Query;
-        // The query's name as text (its case kept), made once: for the rate limit's key and
-        // for the answer.
-        let text = match request.queries.queries() {
-            [q] if !(bad_version || bad_request || not_query) => {
-                Some(q.original().name().to_ascii())
-            }
+        let single = match request.queries.queries() {
+            [q] => Some(q),
             _ => None,
         };
+        let bad_request = single.is_none() || subnet.is_err();
+        let not_query = request.metadata.op_code != OpCode::Query;
+        // The query, if it is one to answer, with its name as text (its case kept), made
+        // once: for the rate limit's key and for the answer.
+        let asked = single
+            .filter(|_| !(bad_version || bad_request || not_query))
+            .map(|q| (q, q.original().name().to_ascii()));
         // Rate limiting comes first, so error answers cannot be reflected without limit either.
         if udp {
-            let key = text.as_deref().map_or(rrl::ERROR_NAME, rrl::name_key);
+            let key = asked
+                .as_ref()
+                .map_or(rrl::ERROR_NAME, |(_, name)| rrl::name_key(name));
             match self.rrl.check(request.src().ip(), key, Instant::now()) {
                 Verdict::Send => {}
                 Verdict::Drop => {
@@ -306,7 +298,7 @@ impl<R: Roster> Handler<R> {
                 }
             }
         }
-        if bad_version || bad_request || not_query {
+        let Some((query, name)) = asked else {
             self.stats.malformed.fetch_add(1, Ordering::Relaxed);
             let code = if bad_version {
                 ResponseCode::BADVERS
@@ -316,9 +308,6 @@ impl<R: Roster> Handler<R> {
                 ResponseCode::NotImp
             };
             return Plan::Error(code, edns);
-        }
-        let [query] = request.queries.queries() else {
-            return Plan::Error(ResponseCode::FormErr, edns);
         };
         let qname = query.original().name();
         // Another class, or a name outside the zone. The zone check runs on the wire labels: a
@@ -327,7 +316,6 @@ impl<R: Roster> Handler<R> {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
             return Plan::Error(ResponseCode::Refused, edns);
         }
-        let name = text.unwrap_or_else(|| qname.to_ascii());
         let client = ClientInfo {
             resolver: request.src().ip(),
             subnet: subnet
@@ -452,15 +440,13 @@ impl<R: Roster> Handler<R> {
             }),
         };
         let limit = opt.as_ref().map_or(512, |o| o.max_payload);
-        let zone = &self.settings.zone;
         wire::encode(
             echo,
             request.queries.as_bytes(),
-            zone.num_labels(),
+            self.settings.zone.num_labels(),
             a,
             opt.as_ref(),
             usize::from(limit),
-            &|ip, out| self.names.first_label(zone, ip, out),
         )
     }
 }
@@ -485,7 +471,8 @@ impl<R: Roster> Handler<R> {
         if header.metadata.message_type == MessageType::Response {
             return None;
         }
-        let mut reply = DatagramReply {
+        // Only the slow paths send for themselves.
+        let reply = || DatagramReply {
             socket: socket.clone(),
             to: from,
         };
@@ -497,9 +484,10 @@ impl<R: Roster> Handler<R> {
                 {
                     return Some(bytes);
                 }
-                self.send(&request, plan, reply).await;
+                self.send(&request, plan, reply()).await;
             }
             Err(_) => {
+                // A slip (a truncated reply) makes no sense without a question: dropped too.
                 if self.rrl.check(from.ip(), rrl::ERROR_NAME, Instant::now()) != Verdict::Send {
                     self.stats.rrl_dropped.fetch_add(1, Ordering::Relaxed);
                     return None;
@@ -509,7 +497,7 @@ impl<R: Roster> Handler<R> {
                 let queries = Queries::read(&mut BinDecoder::new(&[]), 0).ok()?;
                 let resp = MessageResponseBuilder::new(&queries, None)
                     .error_msg(&header.metadata, ResponseCode::FormErr);
-                if let Err(e) = reply.send_response(resp).await {
+                if let Err(e) = reply().send_response(resp).await {
                     tracing::debug!(error = %e, %from, "sending a FORMERR failed");
                 }
             }

@@ -144,17 +144,9 @@ impl ZoneSuffix {
 
     /// The name of the nameserver at `ip`, under this zone.
     pub fn nameserver_name(&self, ip: IpAddr) -> String {
-        let label = match ip {
-            IpAddr::V4(v4) => {
-                let o = v4.octets();
-                format!("ns-{}-{}-{}-{}", o[0], o[1], o[2], o[3])
-            }
-            IpAddr::V6(v6) => {
-                let hex: String = v6.octets().iter().map(|b| format!("{b:02x}")).collect();
-                format!("ns6-{hex}")
-            }
-        };
-        format!("{label}.{}", self.as_text())
+        let mut label = Vec::with_capacity(40);
+        push_nameserver_label(ip, &mut label);
+        format!("{}.{}", String::from_utf8_lossy(&label), self.as_text())
     }
 
     /// The CDN name of an origin in the multi-label form.
@@ -166,8 +158,26 @@ impl ZoneSuffix {
     }
 }
 
-/// Lowercased labels of a text name; rejects empty labels and names over the limits.
-/// The labels of `name` (already lowercase), without a trailing dot.
+/// Appends the first label of the nameserver name of `ip` (`ns-1-2-3-4`, or `ns6-` and 32
+/// hex digits): its name below the zone, as [`ZoneSuffix::nameserver_name`] writes it and
+/// `classify` reads it back.
+pub fn push_nameserver_label(ip: IpAddr, out: &mut Vec<u8>) {
+    use std::io::Write;
+    // Writing to a vector cannot fail.
+    let _ = match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            write!(out, "ns-{}-{}-{}-{}", o[0], o[1], o[2], o[3])
+        }
+        IpAddr::V6(v6) => {
+            out.extend_from_slice(b"ns6-");
+            v6.octets().iter().try_for_each(|b| write!(out, "{b:02x}"))
+        }
+    };
+}
+
+/// The labels of `name` (the caller lowercases it), without a trailing dot; rejects empty
+/// labels and names over the limits.
 fn split_labels(name: &str) -> Result<Vec<&str>, NameError> {
     let name = name.strip_suffix('.').unwrap_or(name);
     if name.len() > MAX_NAME_LEN {

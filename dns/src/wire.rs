@@ -11,6 +11,7 @@
 use std::net::IpAddr;
 
 use crate::answer::{Answer, Owner, RData, Rcode, Rec};
+use crate::name::push_nameserver_label;
 
 /// The request's header fields a response echoes.
 #[derive(Debug, Clone, Copy)]
@@ -41,7 +42,7 @@ pub(crate) struct Opt {
 /// Writes the response to a query whose question section is `question` (as sent: one
 /// name, type and class), or `None` if it is not of the kind written here or would exceed
 /// `limit` bytes (hickory then writes it, truncating). `zone_labels` is the zone's label
-/// count; `nameserver_label` writes a nameserver's first label (its name below the zone).
+/// count.
 pub(crate) fn encode(
     echo: Echo,
     question: &[u8],
@@ -49,7 +50,6 @@ pub(crate) fn encode(
     answer: &Answer,
     opt: Option<&Opt>,
     limit: usize,
-    nameserver_label: &dyn Fn(IpAddr, &mut Vec<u8>),
 ) -> Option<Vec<u8>> {
     if answer.rcode != Rcode::NoError || answer.answers.is_empty() {
         return None;
@@ -60,7 +60,6 @@ pub(crate) fn encode(
         // Pointers reach the first 16 KiB only; a name ends within 255 bytes of the header.
         apex: u16::try_from(apex).ok().filter(|a| *a < 0x4000)?,
         nameservers: Vec::new(),
-        nameserver_label,
     };
     let count = |n: usize| u16::try_from(n).ok();
     let additional = answer.additional.len() + usize::from(opt.is_some());
@@ -100,35 +99,40 @@ const OPTION_SUBNET: u16 = 8;
 /// Offset within the question of the zone's first label, if the question is one
 /// uncompressed name with its type and class and has at least `zone_labels` labels.
 fn apex_offset(question: &[u8], zone_labels: usize) -> Option<usize> {
-    let mut starts = Vec::with_capacity(8);
-    let mut at = 0;
-    loop {
-        let len = usize::from(*question.get(at)?);
-        if len == 0 {
-            break;
-        }
+    // Label starts, from the question's start: one walk to check and count, one to find.
+    let starts = || {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            let len = usize::from(*question.get(at)?);
+            let start = at;
+            at += 1 + len;
+            (len != 0).then_some((start, len))
+        })
+    };
+    let mut labels = 0;
+    let mut end = 0;
+    for (start, len) in starts() {
         if len > 63 {
             return None; // a compression pointer or a reserved label type
         }
-        starts.push(at);
-        at += 1 + len;
+        labels += 1;
+        end = start + 1 + len;
     }
-    if at + 1 + 4 != question.len() || zone_labels == 0 || starts.len() < zone_labels {
+    if end + 1 + 4 != question.len() || zone_labels == 0 || labels < zone_labels {
         return None;
     }
-    starts.get(starts.len() - zone_labels).copied()
+    starts().nth(labels - zone_labels).map(|(start, _)| start)
 }
 
-struct Writer<'a> {
+struct Writer {
     out: Vec<u8>,
     /// Where the zone's name is (inside the question).
     apex: u16,
     /// Nameserver names already written, and where.
     nameservers: Vec<(IpAddr, u16)>,
-    nameserver_label: &'a dyn Fn(IpAddr, &mut Vec<u8>),
 }
 
-impl Writer<'_> {
+impl Writer {
     fn pointer(&mut self, at: u16) {
         debug_assert!(at < 0x4000, "compression pointer out of range");
         self.out.extend_from_slice(&(0xc000 | at).to_be_bytes());
@@ -143,7 +147,7 @@ impl Writer<'_> {
         }
         let at = self.out.len();
         self.out.push(0);
-        (self.nameserver_label)(ip, &mut self.out);
+        push_nameserver_label(ip, &mut self.out);
         let len = self.out.len() - at - 1;
         if !(1..=63).contains(&len) {
             return None;
@@ -197,10 +201,12 @@ impl Writer<'_> {
             self.out.extend_from_slice(&[0, 0]);
             return;
         };
-        let (family, octets): (u16, Vec<u8>) = match addr {
-            IpAddr::V4(v4) => (1, v4.octets().to_vec()),
-            IpAddr::V6(v6) => (2, v6.octets().to_vec()),
+        let (family, octets, len): (u16, [u8; 16], usize) = match addr {
+            IpAddr::V4(v4) => (1, v4.to_ipv6_mapped().octets(), 4),
+            IpAddr::V6(v6) => (2, v6.octets(), 16),
         };
+        // An IPv4 address sits in the last 4 bytes of its mapped form.
+        let octets = octets.get(16 - len..).unwrap_or_default();
         let kept = usize::from(source).div_ceil(8).min(octets.len());
         let option_len = 4 + kept as u16;
         self.out.extend_from_slice(&(4 + option_len).to_be_bytes());
@@ -227,6 +233,15 @@ mod tests {
         }
         q.extend_from_slice(&[0, 0, 1, 0, 1]);
         q
+    }
+
+    fn query_echo(id: u16, recursion_desired: bool) -> Echo {
+        Echo {
+            id,
+            op_code: 0,
+            recursion_desired,
+            checking_disabled: false,
+        }
     }
 
     #[test]
@@ -263,22 +278,16 @@ mod tests {
             }],
             ecs_scope: None,
         };
-        let echo = Echo {
-            id: 7,
-            op_code: 0,
-            recursion_desired: true,
-            checking_disabled: false,
-        };
-        let label = |_: IpAddr, out: &mut Vec<u8>| out.extend_from_slice(b"ns-10-0-0-1");
+        let echo = query_echo(7, true);
         let q = question("a.cdn.test");
-        let bytes = encode(echo, &q, 2, &answer, None, 512, &label).unwrap();
+        let bytes = encode(echo, &q, 2, &answer, None, 512).unwrap();
         let written = bytes.windows(11).filter(|w| w == b"ns-10-0-0-1").count();
         assert_eq!(
             written, 1,
             "the glue's owner points at the NS record's name"
         );
         assert_eq!(&bytes[..4], &[0, 7, 0x85, 0], "id, QR AA RD");
-        assert!(encode(echo, &q, 2, &answer, None, bytes.len() - 1, &label).is_none());
+        assert!(encode(echo, &q, 2, &answer, None, bytes.len() - 1).is_none());
     }
 
     #[test]
@@ -311,15 +320,9 @@ mod tests {
                 },
             },
         };
-        let echo = Echo {
-            id: 1,
-            op_code: 0,
-            recursion_desired: false,
-            checking_disabled: false,
-        };
-        let label = |_: IpAddr, out: &mut Vec<u8>| out.extend_from_slice(b"ns");
+        let echo = query_echo(1, false);
         let q = question("a.cdn.test");
-        let write = |answer: &Answer| encode(echo, &q, 2, answer, None, 512, &label);
+        let write = |answer: &Answer| encode(echo, &q, 2, answer, None, 512);
         assert!(write(&a(Rcode::NoError, vec![addr.clone()], Vec::new())).is_some());
         assert!(
             write(&a(Rcode::NoError, Vec::new(), vec![soa.clone()])).is_none(),
@@ -331,6 +334,6 @@ mod tests {
         let mut compressed = q.clone();
         compressed.splice(0..0, [0xc0, 0x0c]);
         let answer = a(Rcode::NoError, vec![addr], Vec::new());
-        assert!(encode(echo, &compressed, 2, &answer, None, 512, &label).is_none());
+        assert!(encode(echo, &compressed, 2, &answer, None, 512).is_none());
     }
 }

@@ -287,6 +287,13 @@ impl SharedBody {
         self.digest.get().copied()
     }
 
+    /// The SHA-256 of the complete body: the one recorded while it arrived, else computed
+    /// from the body (`None` if it is not complete or cannot be read).
+    pub fn digest_or_hash(&self) -> Option<[u8; 32]> {
+        self.digest()
+            .or_else(|| self.collect().map(|all| sha256(&all)))
+    }
+
     /// Bytes so far.
     pub fn len(&self) -> u64 {
         self.state.lock().map_or(0, |s| s.len)
@@ -302,8 +309,9 @@ impl SharedBody {
         self.state.lock().map_or(0, |s| s.in_memory)
     }
 
-    /// Whether all of it is in memory (a body with a file is never kept in the memory tier:
-    /// its weight there would not be what it costs).
+    /// Whether all of it is in memory. A disk entry read in place is not (the memory tier
+    /// does not keep those: the disk tier already holds them); a fetched body that spilled
+    /// to its file is kept, weighed at its full size.
     pub fn is_all_in_memory(&self) -> bool {
         self.file.get().is_none()
     }
@@ -343,12 +351,6 @@ impl SharedBody {
             Some(Err(e)) => Next::Failed(e.clone()),
             None => Next::Pending,
         }
-    }
-
-    /// The length of chunk `index`, if it has arrived (readers skip chunks by it without
-    /// reading them).
-    pub fn chunk_len(&self, index: usize) -> Option<u64> {
-        self.state.lock().ok()?.pieces.get(index).map(Piece::len)
     }
 
     /// Reads `len` bytes at `offset` of the body's file (blocking).

@@ -69,14 +69,6 @@ fn time(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
-/// An entry's bytes for `stored` (whose body must be complete).
-pub fn encode_entry(key: &str, stored: &Stored, body: &[u8]) -> Vec<u8> {
-    let digest = stored.body.digest().unwrap_or_else(|| sha256(body));
-    let mut out = entry_head(key, stored, body.len() as u64, digest);
-    out.extend_from_slice(body);
-    out
-}
-
 /// The start of an entry, up to its body of `body_len` bytes hashing to `digest`.
 fn entry_head(key: &str, stored: &Stored, body_len: u64, digest: [u8; 32]) -> Vec<u8> {
     let meta = Meta {
@@ -170,21 +162,6 @@ fn stored_from(meta: &Meta, body: Arc<SharedBody>) -> Result<Stored, EntryError>
         vary,
         body,
     })
-}
-
-/// Parses a whole entry, checking the body's digest: the key and the stored response.
-pub fn decode_entry(bytes: &[u8]) -> Result<(String, Stored), EntryError> {
-    let (meta, start) = decode_meta(bytes)?;
-    let body = bytes
-        .get(start..)
-        .filter(|b| b.len() as u64 == meta.body_len)
-        .ok_or(EntryError::Malformed("body length"))?;
-    if sha256(body) != meta.sha256 {
-        return Err(EntryError::Corrupt);
-    }
-    let body = SharedBody::complete_with(Bytes::copy_from_slice(body), meta.sha256);
-    let stored = stored_from(&meta, body)?;
-    Ok((meta.key, stored))
 }
 
 #[derive(Debug)]
@@ -333,10 +310,8 @@ impl DiskTier {
             return Ok(()); // only complete bodies are stored
         }
         let len = stored.body.len();
-        let digest = match (stored.body.digest(), stored.body.collect()) {
-            (Some(d), _) => d,
-            (None, Some(all)) => sha256(&all),
-            (None, None) => return Ok(()),
+        let Some(digest) = stored.body.digest_or_hash() else {
+            return Ok(());
         };
         let head = entry_head(key, stored, len, digest);
         let size = head.len() as u64 + len;
@@ -344,7 +319,7 @@ impl DiskTier {
             self.remove(key); // the older copy is not this response
             return Ok(());
         }
-        let tmp = self.root.join("tmp").join(format!("{name}.{ticket}"));
+        let tmp = self.tmp_dir().join(format!("{name}.{ticket}"));
         let written = (|| {
             let mut f = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(&tmp)?);
             f.write_all(&head)?;
@@ -579,6 +554,25 @@ mod tests {
         let d = std::env::temp_dir().join(format!("reef-disk-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    /// An entry's bytes for `stored` (whose body must be complete).
+    fn encode_entry(key: &str, stored: &Stored, body: &[u8]) -> Vec<u8> {
+        let digest = stored.body.digest().unwrap_or_else(|| sha256(body));
+        let mut out = entry_head(key, stored, body.len() as u64, digest);
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// Reads `bytes` back as an entry file, the way the tier reads its entries.
+    fn decode_entry(bytes: &[u8]) -> Result<(String, Stored), EntryError> {
+        let dir = temp("decode");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("entry");
+        std::fs::write(&path, bytes)?;
+        let read = read_entry(&path, false);
+        let _ = std::fs::remove_dir_all(&dir);
+        read
     }
 
     #[test]

@@ -60,13 +60,8 @@ fn peer_body(body: Arc<SharedBody>, offset: u64) -> PeerBody {
             match reader.next().await {
                 Read::Data(c) => Some((Ok(PeerChunk::Data(c)), (reader, false))),
                 Read::End => {
-                    let body = reader.body();
-                    let sha256 = match body.digest() {
-                        Some(d) => d,
-                        None => match body.collect() {
-                            Some(all) => crate::body::sha256(&all),
-                            None => return Some((Err(PeerError::NotFound), (reader, true))),
-                        },
+                    let Some(sha256) = reader.body().digest_or_hash() else {
+                        return Some((Err(PeerError::NotFound), (reader, true)));
                     };
                     Some((Ok(PeerChunk::End { sha256 }), (reader, true)))
                 }

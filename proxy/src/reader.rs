@@ -47,19 +47,10 @@ impl Reader {
     /// The next bytes, waiting for them if they have not arrived.
     pub async fn next(&mut self) -> Read {
         loop {
-            while self.skip > 0 {
-                match self.body.chunk_len(self.index) {
-                    Some(len) if len <= self.skip => {
-                        self.skip -= len;
-                        self.index += 1;
-                    }
-                    _ => break,
-                }
-            }
             match self.body.next(self.index) {
                 Next::Chunk(c) => {
                     self.index += 1;
-                    // The chunk may have arrived after the skip loop looked: skip it whole.
+                    // Chunks wholly before the start are skipped without being read.
                     if self.skip >= c.len() as u64 {
                         self.skip -= c.len() as u64;
                         continue;
@@ -81,11 +72,11 @@ impl Reader {
                     .await
                     .unwrap_or_else(|e| Err(BodyError::File(e.to_string())));
                     self.index += count;
-                    match read {
-                        Ok(b) if b.is_empty() => {}
-                        Ok(b) => return Read::Data(b),
-                        Err(e) => return Read::Failed(e),
-                    }
+                    // Not empty: the skip is shorter than the run.
+                    return match read {
+                        Ok(b) => Read::Data(b),
+                        Err(e) => Read::Failed(e),
+                    };
                 }
                 Next::End => return Read::End,
                 Next::Failed(e) => return Read::Failed(e),

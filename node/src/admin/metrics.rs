@@ -18,7 +18,7 @@ pub fn metrics(s: &Status) -> String {
         ("reef_cache_disk_objects", GAUGE, "URLs in the disk cache.", s.cache.disk_objects as f64),
         ("reef_cache_disk_bytes", GAUGE, "Bytes in the disk cache.", n(s.cache.disk_bytes)),
         ("reef_http_connections_open", GAUGE, "Client connections open, idle ones included.", s.connections.open as f64),
-        ("reef_http_connections_idle", GAUGE, "Client connections waiting for a request, holding no buffers.", n(s.connections.idle)),
+        ("reef_http_connections_idle", GAUGE, "Plain-HTTP client connections waiting for a request, holding no buffers (HTTPS ones are not parked).", n(s.connections.idle)),
         ("reef_origin_fetches_total", COUNTER, "Fetches sent to origins.", n(s.fetches.origin)),
         ("reef_peer_fetches_total", COUNTER, "Objects fetched from peers.", n(s.fetches.peer)),
         ("reef_origin_bytes_total", COUNTER, "Body bytes received from origins.", n(s.fetches.origin_bytes)),

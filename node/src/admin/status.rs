@@ -142,7 +142,8 @@ pub struct DnsCounters {
 pub struct ConnectionStatus {
     /// Open now, idle ones included.
     pub open: usize,
-    /// Waiting for a next request (keep-alive) or a first one, holding no buffers.
+    /// Plain-HTTP connections waiting for a next request (keep-alive) or a first one,
+    /// parked holding no buffers (HTTPS connections are not parked, so not counted here).
     pub idle: u64,
 }
 
