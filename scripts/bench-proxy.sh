@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # reef's caching proxy against nginx (proxy_cache, one worker) on the same machine: each
 # proxy pinned to core 0, wrk on core 1, the same origin (nginx serving static files).
+# Both cache on disk as well as in memory (nginx's proxy_cache files, reef's --data-dir), and
+# both send cached bodies of 16 KiB and more from the page cache with sendfile.
 # Prints, for reef and nginx side by side (median of 3 runs of 10 s after a warm-up):
 #   requests/s for cache hits of 1 KiB and 100 KiB at 50 connections, MB/s for a 10 MiB
 #   object, RSS per idle keep-alive connection (10,000 open), and a crowd of 500
@@ -38,7 +40,7 @@ pid_nginx=$!
 pids+=($pid_nginx)
 TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/reef node --p2p /ip4/127.0.0.1/tcp/0 --admin 127.0.0.1:0 --dns 127.0.0.1:0 \
   --http "127.0.0.1:$p_reef" --client-rate 0 --max-connections 0 --max-connections-per-client 0 --allow-private-origins --resolve origin.test=127.0.0.1 \
-  --cache-mem $((1 << 30)) --max-object $((300 << 20)) >"$s/reef.log" 2>&1 &
+  --data-dir "$s/reef-data" --cache-mem $((1 << 30)) --max-object $((300 << 20)) >"$s/reef.log" 2>&1 &
 pid_reef=$!
 pids+=($pid_reef)
 sleep 1.5

@@ -132,6 +132,12 @@ pub struct NodeArgs {
     /// `--data-dir`; 0 turns it off.
     #[arg(long, value_name = "BYTES", env = "REEF_CACHE_DISK", default_value_t = 1 << 30)]
     pub cache_disk: u64,
+    /// Disk-cache files kept open to send the bodies of objects also in memory straight from
+    /// the page cache (sendfile), as nginx sends its cache files; 0 writes every body from
+    /// memory. One descriptor each, while the object stays in memory; never more than a
+    /// quarter of the process's open-file limit.
+    #[arg(long, value_name = "N", env = "REEF_SENDFILE_FILES", default_value_t = proxy::zerocopy::DEFAULT_OPEN_FILES)]
+    pub sendfile_files: usize,
     /// Largest object fetched and cached, in bytes.
     #[arg(long, value_name = "BYTES", env = "REEF_MAX_OBJECT", default_value_t = 50 << 20)]
     pub max_object: u64,
@@ -356,7 +362,8 @@ async fn start_proxy(
     if let Some(d) = data.filter(|_| args.cache_disk > 0) {
         let root = d.path().join("cache");
         let tier = proxy::disk::DiskTier::open(&root, args.cache_disk)
-            .with_context(|| format!("opening the disk cache in {}", root.display()))?;
+            .with_context(|| format!("opening the disk cache in {}", root.display()))?
+            .with_open_files(args.sendfile_files);
         tracing::info!(
             objects = tier.len(),
             bytes = tier.bytes(),

@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use crate::zerocopy::FileCopy;
+
 /// Why a body ended early.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
@@ -84,6 +86,9 @@ pub struct SharedBody {
     spill_failed: std::sync::atomic::AtomicBool,
     /// The file holding the pieces that are not in memory.
     file: OnceLock<Arc<std::fs::File>>,
+    /// The complete body, whole in a disk-cache file: plain HTTP/1.1 sends it from there
+    /// (see [`crate::zerocopy`]).
+    file_copy: OnceLock<FileCopy>,
 }
 
 /// SHA-256 of `data`.
@@ -292,6 +297,35 @@ impl SharedBody {
     pub fn digest_or_hash(&self) -> Option<[u8; 32]> {
         self.digest()
             .or_else(|| self.collect().map(|all| sha256(&all)))
+    }
+
+    /// Records that the complete body also lies whole in a file. Only the first copy counts.
+    pub fn set_file_copy(&self, copy: FileCopy) {
+        if matches!(self.end(), Some(Ok(()))) {
+            let _ = self.file_copy.set(copy);
+        }
+    }
+
+    /// The body's copy in a file, if one is known.
+    pub fn file_copy(&self) -> Option<&FileCopy> {
+        self.file_copy.get()
+    }
+
+    /// Where `len` bytes at address `ptr` lie in the body, if they lie inside one of its
+    /// chunks in memory (a slice of one of them, such as a reader hands out).
+    pub fn memory_offset(&self, ptr: usize, len: usize) -> Option<u64> {
+        let s = self.state.lock().ok()?;
+        let mut at = 0;
+        for p in &s.pieces {
+            if let Piece::Mem(b) = p {
+                let base = b.as_ptr() as usize;
+                if ptr >= base && ptr.checked_add(len)? <= base + b.len() {
+                    return Some(at + (ptr - base) as u64);
+                }
+            }
+            at += p.len();
+        }
+        None
     }
 
     /// Bytes so far.

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::body::{CONTIGUOUS_UP_TO, SharedBody, sha256};
 use crate::cache::freshness::Received;
 use crate::store::Stored;
+use crate::zerocopy::{DEFAULT_OPEN_FILES, FileCopy, OpenFiles};
 
 const MAGIC: &[u8; 8] = b"REEFOBJ1";
 /// Largest metadata block (a URL and its headers).
@@ -195,6 +196,8 @@ pub struct DiskTier {
     /// Held while a large entry's digest is checked: a crowd's first hits after a restart
     /// read it through once, not once each.
     verifying: Mutex<()>,
+    /// Bounds the entry files kept open for sending bodies that are also in memory.
+    open_files: Arc<OpenFiles>,
 }
 
 /// The file name of `key`: its SHA-256 in hex.
@@ -255,9 +258,22 @@ impl DiskTier {
             index: Mutex::new(index),
             next_tmp: AtomicU64::new(0),
             verifying: Mutex::new(()),
+            open_files: OpenFiles::new(DEFAULT_OPEN_FILES),
         };
         tier.evict();
         Ok(tier)
+    }
+
+    /// Keeps at most `max` entry files open for sending bodies from them (0: none; see
+    /// [`crate::zerocopy`]).
+    pub fn with_open_files(mut self, max: usize) -> DiskTier {
+        self.open_files = OpenFiles::new(max);
+        self
+    }
+
+    /// Entry files open for sending bodies from them.
+    pub fn open_files(&self) -> usize {
+        self.open_files.open()
     }
 
     /// Its directory for files being written (bodies too large for memory go there).
@@ -321,21 +337,30 @@ impl DiskTier {
         }
         let tmp = self.tmp_dir().join(format!("{name}.{ticket}"));
         let written = (|| {
-            let mut f = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(&tmp)?);
+            // Readable too: the body is sent from this file while it is in memory.
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            let mut f = std::io::BufWriter::with_capacity(1 << 16, file);
             f.write_all(&head)?;
             // From memory and from the body's own file: never gathered whole.
             stored
                 .body
                 .write_to(&mut f)
                 .map_err(std::io::Error::other)?;
-            f.into_inner().map_err(|e| e.into_error())?;
-            Ok(())
+            f.into_inner().map_err(|e| e.into_error())
         })();
-        if let Err(e) = written {
-            // A full disk must not fill up further with halves of entries.
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
+        let file = match written {
+            Ok(file) => file,
+            Err(e) => {
+                // A full disk must not fill up further with halves of entries.
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
         {
             let Ok(mut i) = self.index.lock() else {
                 return Ok(());
@@ -363,6 +388,7 @@ impl DiskTier {
             }
             i.bytes += size;
         }
+        self.keep_copy(&stored.body, file, head.len() as u64);
         self.evict();
         Ok(())
     }
@@ -389,7 +415,10 @@ impl DiskTier {
         }
         let path = self.path(&name);
         match read_entry(&path, verified) {
-            Ok((k, stored)) if k == key => {
+            Ok((k, stored, file)) if k == key => {
+                if let Some((file, offset)) = file {
+                    self.keep_copy(&stored.body, file, offset);
+                }
                 if !verified
                     && let Ok(mut i) = self.index.lock()
                     && let Some(e) = i.entries.get_mut(&name)
@@ -404,6 +433,17 @@ impl DiskTier {
                 self.remove(key);
                 None
             }
+        }
+    }
+
+    /// Lets `body` be sent from `file` (from `offset` on) while it is in memory, if the
+    /// bound on open files allows.
+    fn keep_copy(&self, body: &SharedBody, file: std::fs::File, offset: u64) {
+        if body.is_all_in_memory()
+            && body.file_copy().is_none()
+            && let Some(slot) = self.open_files.take()
+        {
+            body.set_file_copy(FileCopy::new(file, offset, slot));
         }
     }
 
@@ -495,22 +535,27 @@ fn read_head_from(f: &mut std::fs::File) -> Result<(Meta, usize), EntryError> {
     decode_meta(&all)
 }
 
+/// The key and stored response of an entry, with its file and body offset when the body
+/// was read into memory.
+type ReadEntry = (String, Stored, Option<(std::fs::File, u64)>);
+
 /// Reads the entry at `path`: a small body into memory, checked; a large one in place,
 /// checked by reading it through unless `verified`.
-fn read_entry(path: &Path, verified: bool) -> Result<(String, Stored), EntryError> {
+fn read_entry(path: &Path, verified: bool) -> Result<ReadEntry, EntryError> {
     let mut f = std::fs::File::open(path)?;
     let (meta, start) = read_head_from(&mut f)?;
     let start = start as u64;
     if meta.body_len.checked_add(start) != Some(f.metadata()?.len()) {
         return Err(EntryError::Malformed("body length"));
     }
-    let body = if meta.body_len <= CONTIGUOUS_UP_TO {
+    let (body, file) = if meta.body_len <= CONTIGUOUS_UP_TO {
         let mut buf = vec![0u8; meta.body_len as usize];
         f.read_exact_at(&mut buf, start)?;
         if sha256(&buf) != meta.sha256 {
             return Err(EntryError::Corrupt);
         }
-        SharedBody::complete_with(Bytes::from(buf), meta.sha256)
+        let body = SharedBody::complete_with(Bytes::from(buf), meta.sha256);
+        (body, Some((f, start)))
     } else {
         if !verified {
             let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
@@ -526,10 +571,11 @@ fn read_entry(path: &Path, verified: bool) -> Result<(String, Stored), EntryErro
                 return Err(EntryError::Corrupt);
             }
         }
-        SharedBody::complete_in_file(f, start, meta.body_len, meta.sha256)
+        let body = SharedBody::complete_in_file(f, start, meta.body_len, meta.sha256);
+        (body, None)
     };
     let stored = stored_from(&meta, body)?;
-    Ok((meta.key, stored))
+    Ok((meta.key, stored, file))
 }
 
 #[cfg(test)]
@@ -572,7 +618,7 @@ mod tests {
         std::fs::write(&path, bytes)?;
         let read = read_entry(&path, false);
         let _ = std::fs::remove_dir_all(&dir);
-        read
+        read.map(|(key, stored, _)| (key, stored))
     }
 
     #[test]

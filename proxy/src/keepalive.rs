@@ -18,8 +18,8 @@
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -28,6 +28,9 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+use crate::body::SharedBody;
+use crate::zerocopy::{self, Sendable};
 
 /// Live hyper connections, server-wide, up to which an idle one stays unparked for
 /// [`WARM_FOR`]; beyond it, idle ones are parked at once. A few clients sending requests back
@@ -82,6 +85,12 @@ pub(crate) struct Requests {
     /// (rather than for the client to take the end of a response).
     waiting_to_read: AtomicBool,
     write_blocked: AtomicBool,
+    /// Bodies of the responses being written that may go out from their files (see
+    /// [`crate::zerocopy`]), and how many (so a write looks no further when none are).
+    sendable: Mutex<Vec<Arc<SharedBody>>>,
+    sendable_count: AtomicUsize,
+    /// Bytes sent from files, server-wide.
+    sent_from_files: OnceLock<Arc<AtomicU64>>,
 }
 
 impl Requests {
@@ -94,19 +103,42 @@ impl Requests {
     }
 
     /// Called by the service with each response, as it hands it to hyper: the response,
-    /// with a body that reports when hyper is done with it.
+    /// with a body that reports when hyper is done with it. A body that may be sent from its
+    /// file is registered until then; `sent` counts the bytes sent so.
     pub(crate) fn answer<B>(
         self: &Arc<Self>,
-        resp: hyper::Response<B>,
+        mut resp: hyper::Response<B>,
+        sent: &Arc<AtomicU64>,
     ) -> hyper::Response<Tracked<B>> {
         if !keeps_alive(resp.version(), resp.headers()) {
             let n = self.count.load(Ordering::Relaxed);
             self.last_unparkable.store(n, Ordering::Relaxed);
         }
+        let sendable = resp
+            .extensions_mut()
+            .remove::<Sendable>()
+            .map(|Sendable(body)| body);
+        if let Some(body) = &sendable
+            && let Ok(mut bodies) = self.sendable.lock()
+        {
+            let _ = self.sent_from_files.set(sent.clone());
+            bodies.push(body.clone());
+            self.sendable_count.fetch_add(1, Ordering::Relaxed);
+        }
         resp.map(|inner| Tracked {
             inner,
             requests: Some(self.clone()),
+            sendable,
         })
+    }
+
+    /// Where one of `bufs` can be sent from a file.
+    fn in_file(&self, bufs: &[io::IoSlice<'_>]) -> Option<(zerocopy::InFile, &AtomicU64)> {
+        if self.sendable_count.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let found = zerocopy::find(&self.sendable.lock().ok()?, bufs)?;
+        Some((found, self.sent_from_files.get()?))
     }
 
     /// Whether every response was written whole, and the connection may live on after the
@@ -127,6 +159,8 @@ impl Requests {
 pub(crate) struct Tracked<B> {
     inner: B,
     requests: Option<Arc<Requests>>,
+    /// The body registered with `requests` as sendable from its file.
+    sendable: Option<Arc<SharedBody>>,
 }
 
 impl<B> Tracked<B> {
@@ -135,6 +169,7 @@ impl<B> Tracked<B> {
         Tracked {
             inner,
             requests: None,
+            sendable: None,
         }
     }
 }
@@ -142,6 +177,13 @@ impl<B> Tracked<B> {
 impl<B> Drop for Tracked<B> {
     fn drop(&mut self) {
         if let Some(requests) = &self.requests {
+            if let Some(body) = &self.sendable
+                && let Ok(mut bodies) = requests.sendable.lock()
+                && let Some(i) = bodies.iter().position(|b| Arc::ptr_eq(b, body))
+            {
+                bodies.swap_remove(i);
+                requests.sendable_count.fetch_sub(1, Ordering::Relaxed);
+            }
             requests.finished.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -246,7 +288,12 @@ impl AsyncWrite for Prefixed {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        let this = &mut *self;
+        let in_file = this.watch.as_deref().and_then(|w| w.in_file(bufs));
+        let poll = match in_file {
+            Some((found, sent)) => zerocopy::poll_send(&mut this.stream, cx, bufs, found, sent),
+            None => Pin::new(&mut this.stream).poll_write_vectored(cx, bufs),
+        };
         self.note(|r| &r.write_blocked, &poll);
         poll
     }

@@ -54,5 +54,6 @@ pub mod stats;
 pub mod store;
 pub mod tls;
 pub mod trace;
+pub mod zerocopy;
 
 pub use service::{Config, Proxy};

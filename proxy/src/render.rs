@@ -18,6 +18,7 @@ use crate::cache::conditional::{self, Ranges};
 use crate::headers;
 use crate::reader::{Read, Reader};
 use crate::service::ProxyBody;
+use crate::zerocopy;
 
 /// Fields a 304 carries over from the stored response (RFC 9110 section 15.4.5).
 const NOT_MODIFIED_FIELDS: [&str; 7] = [
@@ -146,6 +147,9 @@ fn ranged(body: Arc<SharedBody>, ranges: Vec<(u64, u64)>, parts: Option<Vec<Byte
 
 /// Renders one response for one client.
 pub(crate) fn render(r: Rendition<'_>) -> Response<ProxyBody> {
+    // Large bodies may go out from their disk-cache files (see `zerocopy`).
+    let sendable = (!r.head_only && r.len.is_some_and(|n| n >= zerocopy::MIN_SEND_FROM_FILE))
+        .then(|| r.body.clone());
     let mut out_headers = HeaderMap::new();
     let (status, body) = if r.status == StatusCode::OK
         && conditional::not_modified(r.request, r.headers)
@@ -230,6 +234,9 @@ pub(crate) fn render(r: Rendition<'_>) -> Response<ProxyBody> {
     }
     headers::add_via(resp.headers_mut());
     resp.headers_mut().insert("cache-status", r.cache_status);
+    if let Some(body) = sendable.filter(|_| resp.status().is_success()) {
+        resp.extensions_mut().insert(zerocopy::Sendable(body));
+    }
     resp
 }
 

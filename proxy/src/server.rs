@@ -206,7 +206,7 @@ fn service(
                 println!("{prefix} {} {size}", resp.status().as_u16());
             }
             Ok(match requests {
-                Some(requests) => requests.answer(resp),
+                Some(requests) => requests.answer(resp, &proxy.stats.sent_from_files),
                 None => resp.map(Tracked::untracked),
             })
         })

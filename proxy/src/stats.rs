@@ -25,6 +25,9 @@ pub struct Stats {
     /// Keep-alive connections waiting for their next request, and new ones for their first
     /// (a gauge, kept by the parking lot).
     pub idle_connections: std::sync::Arc<AtomicU64>,
+    /// Body bytes sent to clients straight from disk-cache files (sendfile), a part of
+    /// `hit_bytes` and of what collapsed clients received.
+    pub sent_from_files: std::sync::Arc<AtomicU64>,
 }
 
 /// A copy of the counters.
@@ -48,6 +51,8 @@ pub struct StatsSnapshot {
     pub hit_bytes: u64,
     /// See [`Stats::idle_connections`].
     pub idle_connections: u64,
+    /// See [`Stats::sent_from_files`].
+    pub sent_from_files: u64,
 }
 
 impl Stats {
@@ -69,6 +74,7 @@ impl Stats {
             site_documents: get(&self.site_documents),
             hit_bytes: get(&self.hit_bytes),
             idle_connections: get(&self.idle_connections),
+            sent_from_files: get(&self.sent_from_files),
         }
     }
 }

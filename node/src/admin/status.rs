@@ -164,6 +164,8 @@ pub struct CacheStatus {
     pub misses: u64,
     /// Body bytes served to clients from stored copies.
     pub hit_bytes: u64,
+    /// Body bytes sent to clients straight from disk-cache files (sendfile).
+    pub sent_from_files: u64,
 }
 
 /// Where objects came from and went to.
@@ -271,6 +273,7 @@ impl NodeState {
                 hits: p.hits,
                 misses: p.misses,
                 hit_bytes: p.hit_bytes,
+                sent_from_files: p.sent_from_files,
             },
             connections: ConnectionStatus {
                 open: self.proxy.limits().open_connections(),
