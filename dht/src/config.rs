@@ -64,8 +64,9 @@ pub struct Config {
     pub rpc_retries: u32,
     /// Upper bound on the time a whole get, put or lookup may take.
     pub query_timeout: Duration,
-    /// A bucket that saw no lookup for this long is refreshed by a lookup of a random ID in
-    /// its range (Kademlia's hourly refresh; shorter because clusters change).
+    /// A bucket none of whose entries was heard from for this long is refreshed by a lookup
+    /// of a random ID in its range, checked this often (Kademlia's hourly refresh; shorter
+    /// because clusters change). Traffic keeps the buckets of a busy node fresh.
     pub bucket_refresh_interval: Duration,
     /// A newcomer to a full bucket makes the node ping the bucket's least-recently-seen entry
     /// only if that entry has been silent this long; one heard from lately is alive. 15
