@@ -12,10 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::{BodyExt, Empty, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::Request;
 use proxy::{Config, Proxy};
 
 const SIZE: usize = 3_000_000;
@@ -34,9 +31,7 @@ async fn origin(count: Arc<AtomicUsize>) -> SocketAddr {
         if req.uri().path() == "/big" {
             count.fetch_add(1, Ordering::Relaxed);
         }
-        let mut r = Response::new(Full::new(body.clone()));
-        r.headers_mut()
-            .insert("cache-control", "max-age=60".parse().unwrap());
+        let r = common::cacheable(body.clone(), 60);
         async move { r }
     })
     .await
@@ -94,22 +89,11 @@ async fn setup(name: &str, disk: bool, memory: u64) -> Setup {
 impl Setup {
     /// (status, Cache-Status, body) of a GET with `extra` headers.
     async fn get(&self, extra: &[(&str, &str)]) -> (u16, String, Bytes) {
-        let client = Client::builder(TokioExecutor::new()).build_http();
-        let mut req = Request::get(format!("http://{}/big", self.addr)).header("host", &self.host);
-        for (k, v) in extra {
-            req = req.header(*k, *v);
-        }
-        let resp = client
-            .request(req.body(Empty::<Bytes>::new()).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let cs = resp
-            .headers()
+        let (status, headers, body) = common::get(self.addr, &self.host, "/big", extra).await;
+        let cs = headers
             .get("cache-status")
             .map(|v| v.to_str().unwrap().to_string())
             .unwrap_or_default();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
         (status, cs, body)
     }
 

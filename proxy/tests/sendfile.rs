@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::{BodyExt, Empty, Full};
+use http::Request;
+use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use proxy::{Config, Proxy};
@@ -37,9 +37,7 @@ fn body_of(path: &str) -> Bytes {
 
 async fn origin() -> SocketAddr {
     common::origin(|req: Request<hyper::body::Incoming>| {
-        let mut r = Response::new(Full::new(body_of(req.uri().path())));
-        r.headers_mut()
-            .insert("cache-control", "max-age=600".parse().unwrap());
+        let r = common::cacheable(body_of(req.uri().path()), 600);
         async move { r }
     })
     .await
@@ -93,18 +91,8 @@ async fn setup(port: u16, dir: PathBuf, open_files: usize) -> Setup {
 impl Setup {
     /// (status, body) of a GET of `path` with `extra` headers.
     async fn get(&self, path: &str, extra: &[(&str, &str)]) -> (u16, Bytes) {
-        let client = Client::builder(TokioExecutor::new()).build_http();
-        let mut req =
-            Request::get(format!("http://{}{path}", self.addr)).header("host", &self.host);
-        for (k, v) in extra {
-            req = req.header(*k, *v);
-        }
-        let resp = client
-            .request(req.body(Empty::<Bytes>::new()).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.into_body().collect().await.unwrap().to_bytes())
+        let (status, _, body) = common::get(self.addr, &self.host, path, extra).await;
+        (status, body)
     }
 
     /// Waits until `n` objects are in the disk tier.

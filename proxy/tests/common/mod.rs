@@ -41,6 +41,40 @@ where
     addr
 }
 
+/// A 200 response with `body`, fresh for `max_age` seconds (cacheable by the proxy).
+pub fn cacheable(body: Bytes, max_age: u32) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body));
+    r.headers_mut().insert(
+        "cache-control",
+        format!("max-age={max_age}").parse().unwrap(),
+    );
+    r
+}
+
+/// A GET of `path` from the proxy at `addr` for `host`, with `extra` headers: the status,
+/// the headers and the whole body.
+pub async fn get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> (u16, http::HeaderMap, Bytes) {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let mut req = Request::get(format!("http://{addr}{path}")).header("host", host);
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(http_body_util::Empty::<Bytes>::new()).unwrap())
+        .await
+        .unwrap();
+    let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, body)
+}
+
 /// `proxy` serving plain HTTP on a loopback port.
 pub async fn serve(proxy: Arc<Proxy>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
