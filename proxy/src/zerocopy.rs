@@ -160,7 +160,11 @@ pub(crate) fn poll_send(
         }
     }
     let Some(copy) = found.body.file_copy() else {
-        return Poll::Ready(Ok(done));
+        // Not reached (`find` saw the copy, and it is never taken away); written anyway.
+        if done > 0 {
+            return Poll::Ready(Ok(done));
+        }
+        return Pin::new(&mut *stream).poll_write_vectored(cx, &bufs[found.index..]);
     };
     let len = bufs[found.index].len();
     let mut at = found.at;
