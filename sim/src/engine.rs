@@ -730,6 +730,17 @@ impl Sim {
         r
     }
 
+    /// Cluster moves of the live nodes, all levels: each rebuilds a routing table and looks the
+    /// node up in its new cluster, so they weigh on the FIND_NODE count.
+    pub fn cluster_changes(&self) -> u64 {
+        let now = self.instant(self.now);
+        self.hosts
+            .iter()
+            .filter_map(|h| h.dht.as_ref())
+            .map(|dht| dht.stats(now).cluster_changes)
+            .sum()
+    }
+
     /// Distinct clusters per level over the live nodes (index 0 = level 0).
     pub fn clusters_per_level(&self) -> Vec<usize> {
         let now = self.instant(self.now);
