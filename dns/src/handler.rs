@@ -23,7 +23,6 @@ use hickory_server::proto::serialize::binary::{
 };
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
-use tokio::net::UdpSocket;
 
 use crate::answer::{self, Answer, ClientInfo, Owner, QType, Question, Rcode, Rec, Settings};
 use crate::geo::Geo;
@@ -249,10 +248,10 @@ impl<R: Roster> RequestHandler for Handler<R> {
     async fn handle_request<H: ResponseHandler, T: Time>(
         &self,
         request: &Request,
-        response_handle: H,
+        mut response_handle: H,
     ) -> ResponseInfo {
         let plan = self.plan(request);
-        self.send(request, plan, response_handle).await
+        self.send(request, plan, &mut response_handle).await
     }
 }
 
@@ -260,6 +259,7 @@ impl<R: Roster> Handler<R> {
     /// Checks the request (and the rate limit, for UDP) and computes the answer.
     fn plan(&self, request: &Request) -> Plan {
         let udp = request.protocol() == Protocol::Udp;
+        let now = Instant::now();
         // The response's OPT: its payload size is also the limit UDP replies are cut to.
         let mut edns = request.edns.as_ref().map(|req| {
             let mut e = Edns::new();
@@ -286,7 +286,7 @@ impl<R: Roster> Handler<R> {
             let key = asked
                 .as_ref()
                 .map_or(rrl::ERROR_NAME, |(_, name)| rrl::name_key(name));
-            match self.rrl.check(request.src().ip(), key, Instant::now()) {
+            match self.rrl.check(request.src().ip(), key, now) {
                 Verdict::Send => {}
                 Verdict::Drop => {
                     self.stats.rrl_dropped.fetch_add(1, Ordering::Relaxed);
@@ -333,7 +333,7 @@ impl<R: Roster> Handler<R> {
             },
             &client,
             &snapshot,
-            Instant::now(),
+            now,
             &geo,
             &self.settings,
             turn,
@@ -363,7 +363,7 @@ impl<R: Roster> Handler<R> {
         &self,
         request: &Request,
         plan: Plan,
-        mut handle: H,
+        handle: &mut H,
     ) -> ResponseInfo {
         let (a, edns) = match plan {
             Plan::Drop => return failed(request),
@@ -378,7 +378,7 @@ impl<R: Roster> Handler<R> {
                     .unwrap_or_else(|_| failed(request));
             }
             Plan::Error(code, edns) => {
-                return reply_error(&mut handle, request, code, edns.as_ref()).await;
+                return reply_error(handle, request, code, edns.as_ref()).await;
             }
             Plan::Answer(a, edns) => (a, edns),
         };
@@ -406,7 +406,7 @@ impl<R: Roster> Handler<R> {
             cache: &self.names,
         };
         let Some(records) = encoder.records([&a.answers, &a.authority, &a.additional]) else {
-            return reply_error(&mut handle, request, ResponseCode::ServFail, edns.as_ref()).await;
+            return reply_error(handle, request, ResponseCode::ServFail, edns.as_ref()).await;
         };
         let (answers, rest) = records.split_at(a.answers.len());
         let (authority, additional) = rest.split_at(a.authority.len());
@@ -452,18 +452,12 @@ impl<R: Roster> Handler<R> {
 }
 
 impl<R: Roster> Handler<R> {
-    /// Answers one UDP datagram from `from`, replying on `socket`. What hickory-server does
-    /// for a datagram, minus its task and channel: nothing for a packet shorter than a
-    /// header, a response, or an address that cannot be answered; FORMERR (rate limited, and
-    /// no larger than the query) for one that does not parse; else the handler's answer.
-    /// The common answer is not sent but returned, so the caller can send a batch of them
-    /// back to back.
-    pub(crate) async fn answer_datagram(
-        &self,
-        datagram: &[u8],
-        from: SocketAddr,
-        socket: &Arc<UdpSocket>,
-    ) -> Option<Vec<u8>> {
+    /// Answers one UDP datagram from `from`: what hickory-server does for a datagram, minus
+    /// its task and channel. Nothing for a packet shorter than a header, a response, or an
+    /// address that cannot be answered; FORMERR (rate limited, and no larger than the query)
+    /// for one that does not parse; else the handler's reply. The reply is returned, not
+    /// sent, so the caller can send a batch of them back to back.
+    pub async fn answer_datagram(&self, datagram: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
         if !answerable(from) {
             return None;
         }
@@ -471,11 +465,7 @@ impl<R: Roster> Handler<R> {
         if header.metadata.message_type == MessageType::Response {
             return None;
         }
-        // Only the slow paths send for themselves.
-        let reply = || DatagramReply {
-            socket: socket.clone(),
-            to: from,
-        };
+        let mut reply = Datagram::default();
         match Request::from_bytes(datagram.to_vec(), from, Protocol::Udp) {
             Ok(request) => {
                 let plan = self.plan(&request);
@@ -484,7 +474,7 @@ impl<R: Roster> Handler<R> {
                 {
                     return Some(bytes);
                 }
-                self.send(&request, plan, reply()).await;
+                self.send(&request, plan, &mut reply).await;
             }
             Err(_) => {
                 // A slip (a truncated reply) makes no sense without a question: dropped too.
@@ -497,12 +487,12 @@ impl<R: Roster> Handler<R> {
                 let queries = Queries::read(&mut BinDecoder::new(&[]), 0).ok()?;
                 let resp = MessageResponseBuilder::new(&queries, None)
                     .error_msg(&header.metadata, ResponseCode::FormErr);
-                if let Err(e) = reply().send_response(resp).await {
-                    tracing::debug!(error = %e, %from, "sending a FORMERR failed");
+                if let Err(e) = reply.send_response(resp).await {
+                    tracing::debug!(error = %e, %from, "encoding a FORMERR failed");
                 }
             }
         }
-        None
+        (!reply.0.is_empty()).then_some(reply.0)
     }
 }
 
@@ -533,15 +523,13 @@ fn answerable(addr: SocketAddr) -> bool {
     addr.port() != 0 && ip_ok
 }
 
-/// Sends a reply straight to one UDP client on the serving socket.
-#[derive(Clone)]
-struct DatagramReply {
-    socket: Arc<UdpSocket>,
-    to: SocketAddr,
-}
+/// A reply encoded as a UDP datagram by hickory and kept: the UDP loops send it with their
+/// batch, the tests compare it with the hand-written one.
+#[derive(Clone, Default)]
+struct Datagram(Vec<u8>);
 
 #[async_trait::async_trait]
-impl ResponseHandler for DatagramReply {
+impl ResponseHandler for Datagram {
     async fn send_response<'a>(
         &mut self,
         response: MessageResponse<
@@ -554,7 +542,7 @@ impl ResponseHandler for DatagramReply {
         >,
     ) -> Result<ResponseInfo, NetError> {
         let (info, bytes) = encode_for_udp(response)?;
-        self.socket.send_to(&bytes, self.to).await?;
+        self.0 = bytes;
         Ok(info)
     }
 }
@@ -622,29 +610,6 @@ mod tests {
     use hickory_server::proto::op::{Message, Query};
     use proptest::prelude::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
-
-    /// Captures what hickory writes, as [`DatagramReply`] would send it.
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    #[async_trait::async_trait]
-    impl ResponseHandler for Capture {
-        async fn send_response<'a>(
-            &mut self,
-            response: MessageResponse<
-                '_,
-                'a,
-                impl Iterator<Item = &'a Record> + Send + 'a,
-                impl Iterator<Item = &'a Record> + Send + 'a,
-                impl Iterator<Item = &'a Record> + Send + 'a,
-                impl Iterator<Item = &'a Record> + Send + 'a,
-            >,
-        ) -> Result<ResponseInfo, NetError> {
-            let (info, bytes) = encode_for_udp(response)?;
-            *self.0.lock().unwrap() = bytes;
-            Ok(info)
-        }
-    }
 
     fn handler() -> Handler<StaticRoster> {
         let me = Proxy {
@@ -752,10 +717,10 @@ mod tests {
                 ecs_scope: None,
             };
             let ours = h.wire_reply(&request, &answer, opt.as_ref());
-            let capture = Capture::default();
+            let mut theirs = Datagram::default();
             let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-            rt.block_on(h.send(&request, Plan::Answer(answer, opt), capture.clone()));
-            let theirs = capture.0.lock().unwrap().clone();
+            rt.block_on(h.send(&request, Plan::Answer(answer, opt), &mut theirs));
+            let theirs = theirs.0;
             let Some(ours) = ours else {
                 // Left to hickory only when it would not fit (hickory then truncates).
                 let limit = edns.map_or(512, |(p, _, _)| usize::from(p.clamp(512, MAX_UDP_PAYLOAD)));

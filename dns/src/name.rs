@@ -161,7 +161,7 @@ impl ZoneSuffix {
 /// Appends the first label of the nameserver name of `ip` (`ns-1-2-3-4`, or `ns6-` and 32
 /// hex digits): its name below the zone, as [`ZoneSuffix::nameserver_name`] writes it and
 /// `classify` reads it back.
-pub fn push_nameserver_label(ip: IpAddr, out: &mut Vec<u8>) {
+pub(crate) fn push_nameserver_label(ip: IpAddr, out: &mut Vec<u8>) {
     use std::io::Write;
     // Writing to a vector cannot fail.
     let _ = match ip {

@@ -38,12 +38,18 @@ pub async fn start<R: Roster>(addr: SocketAddr, handler: Handler<R>) -> io::Resu
     // One UDP loop per runtime worker, so a busy server uses every core it is given.
     let datagrams = Arc::new(datagrams);
     let mut loops = tokio::task::JoinSet::new();
+    let start_loop = {
+        let token = token.clone();
+        move |loops: &mut tokio::task::JoinSet<()>| {
+            loops.spawn(udp::serve(
+                datagrams.clone(),
+                handler.clone(),
+                token.clone(),
+            ));
+        }
+    };
     for _ in 0..tokio::runtime::Handle::current().metrics().num_workers() {
-        loops.spawn(udp::serve(
-            datagrams.clone(),
-            handler.clone(),
-            token.clone(),
-        ));
+        start_loop(&mut loops);
     }
     let supervise = {
         let token = token.clone();
@@ -55,11 +61,7 @@ pub async fn start<R: Roster>(addr: SocketAddr, handler: Handler<R>) -> io::Resu
                     continue;
                 }
                 tracing::error!(?ended, "a DNS UDP loop stopped; starting another");
-                loops.spawn(udp::serve(
-                    datagrams.clone(),
-                    handler.clone(),
-                    token.clone(),
-                ));
+                start_loop(&mut loops);
             }
         }
     };

@@ -55,7 +55,7 @@ pub(crate) async fn serve<R: Roster>(
                 Ok((len, from)) => {
                     read += 1;
                     let datagram = buf.get(..len).unwrap_or_default();
-                    if let Some(bytes) = handler.answer_datagram(datagram, from, &socket).await {
+                    if let Some(bytes) = handler.answer_datagram(datagram, from).await {
                         replies.push((bytes, from));
                     }
                 }

@@ -161,17 +161,17 @@ impl Writer {
     }
 
     fn record(&mut self, r: &Rec) -> Option<()> {
-        match r.name {
-            Owner::Query => self.pointer(HEADER as u16),
-            Owner::Apex => self.pointer(self.apex),
-            Owner::Nameserver(ip) => self.nameserver(ip)?,
-        }
         let rtype = match r.data {
             RData::A(_) => TYPE_A,
             RData::Aaaa(_) => TYPE_AAAA,
             RData::Ns(_) => TYPE_NS,
             RData::Soa { .. } => return None,
         };
+        match r.name {
+            Owner::Query => self.pointer(HEADER as u16),
+            Owner::Apex => self.pointer(self.apex),
+            Owner::Nameserver(ip) => self.nameserver(ip)?,
+        }
         self.out.extend_from_slice(&rtype.to_be_bytes());
         self.out.extend_from_slice(&CLASS_IN.to_be_bytes());
         self.out.extend_from_slice(&r.ttl.to_be_bytes());
@@ -181,7 +181,7 @@ impl Writer {
             RData::A(v4) => self.out.extend_from_slice(&v4.octets()),
             RData::Aaaa(v6) => self.out.extend_from_slice(&v6.octets()),
             RData::Ns(ip) => self.nameserver(ip)?,
-            RData::Soa { .. } => return None,
+            RData::Soa { .. } => {} // refused above
         }
         let length = u16::try_from(self.out.len() - length_at - 2).ok()?;
         self.out
