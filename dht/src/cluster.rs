@@ -73,6 +73,13 @@ struct PeerInfo {
     clusters: Vec<HeardDescriptor>,
 }
 
+impl PeerInfo {
+    /// Takes in a round trip measured to the peer.
+    fn note_rtt(&mut self, rtt: Duration) {
+        self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+    }
+}
+
 /// A cluster as seen from here, while deciding whether to move.
 #[derive(Clone, Copy, Debug)]
 struct Candidate {
@@ -208,7 +215,7 @@ impl Clustering {
         let levels = self.own.len();
         let info = self.touch(now, from);
         if let Some(rtt) = rtt {
-            info.min_rtt = Some(info.min_rtt.map_or(rtt, |m| m.min(rtt)));
+            info.note_rtt(rtt);
         }
         info.clusters.clear();
         info.clusters.extend(
@@ -229,8 +236,7 @@ impl Clustering {
 
     /// The transport (or an RPC) measured a round trip to `from`.
     pub(crate) fn observe_rtt(&mut self, now: Instant, from: &Contact, rtt: Duration) {
-        let info = self.touch(now, from);
-        info.min_rtt = Some(info.min_rtt.map_or(rtt, |m| m.min(rtt)));
+        self.touch(now, from).note_rtt(rtt);
     }
 
     /// Forgets a peer (it failed to answer).

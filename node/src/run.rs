@@ -367,6 +367,8 @@ async fn start_proxy(
         tracing::info!(
             objects = tier.len(),
             bytes = tier.bytes(),
+            // The bound in force: at most a quarter of the open-file limit.
+            sendfile_files = tier.open_files_max(),
             "disk cache opened"
         );
         config.disk = Some(Arc::new(tier));

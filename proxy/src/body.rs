@@ -88,7 +88,7 @@ pub struct SharedBody {
     file: OnceLock<Arc<std::fs::File>>,
     /// The complete body, whole in a disk-cache file: plain HTTP/1.1 sends it from there
     /// (see [`crate::zerocopy`]).
-    file_copy: OnceLock<FileCopy>,
+    file_copy: OnceLock<Arc<FileCopy>>,
 }
 
 /// SHA-256 of `data`.
@@ -302,12 +302,12 @@ impl SharedBody {
     /// Records that the complete body also lies whole in a file. Only the first copy counts.
     pub fn set_file_copy(&self, copy: FileCopy) {
         if matches!(self.end(), Some(Ok(()))) {
-            let _ = self.file_copy.set(copy);
+            let _ = self.file_copy.set(Arc::new(copy));
         }
     }
 
     /// The body's copy in a file, if one is known.
-    pub fn file_copy(&self) -> Option<&FileCopy> {
+    pub fn file_copy(&self) -> Option<&Arc<FileCopy>> {
         self.file_copy.get()
     }
 

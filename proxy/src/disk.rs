@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::body::{CONTIGUOUS_UP_TO, SharedBody, sha256};
 use crate::cache::freshness::Received;
 use crate::store::Stored;
-use crate::zerocopy::{DEFAULT_OPEN_FILES, FileCopy, OpenFiles};
+use crate::zerocopy::{DEFAULT_OPEN_FILES, FileCopy, MIN_SEND_FROM_FILE, OpenFiles};
 
 const MAGIC: &[u8; 8] = b"REEFOBJ1";
 /// Largest metadata block (a URL and its headers).
@@ -197,7 +197,7 @@ pub struct DiskTier {
     /// read it through once, not once each.
     verifying: Mutex<()>,
     /// Bounds the entry files kept open for sending bodies that are also in memory.
-    open_files: Arc<OpenFiles>,
+    open_files: OpenFiles,
 }
 
 /// The file name of `key`: its SHA-256 in hex.
@@ -274,6 +274,11 @@ impl DiskTier {
     /// Entry files open for sending bodies from them.
     pub fn open_files(&self) -> usize {
         self.open_files.open()
+    }
+
+    /// Entry files that may be open at once for that (see [`DiskTier::with_open_files`]).
+    pub fn open_files_max(&self) -> usize {
+        self.open_files.max()
     }
 
     /// Its directory for files being written (bodies too large for memory go there).
@@ -436,10 +441,11 @@ impl DiskTier {
         }
     }
 
-    /// Lets `body` be sent from `file` (from `offset` on) while it is in memory, if the
-    /// bound on open files allows.
+    /// Lets `body` be sent from `file` (from `offset` on) while it is in memory, if it is
+    /// large enough to be sent so and the bound on open files allows.
     fn keep_copy(&self, body: &SharedBody, file: std::fs::File, offset: u64) {
-        if body.is_all_in_memory()
+        if body.len() >= MIN_SEND_FROM_FILE
+            && body.is_all_in_memory()
             && body.file_copy().is_none()
             && let Some(slot) = self.open_files.take()
         {

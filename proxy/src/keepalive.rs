@@ -19,7 +19,7 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -69,7 +69,7 @@ impl Drop for WarmGuard<'_> {
 }
 
 /// What the service tells the connection about the requests it answered.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Requests {
     /// Requests seen.
     count: AtomicU64,
@@ -85,15 +85,29 @@ pub(crate) struct Requests {
     /// (rather than for the client to take the end of a response).
     waiting_to_read: AtomicBool,
     write_blocked: AtomicBool,
-    /// Bodies of the responses being written that may go out from their files (see
-    /// [`crate::zerocopy`]), and how many (so a write looks no further when none are).
-    sendable: Mutex<Vec<Arc<SharedBody>>>,
-    sendable_count: AtomicUsize,
+    /// The body of the latest response that may go out from its file (see
+    /// [`crate::zerocopy`]). Kept until the next such response or the connection's end, not
+    /// just until hyper drops the body: hyper may still hold its last chunk to write. (One
+    /// kept longer is harmless: only slices inside its memory are sent from its file.)
+    sendable: Mutex<Option<Arc<SharedBody>>>,
     /// Bytes sent from files, server-wide.
-    sent_from_files: OnceLock<Arc<AtomicU64>>,
+    sent_from_files: Arc<AtomicU64>,
 }
 
 impl Requests {
+    /// The counters of one hyper connection; `sent_from_files` is the server's.
+    fn new(sent_from_files: Arc<AtomicU64>) -> Requests {
+        Requests {
+            count: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            last_unparkable: AtomicU64::new(0),
+            waiting_to_read: AtomicBool::new(false),
+            write_blocked: AtomicBool::new(false),
+            sendable: Mutex::new(None),
+            sent_from_files,
+        }
+    }
+
     /// Called by the service for every request.
     pub(crate) fn saw<B: hyper::body::Body>(&self, req: &hyper::Request<B>) {
         let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
@@ -104,41 +118,29 @@ impl Requests {
 
     /// Called by the service with each response, as it hands it to hyper: the response,
     /// with a body that reports when hyper is done with it. A body that may be sent from its
-    /// file is registered until then; `sent` counts the bytes sent so.
+    /// file is registered for the writes.
     pub(crate) fn answer<B>(
         self: &Arc<Self>,
         mut resp: hyper::Response<B>,
-        sent: &Arc<AtomicU64>,
     ) -> hyper::Response<Tracked<B>> {
         if !keeps_alive(resp.version(), resp.headers()) {
             let n = self.count.load(Ordering::Relaxed);
             self.last_unparkable.store(n, Ordering::Relaxed);
         }
-        let sendable = resp
-            .extensions_mut()
-            .remove::<Sendable>()
-            .map(|Sendable(body)| body);
-        if let Some(body) = &sendable
-            && let Ok(mut bodies) = self.sendable.lock()
+        if let Some(Sendable(body)) = resp.extensions_mut().remove::<Sendable>()
+            && let Ok(mut slot) = self.sendable.lock()
         {
-            let _ = self.sent_from_files.set(sent.clone());
-            bodies.push(body.clone());
-            self.sendable_count.fetch_add(1, Ordering::Relaxed);
+            *slot = Some(body);
         }
         resp.map(|inner| Tracked {
             inner,
             requests: Some(self.clone()),
-            sendable,
         })
     }
 
     /// Where one of `bufs` can be sent from a file.
-    fn in_file(&self, bufs: &[io::IoSlice<'_>]) -> Option<(zerocopy::InFile, &AtomicU64)> {
-        if self.sendable_count.load(Ordering::Relaxed) == 0 {
-            return None;
-        }
-        let found = zerocopy::find(&self.sendable.lock().ok()?, bufs)?;
-        Some((found, self.sent_from_files.get()?))
+    fn in_file(&self, bufs: &[io::IoSlice<'_>]) -> Option<zerocopy::InFile> {
+        zerocopy::find(self.sendable.lock().ok()?.as_deref()?, bufs)
     }
 
     /// Whether every response was written whole, and the connection may live on after the
@@ -159,8 +161,6 @@ impl Requests {
 pub(crate) struct Tracked<B> {
     inner: B,
     requests: Option<Arc<Requests>>,
-    /// The body registered with `requests` as sendable from its file.
-    sendable: Option<Arc<SharedBody>>,
 }
 
 impl<B> Tracked<B> {
@@ -169,7 +169,6 @@ impl<B> Tracked<B> {
         Tracked {
             inner,
             requests: None,
-            sendable: None,
         }
     }
 }
@@ -177,13 +176,6 @@ impl<B> Tracked<B> {
 impl<B> Drop for Tracked<B> {
     fn drop(&mut self) {
         if let Some(requests) = &self.requests {
-            if let Some(body) = &self.sendable
-                && let Ok(mut bodies) = requests.sendable.lock()
-                && let Some(i) = bodies.iter().position(|b| Arc::ptr_eq(b, body))
-            {
-                bodies.swap_remove(i);
-                requests.sendable_count.fetch_sub(1, Ordering::Relaxed);
-            }
             requests.finished.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -289,8 +281,8 @@ impl AsyncWrite for Prefixed {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        let in_file = this.watch.as_deref().and_then(|w| w.in_file(bufs));
-        let poll = match in_file {
+        let watch = this.watch.as_deref();
+        let poll = match watch.and_then(|w| Some((w.in_file(bufs)?, &w.sent_from_files))) {
             Some((found, sent)) => zerocopy::poll_send(&mut this.stream, cx, bufs, found, sent),
             None => Pin::new(&mut this.stream).poll_write_vectored(cx, bufs),
         };
@@ -312,7 +304,8 @@ impl AsyncWrite for Prefixed {
 }
 
 /// Serves HTTP/1.1 on `io` until the client leaves, an error ends it, or it idles: then the
-/// socket is handed to `park` (see [`crate::parking`]). `io` must have something to read
+/// socket is handed to `park` (see [`crate::parking`]). Bytes sent from files are counted
+/// in `sent_from_files`. `io` must have something to read
 /// (a new connection's first bytes, or a parked one's next request). `service` makes the
 /// service for one hyper connection, given the counter it must report each request to.
 pub(crate) async fn serve<S, F>(
@@ -321,6 +314,7 @@ pub(crate) async fn serve<S, F>(
     warm: &Warm,
     mut service: F,
     park: impl FnOnce(TcpStream),
+    sent_from_files: &Arc<AtomicU64>,
 ) -> hyper::Result<()>
 where
     F: FnMut(Arc<Requests>) -> S,
@@ -332,7 +326,7 @@ where
     S::Future: Unpin,
 {
     loop {
-        let requests = Arc::new(Requests::default());
+        let requests = Arc::new(Requests::new(sent_from_files.clone()));
         io.watch = Some(requests.clone());
         let mut conn =
             Box::new(builder.serve_connection(TokioIo::new(io), service(requests.clone())));

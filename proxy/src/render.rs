@@ -147,9 +147,8 @@ fn ranged(body: Arc<SharedBody>, ranges: Vec<(u64, u64)>, parts: Option<Vec<Byte
 
 /// Renders one response for one client.
 pub(crate) fn render(r: Rendition<'_>) -> Response<ProxyBody> {
-    // Large bodies may go out from their disk-cache files (see `zerocopy`).
-    let sendable = (!r.head_only && r.len.is_some_and(|n| n >= zerocopy::MIN_SEND_FROM_FILE))
-        .then(|| r.body.clone());
+    // A body with a file copy may go out from it (see `zerocopy`).
+    let sendable = r.body.file_copy().is_some().then(|| r.body.clone());
     let mut out_headers = HeaderMap::new();
     let (status, body) = if r.status == StatusCode::OK
         && conditional::not_modified(r.request, r.headers)
@@ -234,7 +233,14 @@ pub(crate) fn render(r: Rendition<'_>) -> Response<ProxyBody> {
     }
     headers::add_via(resp.headers_mut());
     resp.headers_mut().insert("cache-status", r.cache_status);
-    if let Some(body) = sendable.filter(|_| resp.status().is_success()) {
+    // Only if enough of it is sent: a head and a short body cost less in one write.
+    let sent = resp
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(body) = sendable.filter(|_| {
+        !r.head_only && resp.status().is_success() && sent >= Some(zerocopy::MIN_SEND_FROM_FILE)
+    }) {
         resp.extensions_mut().insert(zerocopy::Sendable(body));
     }
     resp

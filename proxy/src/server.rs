@@ -206,7 +206,7 @@ fn service(
                 println!("{prefix} {} {size}", resp.status().as_u16());
             }
             Ok(match requests {
-                Some(requests) => requests.answer(resp, &proxy.stats.sent_from_files),
+                Some(requests) => requests.answer(resp),
                 None => resp.map(Tracked::untracked),
             })
         })
@@ -241,6 +241,7 @@ async fn serve_http1(
     slot: ConnectionSlot,
 ) {
     let (http1, warm) = (builders.http1.clone(), builders.warm.clone());
+    let sent = proxy.stats.sent_from_files.clone();
     let make = {
         let proxy = proxy.clone();
         move |requests| service(proxy.clone(), client, Some(requests))
@@ -251,7 +252,8 @@ async fn serve_http1(
             Box::new(move |stream| spawn_http1(stream, client, proxy, builders, slot));
         park(&lot, stream, resume);
     };
-    if let Err(e) = keepalive::serve(Prefixed::new(stream), &http1, &warm, make, park_idle).await {
+    let io = Prefixed::new(stream);
+    if let Err(e) = keepalive::serve(io, &http1, &warm, make, park_idle, &sent).await {
         tracing::debug!(%client, error = %e, "connection ended with an error");
     }
 }

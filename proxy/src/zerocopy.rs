@@ -25,11 +25,12 @@ use std::fs::File;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncWrite, Interest};
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::body::SharedBody;
 
@@ -51,12 +52,13 @@ pub const DEFAULT_OPEN_FILES: usize = 1024;
 pub struct FileCopy {
     file: File,
     offset: u64,
-    _slot: Slot,
+    _slot: OwnedSemaphorePermit,
 }
 
 impl FileCopy {
-    /// `file`, open for reading, holding the body from `offset` on.
-    pub fn new(file: File, offset: u64, slot: Slot) -> FileCopy {
+    /// `file`, open for reading, holding the body from `offset` on, under `slot` of an
+    /// [`OpenFiles`] bound.
+    pub fn new(file: File, offset: u64, slot: OwnedSemaphorePermit) -> FileCopy {
         FileCopy {
             file,
             offset,
@@ -69,7 +71,7 @@ impl FileCopy {
 /// its body is in memory, and descriptors are a limited resource the connections need too.
 #[derive(Debug)]
 pub struct OpenFiles {
-    open: AtomicUsize,
+    slots: Arc<Semaphore>,
     max: usize,
 }
 
@@ -77,62 +79,51 @@ impl OpenFiles {
     /// At most `max` open at once (0: none, sendfile is off), and at most a quarter of the
     /// process's limit on open files, so that connections never run out of descriptors
     /// (a soft limit of 1,024 is still common).
-    pub fn new(max: usize) -> Arc<OpenFiles> {
+    pub fn new(max: usize) -> OpenFiles {
         let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
         let share = limit.map_or(usize::MAX, |n| usize::try_from(n / 4).unwrap_or(usize::MAX));
-        Arc::new(OpenFiles {
-            open: AtomicUsize::new(0),
-            max: max.min(share),
-        })
+        let max = max.min(share).min(Semaphore::MAX_PERMITS);
+        OpenFiles {
+            slots: Arc::new(Semaphore::new(max)),
+            max,
+        }
     }
 
-    /// A place for one more open file, if the bound allows.
-    pub fn take(self: &Arc<Self>) -> Option<Slot> {
-        self.open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Slot(self.clone()))
+    /// A place for one more open file, if the bound allows; given back when dropped.
+    pub fn take(&self) -> Option<OwnedSemaphorePermit> {
+        self.slots.clone().try_acquire_owned().ok()
     }
 
     /// Files open now.
     pub fn open(&self) -> usize {
-        self.open.load(Ordering::Acquire)
+        self.max - self.slots.available_permits()
     }
-}
 
-/// One place under an [`OpenFiles`] bound, given back when dropped.
-#[derive(Debug)]
-pub struct Slot(Arc<OpenFiles>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    /// The bound in force (after the share of the open-file limit).
+    pub fn max(&self) -> usize {
+        self.max
     }
 }
 
 /// Where one of `bufs` can be sent from a file: its index, the file and the position.
 pub(crate) struct InFile {
     index: usize,
-    body: Arc<SharedBody>,
+    copy: Arc<FileCopy>,
     at: u64,
 }
 
-/// The first of `bufs` that lies in the memory of one of `bodies` whose file copy is known.
-pub(crate) fn find(bodies: &[Arc<SharedBody>], bufs: &[IoSlice<'_>]) -> Option<InFile> {
+/// The first of `bufs` that lies in the memory of `body`, if its file copy is known.
+pub(crate) fn find(body: &SharedBody, bufs: &[IoSlice<'_>]) -> Option<InFile> {
+    let copy = body.file_copy()?;
     bufs.iter().enumerate().find_map(|(index, buf)| {
         if buf.is_empty() {
             return None;
         }
-        bodies.iter().find_map(|body| {
-            let copy = body.file_copy()?;
-            let pos = body.memory_offset(buf.as_ptr() as usize, buf.len())?;
-            Some(InFile {
-                index,
-                body: body.clone(),
-                at: copy.offset + pos,
-            })
+        let pos = body.memory_offset(buf.as_ptr() as usize, buf.len())?;
+        Some(InFile {
+            index,
+            copy: copy.clone(),
+            at: copy.offset + pos,
         })
     })
 }
@@ -159,13 +150,7 @@ pub(crate) fn poll_send(
             other => return other,
         }
     }
-    let Some(copy) = found.body.file_copy() else {
-        // Not reached (`find` saw the copy, and it is never taken away); written anyway.
-        if done > 0 {
-            return Poll::Ready(Ok(done));
-        }
-        return Pin::new(&mut *stream).poll_write_vectored(cx, &bufs[found.index..]);
-    };
+    let copy = &found.copy;
     let len = bufs[found.index].len();
     let mut at = found.at;
     loop {
@@ -187,14 +172,46 @@ pub(crate) fn poll_send(
                     Poll::Pending => return Poll::Pending,
                 }
             }
-            // The file ended early or refuses sendfile: the bytes are in memory too.
-            other => {
-                tracing::debug!(result = ?other, "sendfile failed; writing from memory");
-                if done > 0 {
-                    return Poll::Ready(Ok(done));
-                }
-                return Pin::new(&mut *stream).poll_write_vectored(cx, &bufs[found.index..]);
+            // The file ended early, or it or the socket cannot do sendfile: the bytes are in
+            // memory too. Other errors are the socket's, and writing would meet them again.
+            Ok(_) => return fall_back(stream, cx, bufs, found.index, done),
+            Err(e) if cannot_sendfile(&e) => {
+                tracing::debug!(error = %e, "sendfile refused; writing from memory");
+                return fall_back(stream, cx, bufs, found.index, done);
             }
+            Err(e) if done > 0 => {
+                tracing::debug!(error = %e, "sendfile failed after the head");
+                return Poll::Ready(Ok(done));
+            }
+            Err(e) => return Poll::Ready(Err(e)),
         }
     }
+}
+
+/// Writes `bufs` from `index` on from memory, unless `done` bytes were written already in
+/// this call (then reports those; the next call starts at `index`).
+fn fall_back(
+    stream: &mut TcpStream,
+    cx: &mut Context<'_>,
+    bufs: &[IoSlice<'_>],
+    index: usize,
+    done: usize,
+) -> Poll<io::Result<usize>> {
+    if done > 0 {
+        return Poll::Ready(Ok(done));
+    }
+    Pin::new(stream).poll_write_vectored(cx, &bufs[index..])
+}
+
+/// Errors that say sendfile cannot be used here, not that the socket failed.
+fn cannot_sendfile(e: &io::Error) -> bool {
+    e.raw_os_error().is_some_and(|n| {
+        [
+            rustix::io::Errno::INVAL,
+            rustix::io::Errno::NOSYS,
+            rustix::io::Errno::OPNOTSUPP,
+        ]
+        .iter()
+        .any(|errno| errno.raw_os_error() == n)
+    })
 }

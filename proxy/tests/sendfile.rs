@@ -21,6 +21,9 @@ use tokio::net::TcpStream;
 
 const BIG: usize = 300_000;
 const SMALL: usize = 1_000;
+/// Under hyper's write buffer (64 KiB): its last (only) chunk is still being written after
+/// hyper has dropped the body.
+const MID: usize = 40_000;
 
 /// `len` bytes of a pattern that depends on `seed`.
 fn pattern(len: usize, seed: usize) -> Bytes {
@@ -31,6 +34,7 @@ fn pattern(len: usize, seed: usize) -> Bytes {
 fn body_of(path: &str) -> Bytes {
     match path {
         "/small" => pattern(SMALL, 0),
+        "/mid" => pattern(MID, 1),
         other => pattern(BIG, other.len()),
     }
 }
@@ -153,6 +157,8 @@ async fn small_bodies_and_heads_are_written_from_memory() {
     assert_eq!(s.get("/small", &[]).await, (200, body_of("/small")));
     s.get("/big", &[]).await;
     s.on_disk(2).await;
+    // Only the large one holds an open file.
+    assert_eq!(s.proxy.store().disk().unwrap().open_files(), 1);
     assert_eq!(s.get("/small", &[]).await, (200, body_of("/small")));
     let client = Client::builder(TokioExecutor::new()).build_http();
     let head = Request::head(format!("http://{}/big", s.addr))
@@ -170,6 +176,19 @@ async fn small_bodies_and_heads_are_written_from_memory() {
             .is_empty()
     );
     assert_eq!(s.sent_from_files(), 0);
+}
+
+#[tokio::test]
+async fn a_body_shorter_than_hypers_write_buffer_is_sent_from_its_file_too() {
+    let port = origin().await.port();
+    let s = setup(port, temp("mid"), 16).await;
+    s.get("/mid", &[]).await;
+    s.on_disk(1).await;
+    for _ in 0..3 {
+        let before = s.sent_from_files();
+        assert_eq!(s.get("/mid", &[]).await, (200, body_of("/mid")));
+        assert_eq!(s.sent_from_files() - before, MID as u64);
+    }
 }
 
 #[tokio::test]

@@ -715,30 +715,24 @@ impl Sim {
         self.schedule_faults();
     }
 
-    /// DHT requests sent by the live nodes, by kind.
-    pub fn dht_requests(&self) -> crate::metrics::DhtRequests {
+    /// DHT requests sent by the live nodes, by kind, and their cluster moves (all levels:
+    /// each rebuilds a routing table and looks the node up in its new cluster, so they weigh
+    /// on the FIND_NODE count). One pass: every node's stats are gathered once.
+    pub fn dht_totals(&self) -> (crate::metrics::DhtRequests, u64) {
         let now = self.instant(self.now);
         let mut r = crate::metrics::DhtRequests::default();
+        let mut moves = 0;
         for dht in self.hosts.iter().filter_map(|h| h.dht.as_ref()) {
-            let s = dht.stats(now).requests_out;
+            let stats = dht.stats(now);
+            let s = stats.requests_out;
             r.ping += s.ping;
             r.find_node += s.find_node;
             r.get += s.get;
             r.put_probe += s.put_probe;
             r.store += s.store;
+            moves += stats.cluster_changes;
         }
-        r
-    }
-
-    /// Cluster moves of the live nodes, all levels: each rebuilds a routing table and looks the
-    /// node up in its new cluster, so they weigh on the FIND_NODE count.
-    pub fn cluster_changes(&self) -> u64 {
-        let now = self.instant(self.now);
-        self.hosts
-            .iter()
-            .filter_map(|h| h.dht.as_ref())
-            .map(|dht| dht.stats(now).cluster_changes)
-            .sum()
+        (r, moves)
     }
 
     /// Distinct clusters per level over the live nodes (index 0 = level 0).

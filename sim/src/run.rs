@@ -36,8 +36,7 @@ pub fn run_variants(
         let distances = sim.hot_key_distances();
         let mut report = sim.metrics.report(&distances);
         report.clusters_per_level = sim.clusters_per_level();
-        report.dht_requests = sim.dht_requests();
-        report.cluster_changes = sim.cluster_changes();
+        (report.dht_requests, report.cluster_changes) = sim.dht_totals();
         variants.insert(variant.name().to_string(), report);
     }
     let wall_s = started.elapsed().as_secs_f64();

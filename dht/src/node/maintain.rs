@@ -173,16 +173,7 @@ impl Node {
         let every = self.config.bucket_refresh_interval;
         for i in 0..self.config.levels() {
             let level = Level(i as u8);
-            // Ascending: the nearest bucket first.
-            let stale: Vec<u32> = self.tables[i]
-                .buckets()
-                .filter(|(_, entries)| {
-                    entries
-                        .iter()
-                        .all(|e| now.saturating_duration_since(e.last_seen) >= every)
-                })
-                .map(|(idx, _)| idx)
-                .collect();
+            let stale = self.tables[i].stale_buckets(now, every);
             if stale.is_empty() {
                 continue;
             }

@@ -109,6 +109,20 @@ impl RoutingTable {
         self.buckets.keys().copied()
     }
 
+    /// Indices of the buckets none of whose entries was seen within `every` before `now`,
+    /// nearest first (entries are kept least recently seen first: the last decides).
+    pub(crate) fn stale_buckets(&self, now: Instant, every: Duration) -> Vec<u32> {
+        self.buckets
+            .iter()
+            .filter(|(_, b)| {
+                b.entries()
+                    .last()
+                    .is_none_or(|e| now.saturating_duration_since(e.last_seen) >= every)
+            })
+            .map(|(i, _)| *i)
+            .collect()
+    }
+
     /// Per bucket (index, entries), for snapshots.
     pub(crate) fn buckets(&self) -> impl Iterator<Item = (u32, &[bucket::Entry])> {
         self.buckets.iter().map(|(i, b)| (*i, b.entries()))
