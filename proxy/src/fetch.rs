@@ -23,6 +23,7 @@ use crate::body::{BodyError, SharedBody};
 use crate::cache::conditional;
 use crate::cache::freshness::{self, Received};
 use crate::connect::OriginBody;
+use crate::digest::BodyDigest;
 use crate::directory::Holding;
 use crate::headers;
 use crate::route::Upstream;
@@ -387,12 +388,12 @@ impl Proxy {
             Err(e) => return fail(e),
         };
         let _ = head_tx.send(Some(Ok(head.clone())));
-        let mut sha = Context::new(&SHA256);
+        let mut sha = BodyDigest::default();
         match self
             .pump_origin(resp.into_body(), body, &mut sha, 0, None)
             .await
         {
-            Ok(()) => self.complete(want, &head, body, sha),
+            Ok(()) => self.complete(want, &head, body, sha).await,
             Err(e) => {
                 body.finish(Err(e));
                 false
@@ -408,7 +409,7 @@ impl Proxy {
         &self,
         mut incoming: Incoming,
         body: &SharedBody,
-        sha: &mut Context,
+        sha: &mut BodyDigest,
         mut skip: u64,
         prefix: Option<[u8; 32]>,
     ) -> Result<(), BodyError> {
@@ -441,7 +442,7 @@ impl Proxy {
                     if body.len() + data.len() as u64 > cap {
                         return Err(BodyError::TooLarge(cap));
                     }
-                    sha.update(&data);
+                    sha.update(data.clone()).await;
                     self.stats
                         .origin_bytes
                         .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -460,14 +461,16 @@ impl Proxy {
 
     /// Completes `body` with its digest (for the clients reading it) without storing it;
     /// `None` (and a failed body) if its length differs from its `Content-Length`.
-    pub(crate) fn complete_unstored(
+    pub(crate) async fn complete_unstored(
         &self,
         head: &Head,
         body: &SharedBody,
-        sha: Context,
+        sha: BodyDigest,
     ) -> Option<[u8; 32]> {
-        let mut digest = [0u8; 32];
-        digest.copy_from_slice(sha.finish().as_ref());
+        let Some(digest) = sha.finish().await else {
+            body.finish(Err(BodyError::Upstream("hashing the body failed".into())));
+            return None;
+        };
         // A body shorter or longer than it said is not the object: never complete or store it.
         if headers::content_length(&head.headers).is_some_and(|l| l != body.len()) {
             body.finish(Err(BodyError::Upstream(
@@ -481,14 +484,14 @@ impl Proxy {
 
     /// The body arrived whole: completes it with its digest and stores the object if it may
     /// be. True if stored.
-    pub(crate) fn complete(
+    pub(crate) async fn complete(
         &self,
         want: &Want,
         head: &Head,
         body: &SharedBody,
-        sha: Context,
+        sha: BodyDigest,
     ) -> bool {
-        let Some(digest) = self.complete_unstored(head, body, sha) else {
+        let Some(digest) = self.complete_unstored(head, body, sha).await else {
             return false;
         };
         if !head.storable {

@@ -31,6 +31,7 @@
 pub mod body;
 pub mod cache;
 pub mod connect;
+mod digest;
 pub mod directory;
 pub mod disk;
 mod fetch;

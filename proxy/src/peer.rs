@@ -13,10 +13,10 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::digest::BodyDigest;
 use futures_util::StreamExt;
 use http::header::{AGE, CONTENT_RANGE, ETAG, LAST_MODIFIED};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use ring::digest::{Context, SHA256};
 
 use crate::body::{BodyError, SharedBody};
 use crate::cache::freshness::{self, Received, Use};
@@ -273,7 +273,7 @@ impl Proxy {
         // The digest of what has gone into `body` (all but the held chunk). One pass over the
         // bytes: the digest of everything received, checked against the holder's, is this
         // plus the held chunk (hashing twice cost a fifth of a receiving node's CPU).
-        let mut sha_pushed = Context::new(&SHA256);
+        let mut sha_pushed = BodyDigest::default();
         let cap = self.config.max_object_bytes;
         let declared = content_length(&head.headers);
         let validator = resume_validator(&head.headers);
@@ -298,7 +298,7 @@ impl Proxy {
                             .peer_bytes
                             .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
                         if let Some(previous) = held.replace(data) {
-                            sha_pushed.update(&previous);
+                            sha_pushed.update(previous.clone()).await;
                             body.append(previous).await;
                         }
                         continue;
@@ -306,15 +306,17 @@ impl Proxy {
                 }
                 Ok(Some(Ok(PeerChunk::End { sha256 }))) => {
                     let complete = declared.is_none_or(|l| body.len() + pending == l);
-                    let mut sha = sha_pushed.clone();
-                    if let Some(last) = &held {
-                        sha.update(last);
-                    }
-                    if complete && sha.clone().finish().as_ref() == sha256 {
-                        if let Some(last) = held.take() {
-                            body.push(last);
+                    // Checked only when complete: the digest then covers the held chunk too.
+                    if complete {
+                        if let Some(last) = &held {
+                            sha_pushed.update(last.clone()).await;
                         }
-                        return self.complete(want, head, body, sha);
+                        if sha_pushed.so_far().await == Some(sha256) {
+                            if let Some(last) = held.take() {
+                                body.push(last);
+                            }
+                            return self.complete(want, head, body, sha_pushed).await;
+                        }
                     }
                     tracing::warn!(trace = ?want.trace, peer = %holder.name, key = %want.key, "peer sent bytes that do not match its SHA-256 or length; discarded");
                     if one_holder {
@@ -373,7 +375,7 @@ impl Proxy {
         want: &Want,
         head: &Head,
         body: &SharedBody,
-        mut sha: Context,
+        mut sha: BodyDigest,
         offset: u64,
     ) -> bool {
         let fail = |why: String| {
@@ -389,7 +391,9 @@ impl Proxy {
             Ok(r) => r,
             Err(e) => return fail(e.to_string()),
         };
-        let prefix = sha.clone().finish();
+        let Some(prefix) = sha.so_far().await else {
+            return fail("hashing the body failed".into());
+        };
         // A 206 must be the same representation: the range asked for, the same validator
         // and the same total length (an origin ignoring If-Range sends a newer one's tail).
         let same = resume_validator(&answer.headers) == resume_validator(&head.headers)
@@ -409,10 +413,8 @@ impl Proxy {
                 (r, false)
             }
             s if s == head.status => {
-                let mut check = [0u8; 32];
-                check.copy_from_slice(prefix.as_ref());
                 let r = self
-                    .pump_origin(resp.into_body(), body, &mut sha, offset, Some(check))
+                    .pump_origin(resp.into_body(), body, &mut sha, offset, Some(prefix))
                     .await;
                 (r, true)
             }
@@ -424,9 +426,9 @@ impl Proxy {
             ),
         };
         match outcome {
-            Ok(()) if checked => self.complete(want, head, body, sha),
+            Ok(()) if checked => self.complete(want, head, body, sha).await,
             Ok(()) => {
-                let _ = self.complete_unstored(head, body, sha);
+                let _ = self.complete_unstored(head, body, sha).await;
                 false
             }
             Err(e) => {

@@ -122,24 +122,38 @@ pub async fn fetch(
     let cache_status = cache_status.and_then(|v| HeaderValue::from_bytes(&v).ok());
     let body = futures::stream::unfold(Some(stream), |stream| async move {
         let mut stream = stream?;
-        let mut tag = [0u8; 1];
-        if let Err(e) = stream.read_exact(&mut tag).await {
+        // Every answer frame has at least four bytes after its tag: one read for both.
+        let mut start = [0u8; 5];
+        if let Err(e) = stream.read_exact(&mut start).await {
             return Some((Err(transfer(e)), None));
         }
-        match tag[0] {
-            TAG_DATA => match read_frame(&mut stream, MAX_DATA).await {
-                Ok(data) => Some((Ok(PeerChunk::Data(Bytes::from(data))), Some(stream))),
-                Err(e) => Some((Err(transfer(e)), None)),
-            },
+        let [tag, rest @ ..] = start;
+        let len = u32::from_be_bytes(rest) as usize;
+        match tag {
+            TAG_DATA if len > MAX_DATA => Some((
+                Err(protocol(format!(
+                    "data frame of {len} bytes exceeds {MAX_DATA}"
+                ))),
+                None,
+            )),
+            TAG_DATA => {
+                let mut data = vec![0u8; len];
+                match stream.read_exact(&mut data).await {
+                    Ok(()) => Some((Ok(PeerChunk::Data(Bytes::from(data))), Some(stream))),
+                    Err(e) => Some((Err(transfer(e)), None)),
+                }
+            }
             TAG_END => {
                 let mut sha256 = [0u8; 32];
-                match stream.read_exact(&mut sha256).await {
+                sha256[..4].copy_from_slice(&rest);
+                match stream.read_exact(&mut sha256[4..]).await {
                     Ok(()) => Some((Ok(PeerChunk::End { sha256 }), None)),
                     Err(e) => Some((Err(transfer(e)), None)),
                 }
             }
             TAG_ERROR => {
-                let msg = read_frame(&mut stream, MAX_ERROR).await.unwrap_or_default();
+                let mut msg = vec![0u8; len.min(MAX_ERROR)];
+                let _ = stream.read_exact(&mut msg).await;
                 let msg = String::from_utf8_lossy(&msg).into_owned();
                 Some((Err(PeerError::Transfer(msg)), None))
             }
@@ -152,6 +166,13 @@ pub async fn fetch(
         cache_status,
         body: Box::pin(body),
     })
+}
+
+/// Appends a tagged, length-prefixed frame (`bytes` is at most a data frame long).
+fn push_frame(frame: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+    frame.push(tag);
+    frame.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    frame.extend_from_slice(bytes);
 }
 
 /// Answers object requests from peers with what `proxy` has, at most `max_streams` at once.
@@ -229,15 +250,17 @@ async fn serve_one(
     let mut body = resp.body;
     // A peer that stops reading must not hold a transfer slot for ever.
     let stalled = || std::io::Error::new(std::io::ErrorKind::TimedOut, "peer stopped reading");
+    // Each frame goes out in one write: yamux makes a frame of every write, and a tag and a
+    // length written apart were two tiny ones per data frame on both ends.
+    let mut frame = Vec::with_capacity(5 + MAX_DATA);
     while let Some(chunk) = body.next().await {
+        frame.clear();
         match chunk {
             Ok(PeerChunk::Data(data)) => {
                 for piece in data.chunks(MAX_DATA) {
-                    let write = async {
-                        stream.write_all(&[TAG_DATA]).await?;
-                        write_frame(&mut stream, piece).await
-                    };
-                    tokio::time::timeout(WRITE_TIMEOUT, write)
+                    frame.clear();
+                    push_frame(&mut frame, TAG_DATA, piece);
+                    tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&frame))
                         .await
                         .map_err(|_| stalled())??;
                 }
@@ -246,14 +269,19 @@ async fn serve_one(
                     .fetch_add(data.len() as u64, Ordering::Relaxed);
             }
             Ok(PeerChunk::End { sha256 }) => {
-                stream.write_all(&[TAG_END]).await?;
-                stream.write_all(&sha256).await?;
+                frame.push(TAG_END);
+                frame.extend_from_slice(&sha256);
+                stream.write_all(&frame).await?;
                 return stream.close().await;
             }
             Err(e) => {
                 let msg = e.to_string();
-                stream.write_all(&[TAG_ERROR]).await?;
-                write_frame(&mut stream, &msg.as_bytes()[..msg.len().min(MAX_ERROR)]).await?;
+                push_frame(
+                    &mut frame,
+                    TAG_ERROR,
+                    &msg.as_bytes()[..msg.len().min(MAX_ERROR)],
+                );
+                stream.write_all(&frame).await?;
                 return stream.close().await;
             }
         }

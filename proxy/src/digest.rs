@@ -1,0 +1,195 @@
+//! The SHA-256 of a body as it arrives, hashed beside the transfer once it is large.
+//!
+//! Every fetched body is hashed (the disk tier's checksum, the digest peers verify). Hashing
+//! in the task that receives the body puts it in series with the receiving: on a 100 MiB
+//! peer transfer it was a quarter of the receiving node's CPU, and the transfer ran at the
+//! speed of that one task. Past [`PARALLEL_FROM`] bytes the hashing moves to a thread of its
+//! own, fed the body's chunks (shared, not copied) in order, so it runs on another core.
+//! Small bodies, and large ones while every core already hashes one, are hashed in line:
+//! handing them over would cost more than it saves.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use ring::digest::{Context, SHA256};
+use tokio::sync::mpsc;
+
+/// Bytes hashed in line before the hashing moves to its own thread.
+pub(crate) const PARALLEL_FROM: u64 = 1 << 20;
+/// Chunks handed over and not yet hashed, at most (backpressure on a slow hasher).
+const QUEUE: usize = 64;
+
+/// Hashing threads at work, across the process.
+static HASHERS: AtomicUsize = AtomicUsize::new(0);
+
+/// SHA-256 of the bytes given to [`BodyDigest::update`], in order.
+pub(crate) struct BodyDigest {
+    state: State,
+    hashed: u64,
+}
+
+#[allow(clippy::large_enum_variant)] // one per fetch, kept in place
+enum State {
+    Inline(Context),
+    Beside {
+        chunks: mpsc::Sender<Bytes>,
+        done: tokio::task::JoinHandle<Context>,
+    },
+    /// The hashing thread panicked: no digest can be trusted.
+    Lost,
+}
+
+/// Gives back a hashing thread's place when the thread ends, however it ends.
+struct HasherSlot;
+
+impl Drop for HasherSlot {
+    fn drop(&mut self) {
+        HASHERS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn take_hasher_slot() -> Option<HasherSlot> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    HASHERS
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n < cores).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| HasherSlot)
+}
+
+impl std::fmt::Debug for BodyDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state {
+            State::Inline(_) => "in line",
+            State::Beside { .. } => "beside",
+            State::Lost => "lost",
+        };
+        f.debug_struct("BodyDigest")
+            .field("state", &state)
+            .field("hashed", &self.hashed)
+            .finish()
+    }
+}
+
+impl Default for BodyDigest {
+    fn default() -> Self {
+        BodyDigest {
+            state: State::Inline(Context::new(&SHA256)),
+            hashed: 0,
+        }
+    }
+}
+
+impl BodyDigest {
+    /// Adds `data` (the next bytes of the body).
+    pub(crate) async fn update(&mut self, data: Bytes) {
+        self.hashed += data.len() as u64;
+        if let State::Inline(ctx) = &mut self.state {
+            if self.hashed < PARALLEL_FROM {
+                ctx.update(&data);
+                return;
+            }
+            let Some(slot) = take_hasher_slot() else {
+                ctx.update(&data);
+                return;
+            };
+            let mut ctx = ctx.clone();
+            let (chunks, mut incoming) = mpsc::channel::<Bytes>(QUEUE);
+            let done = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                while let Some(chunk) = incoming.blocking_recv() {
+                    ctx.update(&chunk);
+                }
+                ctx
+            });
+            self.state = State::Beside { chunks, done };
+        }
+        let State::Beside { chunks, .. } = &self.state else {
+            return;
+        };
+        if let Err(mpsc::error::SendError(data)) = chunks.send(data).await {
+            // The thread is gone: go on in line from where it stopped, if it can tell.
+            if let Some(ctx) = self.context().await {
+                ctx.update(&data);
+            }
+        }
+    }
+
+    /// The hashing state, brought back in line if it was beside.
+    async fn context(&mut self) -> Option<&mut Context> {
+        if matches!(self.state, State::Beside { .. })
+            && let State::Beside { chunks, done } = std::mem::replace(&mut self.state, State::Lost)
+        {
+            drop(chunks);
+            if let Ok(ctx) = done.await {
+                self.state = State::Inline(ctx);
+            }
+        }
+        match &mut self.state {
+            State::Inline(ctx) => Some(ctx),
+            State::Beside { .. } | State::Lost => None,
+        }
+    }
+
+    /// The digest of the bytes so far; hashing may go on.
+    pub(crate) async fn so_far(&mut self) -> Option<[u8; 32]> {
+        let ctx = self.context().await?;
+        Some(to_array(ctx.clone().finish()))
+    }
+
+    /// The digest of all the bytes; `None` only if the hashing thread panicked.
+    pub(crate) async fn finish(mut self) -> Option<[u8; 32]> {
+        let ctx = self.context().await?;
+        Some(to_array(ctx.clone().finish()))
+    }
+}
+
+fn to_array(d: ring::digest::Digest) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    /// Feeds `data` in `chunk`-byte pieces, asking for the digest so far at `midway`.
+    async fn digest_in_pieces(data: &[u8], chunk: usize, midway: usize) -> ([u8; 32], [u8; 32]) {
+        let mut digest = BodyDigest::default();
+        let mut at_midway = None;
+        for (i, piece) in data.chunks(chunk).enumerate() {
+            if i * chunk == midway {
+                at_midway = digest.so_far().await;
+            }
+            digest.update(Bytes::copy_from_slice(piece)).await;
+        }
+        let whole = digest.finish().await.expect("a digest");
+        (at_midway.expect("a digest so far"), whole)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_body_hashed_beside_gives_the_same_digest_as_in_one_go() {
+        let data = body(5 * PARALLEL_FROM as usize + 12_345);
+        let midway = 3 * PARALLEL_FROM as usize;
+        let (so_far, whole) = digest_in_pieces(&data, 64 << 10, midway).await;
+        assert_eq!(whole, crate::body::sha256(&data));
+        assert_eq!(so_far, crate::body::sha256(&data[..midway]));
+    }
+
+    #[tokio::test]
+    async fn a_small_body_is_hashed_in_line() {
+        let data = body(100_000);
+        let (so_far, whole) = digest_in_pieces(&data, 1000, 50_000).await;
+        assert_eq!(whole, crate::body::sha256(&data));
+        assert_eq!(so_far, crate::body::sha256(&data[..50_000]));
+        let mut digest = BodyDigest::default();
+        digest.update(Bytes::from(data)).await;
+        assert!(matches!(digest.state, State::Inline(_)));
+    }
+}
