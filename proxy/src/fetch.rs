@@ -442,6 +442,9 @@ impl Proxy {
                     if body.len() + data.len() as u64 > cap {
                         return Err(BodyError::TooLarge(cap));
                     }
+                    if data.is_empty() {
+                        continue;
+                    }
                     sha.update(data.clone()).await;
                     self.stats
                         .origin_bytes

@@ -311,7 +311,12 @@ impl Proxy {
                         if let Some(last) = &held {
                             sha_pushed.update(last.clone()).await;
                         }
-                        if sha_pushed.so_far().await == Some(sha256) {
+                        let Some(got) = sha_pushed.so_far().await else {
+                            // Our own hashing failed: nothing the peer did.
+                            body.finish(Err(BodyError::Upstream("hashing the body failed".into())));
+                            return false;
+                        };
+                        if got == sha256 {
                             if let Some(last) = held.take() {
                                 body.push(last);
                             }

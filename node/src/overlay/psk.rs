@@ -99,6 +99,10 @@ impl<S: AsyncWrite + Unpin> PskStream<S> {
     }
 }
 
+fn overread() -> io::Error {
+    io::Error::other("the socket read more than asked")
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for PskStream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -106,13 +110,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for PskStream<S> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
         if this.read_from == this.read_to {
             if buf.len() >= READ_BUFFER {
                 // A large read goes straight into the caller's buffer.
                 let n = ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-                if let Some(read) = buf.get_mut(..n) {
-                    this.read_cipher.apply_keystream(read);
-                }
+                let Some(read) = buf.get_mut(..n) else {
+                    return Poll::Ready(Err(overread()));
+                };
+                this.read_cipher.apply_keystream(read);
                 return Poll::Ready(Ok(n));
             }
             if this.read_buffer.is_empty() {
@@ -120,7 +128,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for PskStream<S> {
             }
             let n = ready!(Pin::new(&mut this.inner).poll_read(cx, &mut this.read_buffer))?;
             let Some(read) = this.read_buffer.get_mut(..n) else {
-                return Poll::Ready(Err(io::Error::other("the socket read more than asked")));
+                return Poll::Ready(Err(overread()));
             };
             this.read_cipher.apply_keystream(read);
             (this.read_from, this.read_to) = (0, n);
@@ -175,8 +183,9 @@ mod tests {
     use super::*;
     use futures::executor::block_on;
 
-    /// Two ends over an in-memory duplex pipe.
-    async fn pair(
+    /// Two ends over an in-memory duplex pipe of `capacity` bytes.
+    async fn pair_over(
+        capacity: usize,
         a: [u8; 32],
         b: [u8; 32],
     ) -> (
@@ -184,9 +193,19 @@ mod tests {
         PskStream<tokio_util::compat::Compat<tokio::io::DuplexStream>>,
     ) {
         use tokio_util::compat::TokioAsyncReadCompatExt;
-        let (x, y) = tokio::io::duplex(1 << 20);
+        let (x, y) = tokio::io::duplex(capacity);
         let (x, y) = futures::join!(handshake(x.compat(), a), handshake(y.compat(), b));
         (x.expect("handshake"), y.expect("handshake"))
+    }
+
+    async fn pair(
+        a: [u8; 32],
+        b: [u8; 32],
+    ) -> (
+        PskStream<tokio_util::compat::Compat<tokio::io::DuplexStream>>,
+        PskStream<tokio_util::compat::Compat<tokio::io::DuplexStream>>,
+    ) {
+        pair_over(1 << 20, a, b).await
     }
 
     #[test]
@@ -217,7 +236,9 @@ mod tests {
     #[test]
     fn small_reads_get_every_byte_in_order() {
         block_on(async {
-            let (mut x, mut y) = pair([7; 32], [7; 32]).await;
+            // A pipe smaller than a read: the reader waits for the writer, with its buffer
+            // half full and with it empty.
+            let (mut x, mut y) = pair_over(3000, [7; 32], [7; 32]).await;
             let message: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
             let (w, r) = futures::join!(
                 async {

@@ -153,7 +153,9 @@ pub async fn fetch(
             }
             TAG_ERROR => {
                 let mut msg = vec![0u8; len.min(MAX_ERROR)];
-                let _ = stream.read_exact(&mut msg).await;
+                if stream.read_exact(&mut msg).await.is_err() {
+                    msg.clear();
+                }
                 let msg = String::from_utf8_lossy(&msg).into_owned();
                 Some((Err(PeerError::Transfer(msg)), None))
             }
@@ -248,43 +250,49 @@ async fn serve_one(
     write_frame(&mut stream, &head).await?;
     counters.objects_served.fetch_add(1, Ordering::Relaxed);
     let mut body = resp.body;
-    // A peer that stops reading must not hold a transfer slot for ever.
-    let stalled = || std::io::Error::new(std::io::ErrorKind::TimedOut, "peer stopped reading");
     // Each frame goes out in one write: yamux makes a frame of every write, and a tag and a
     // length written apart were two tiny ones per data frame on both ends.
     let mut frame = Vec::with_capacity(5 + MAX_DATA);
     while let Some(chunk) = body.next().await {
-        frame.clear();
         match chunk {
             Ok(PeerChunk::Data(data)) => {
                 for piece in data.chunks(MAX_DATA) {
                     frame.clear();
                     push_frame(&mut frame, TAG_DATA, piece);
-                    tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&frame))
-                        .await
-                        .map_err(|_| stalled())??;
+                    within_write_timeout(stream.write_all(&frame)).await?;
                 }
                 counters
                     .bytes_served
                     .fetch_add(data.len() as u64, Ordering::Relaxed);
             }
             Ok(PeerChunk::End { sha256 }) => {
+                frame.clear();
                 frame.push(TAG_END);
                 frame.extend_from_slice(&sha256);
-                stream.write_all(&frame).await?;
-                return stream.close().await;
+                within_write_timeout(stream.write_all(&frame)).await?;
+                return within_write_timeout(stream.close()).await;
             }
             Err(e) => {
                 let msg = e.to_string();
+                frame.clear();
                 push_frame(
                     &mut frame,
                     TAG_ERROR,
                     &msg.as_bytes()[..msg.len().min(MAX_ERROR)],
                 );
-                stream.write_all(&frame).await?;
-                return stream.close().await;
+                within_write_timeout(stream.write_all(&frame)).await?;
+                return within_write_timeout(stream.close()).await;
             }
         }
     }
-    stream.close().await
+    within_write_timeout(stream.close()).await
+}
+
+/// A peer that stops reading must not hold a transfer slot for ever.
+async fn within_write_timeout(
+    write: impl std::future::Future<Output = std::io::Result<()>>,
+) -> std::io::Result<()> {
+    tokio::time::timeout(WRITE_TIMEOUT, write)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "peer stopped reading"))?
 }
