@@ -19,7 +19,7 @@
 //! 3. Only descriptors heard directly from a peer are trusted for that peer; contacts learned
 //!    second-hand carry none and are not members until they speak to us.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -103,9 +103,11 @@ pub(crate) struct Clustering {
     /// `own[i]`: the local node's cluster at level `i + 1`.
     own: Vec<Membership>,
     peers: BTreeMap<NodeId, PeerInfo>,
-    /// `peers` ordered by when they were last heard: eviction and probing take the front
-    /// without scanning (every received message touches this).
-    by_heard: BTreeSet<(Instant, NodeId)>,
+    /// When each peer was heard, oldest first, with stale entries (the peer was heard again
+    /// since, or forgotten) left in place and skipped: every received message adds one, and
+    /// appending is cheaper than keeping an ordered set (that was a tenth of a simulation's
+    /// time). Compacted once stale entries are half as many as the live ones.
+    heard: VecDeque<(Instant, NodeId)>,
 }
 
 impl Clustering {
@@ -128,7 +130,7 @@ impl Clustering {
             peer_ttl: config.peer_info_ttl,
             own,
             peers: BTreeMap::new(),
-            by_heard: BTreeSet::new(),
+            heard: VecDeque::new(),
         }
     }
 
@@ -176,9 +178,14 @@ impl Clustering {
     }
 
     fn touch(&mut self, now: Instant, from: &Contact) -> &mut PeerInfo {
-        if !self.peers.contains_key(&from.id)
+        if self.heard.len() > self.peers.len() + self.peers.len() / 2 + 16 {
+            let peers = &self.peers;
+            self.heard.retain(|(at, id)| is_live(peers, at, id));
+        }
+        let known = self.peers.contains_key(&from.id);
+        if !known
             && self.peers.len() >= self.capacity
-            && let Some((_, oldest)) = self.by_heard.first().copied()
+            && let Some((_, oldest)) = self.pop_oldest()
         {
             // Forget the peer heard from longest ago.
             self.forget(&oldest);
@@ -189,13 +196,31 @@ impl Clustering {
             last_heard: now,
             clusters: Vec::new(),
         });
-        self.by_heard.remove(&(info.last_heard, from.id));
-        self.by_heard.insert((now, from.id));
+        if !known || info.last_heard != now {
+            self.heard.push_back((now, from.id));
+        }
         if info.contact.addr != from.addr {
             info.contact = from.clone();
         }
         info.last_heard = now;
         info
+    }
+
+    /// Takes the live entry heard longest ago off the front (stale ones go with it).
+    fn pop_oldest(&mut self) -> Option<(Instant, NodeId)> {
+        while let Some((at, id)) = self.heard.pop_front() {
+            if is_live(&self.peers, &at, &id) {
+                return Some((at, id));
+            }
+        }
+        None
+    }
+
+    /// Live entries of `heard`, oldest first.
+    fn by_heard(&self) -> impl Iterator<Item = &(Instant, NodeId)> {
+        self.heard
+            .iter()
+            .filter(|(at, id)| is_live(&self.peers, at, id))
     }
 
     /// A message from `from` arrived carrying `header`.
@@ -241,9 +266,8 @@ impl Clustering {
 
     /// Forgets a peer (it failed to answer).
     pub(crate) fn forget(&mut self, id: &NodeId) {
-        if let Some(p) = self.peers.remove(id) {
-            self.by_heard.remove(&(p.last_heard, *id));
-        }
+        // Its entry in `heard` is stale from now on.
+        self.peers.remove(id);
     }
 
     /// The peer last said it is in our cluster at `level` (every peer is, at level 0).
@@ -268,8 +292,7 @@ impl Clustering {
 
     /// The `n` peers heard from longest ago, to ping so RTTs and descriptors stay current.
     pub(crate) fn stalest(&self, now: Instant, min_silence: Duration, n: usize) -> Vec<Contact> {
-        self.by_heard
-            .iter()
+        self.by_heard()
             .take_while(|(heard, _)| now.saturating_duration_since(*heard) >= min_silence)
             .take(n)
             .filter_map(|(_, id)| self.peers.get(id).map(|p| p.contact.clone()))
@@ -278,11 +301,14 @@ impl Clustering {
 
     /// Drops what was not heard for `peer_info_ttl`.
     pub(crate) fn expire(&mut self, now: Instant) {
-        while let Some((heard, id)) = self.by_heard.first().copied() {
-            if now.saturating_duration_since(heard) < self.peer_ttl {
-                break;
+        while let Some(&(heard, id)) = self.heard.front() {
+            if is_live(&self.peers, &heard, &id) {
+                if now.saturating_duration_since(heard) < self.peer_ttl {
+                    break;
+                }
+                self.forget(&id);
             }
-            self.forget(&id);
+            self.heard.pop_front();
         }
     }
 
@@ -394,6 +420,11 @@ impl Clustering {
         }
         a.id < b.id
     }
+}
+
+/// Whether `heard`'s entry `(at, id)` is the peer's latest (not superseded or forgotten).
+fn is_live(peers: &BTreeMap<NodeId, PeerInfo>, at: &Instant, id: &NodeId) -> bool {
+    peers.get(id).is_some_and(|p| p.last_heard == *at)
 }
 
 /// The middle element (the upper one of an even count); `T::default()` if empty.
@@ -558,5 +589,43 @@ mod tests {
         assert_eq!(c.peer_count(), 4);
         assert!(c.min_rtt(&peer(9).id).is_some());
         assert!(c.min_rtt(&peer(0).id).is_none());
+    }
+
+    #[test]
+    fn a_peer_heard_again_is_no_longer_the_stalest_and_only_silent_ones_expire() {
+        let now = crate::test_clock::epoch();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let config = Config {
+            peer_info_capacity: 3,
+            peer_info_ttl: Duration::from_secs(100),
+            ..Config::default()
+        };
+        let mut c = Clustering::new(&config, &mut rng);
+        c.start(now);
+        let at = |s: u64| now + Duration::from_secs(s);
+        let rtt = Duration::from_millis(5);
+        for n in 0..3u8 {
+            c.observe_rtt(at(n.into()), &peer(n), rtt);
+        }
+        // Peer 0 speaks again, many times (enough to compact the record of who was heard).
+        for s in 10..400u64 {
+            c.observe_rtt(at(s / 10), &peer(0), rtt);
+        }
+        let stalest: Vec<u8> = c
+            .stalest(at(50), Duration::from_secs(1), 3)
+            .iter()
+            .map(|p| p.id.0[0])
+            .collect();
+        assert_eq!(stalest, vec![1, 2, 0], "oldest first, each peer once");
+        // A newcomer at capacity pushes out peer 1, the one heard longest ago, not peer 0.
+        c.observe_rtt(at(50), &peer(3), rtt);
+        assert!(c.min_rtt(&peer(1).id).is_none());
+        assert!(c.min_rtt(&peer(0).id).is_some());
+        // At 138 s, peer 2 (heard at 2 s) has been silent past its 100 s; peer 0 (39 s) not.
+        c.expire(at(138));
+        assert!(c.min_rtt(&peer(2).id).is_none());
+        assert!(c.min_rtt(&peer(0).id).is_some());
+        assert!(c.min_rtt(&peer(3).id).is_some());
+        assert_eq!(c.peer_count(), 2);
     }
 }
