@@ -114,11 +114,9 @@ impl BodyDigest {
         let State::Beside { chunks, .. } = &self.state else {
             return;
         };
-        if let Err(mpsc::error::SendError(data)) = chunks.send(data).await {
-            // The thread is gone: go on in line from where it stopped, if it can tell.
-            if let Some(ctx) = self.context().await {
-                ctx.update(&data);
-            }
+        // The thread only stops early by panicking or being cancelled: its state is gone.
+        if chunks.send(data).await.is_err() {
+            self.state = State::Lost;
         }
     }
 
@@ -149,11 +147,7 @@ impl BodyDigest {
     /// The digest of all the bytes; `None` if the hashing thread panicked or was cancelled
     /// (the runtime shutting down).
     pub(crate) async fn finish(mut self) -> Option<[u8; 32]> {
-        self.context().await?;
-        match self.state {
-            State::Inline(ctx) => Some(to_array(ctx.finish())),
-            State::Beside { .. } | State::Lost => None,
-        }
+        self.so_far().await
     }
 }
 

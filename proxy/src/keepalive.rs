@@ -69,7 +69,7 @@ impl Drop for WarmGuard<'_> {
 }
 
 /// What the service tells the connection about the requests it answered.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Requests {
     /// Requests seen.
     count: AtomicU64,
@@ -90,24 +90,9 @@ pub(crate) struct Requests {
     /// just until hyper drops the body: hyper may still hold its last chunk to write. (One
     /// kept longer is harmless: only slices inside its memory are sent from its file.)
     sendable: Mutex<Option<Arc<SharedBody>>>,
-    /// Bytes sent from files, server-wide.
-    sent_from_files: Arc<AtomicU64>,
 }
 
 impl Requests {
-    /// The counters of one hyper connection; `sent_from_files` is the server's.
-    fn new(sent_from_files: Arc<AtomicU64>) -> Requests {
-        Requests {
-            count: AtomicU64::new(0),
-            finished: AtomicU64::new(0),
-            last_unparkable: AtomicU64::new(0),
-            waiting_to_read: AtomicBool::new(false),
-            write_blocked: AtomicBool::new(false),
-            sendable: Mutex::new(None),
-            sent_from_files,
-        }
-    }
-
     /// Called by the service for every request.
     pub(crate) fn saw<B: hyper::body::Body>(&self, req: &hyper::Request<B>) {
         let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
@@ -127,10 +112,11 @@ impl Requests {
             let n = self.count.load(Ordering::Relaxed);
             self.last_unparkable.store(n, Ordering::Relaxed);
         }
-        if let Some(Sendable(body)) = resp.extensions_mut().remove::<Sendable>()
-            && let Ok(mut slot) = self.sendable.lock()
-        {
-            *slot = Some(body);
+        // A response that cannot go out from a file ends the previous one's turn: no write
+        // of it has to be looked for in that body's memory.
+        let sendable = resp.extensions_mut().remove::<Sendable>().map(|s| s.0);
+        if let Ok(mut slot) = self.sendable.lock() {
+            *slot = sendable;
         }
         resp.map(|inner| Tracked {
             inner,
@@ -221,15 +207,19 @@ pub(crate) struct Prefixed {
     stream: TcpStream,
     /// The hyper connection being served, told of blocked reads and writes.
     watch: Option<Arc<Requests>>,
+    /// Bytes sent from files, server-wide.
+    sent_from_files: Arc<AtomicU64>,
 }
 
 impl Prefixed {
-    /// `stream` with nothing in front.
-    pub(crate) fn new(stream: TcpStream) -> Prefixed {
+    /// `stream` with nothing in front; bytes it sends from files are counted in
+    /// `sent_from_files`.
+    pub(crate) fn new(stream: TcpStream, sent_from_files: Arc<AtomicU64>) -> Prefixed {
         Prefixed {
             prefix: Bytes::new(),
             stream,
             watch: None,
+            sent_from_files,
         }
     }
 
@@ -281,9 +271,10 @@ impl AsyncWrite for Prefixed {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        let watch = this.watch.as_deref();
-        let poll = match watch.and_then(|w| Some((w.in_file(bufs)?, &w.sent_from_files))) {
-            Some((found, sent)) => zerocopy::poll_send(&mut this.stream, cx, bufs, found, sent),
+        let poll = match this.watch.as_deref().and_then(|w| w.in_file(bufs)) {
+            Some(found) => {
+                zerocopy::poll_send(&mut this.stream, cx, bufs, found, &this.sent_from_files)
+            }
             None => Pin::new(&mut this.stream).poll_write_vectored(cx, bufs),
         };
         self.note(|r| &r.write_blocked, &poll);
@@ -304,8 +295,7 @@ impl AsyncWrite for Prefixed {
 }
 
 /// Serves HTTP/1.1 on `io` until the client leaves, an error ends it, or it idles: then the
-/// socket is handed to `park` (see [`crate::parking`]). Bytes sent from files are counted
-/// in `sent_from_files`. `io` must have something to read
+/// socket is handed to `park` (see [`crate::parking`]). `io` must have something to read
 /// (a new connection's first bytes, or a parked one's next request). `service` makes the
 /// service for one hyper connection, given the counter it must report each request to.
 pub(crate) async fn serve<S, F>(
@@ -314,7 +304,6 @@ pub(crate) async fn serve<S, F>(
     warm: &Warm,
     mut service: F,
     park: impl FnOnce(TcpStream),
-    sent_from_files: &Arc<AtomicU64>,
 ) -> hyper::Result<()>
 where
     F: FnMut(Arc<Requests>) -> S,
@@ -326,7 +315,7 @@ where
     S::Future: Unpin,
 {
     loop {
-        let requests = Arc::new(Requests::new(sent_from_files.clone()));
+        let requests = Arc::new(Requests::default());
         io.watch = Some(requests.clone());
         let mut conn =
             Box::new(builder.serve_connection(TokioIo::new(io), service(requests.clone())));

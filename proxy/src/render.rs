@@ -234,10 +234,7 @@ pub(crate) fn render(r: Rendition<'_>) -> Response<ProxyBody> {
     headers::add_via(resp.headers_mut());
     resp.headers_mut().insert("cache-status", r.cache_status);
     // Only if enough of it is sent: a head and a short body cost less in one write.
-    let sent = resp
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let sent = headers::content_length(resp.headers());
     if let Some(body) = sendable.filter(|_| {
         !r.head_only && resp.status().is_success() && sent >= Some(zerocopy::MIN_SEND_FROM_FILE)
     }) {

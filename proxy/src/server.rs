@@ -241,7 +241,7 @@ async fn serve_http1(
     slot: ConnectionSlot,
 ) {
     let (http1, warm) = (builders.http1.clone(), builders.warm.clone());
-    let sent = proxy.stats.sent_from_files.clone();
+    let io = Prefixed::new(stream, proxy.stats.sent_from_files.clone());
     let make = {
         let proxy = proxy.clone();
         move |requests| service(proxy.clone(), client, Some(requests))
@@ -252,8 +252,7 @@ async fn serve_http1(
             Box::new(move |stream| spawn_http1(stream, client, proxy, builders, slot));
         park(&lot, stream, resume);
     };
-    let io = Prefixed::new(stream);
-    if let Err(e) = keepalive::serve(io, &http1, &warm, make, park_idle, &sent).await {
+    if let Err(e) = keepalive::serve(io, &http1, &warm, make, park_idle).await {
         tracing::debug!(%client, error = %e, "connection ended with an error");
     }
 }

@@ -205,13 +205,9 @@ fn fall_back(
 
 /// Errors that say sendfile cannot be used here, not that the socket failed.
 fn cannot_sendfile(e: &io::Error) -> bool {
-    e.raw_os_error().is_some_and(|n| {
-        [
-            rustix::io::Errno::INVAL,
-            rustix::io::Errno::NOSYS,
-            rustix::io::Errno::OPNOTSUPP,
-        ]
-        .iter()
-        .any(|errno| errno.raw_os_error() == n)
-    })
+    use rustix::io::Errno;
+    matches!(
+        Errno::from_io_error(e),
+        Some(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP)
+    )
 }

@@ -99,12 +99,21 @@ pub async fn read_frame<T: AsyncRead + Unpin + Send>(
     Ok(buf)
 }
 
-/// Writes one length-prefixed frame.
+/// Writes one length-prefixed frame, in one write: yamux makes a frame of every write, and
+/// a length written apart from its bytes was a tiny frame of its own on both ends.
 pub async fn write_frame<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
+    let mut frame = Vec::with_capacity(4 + bytes.len());
+    push_frame(&mut frame, bytes)?;
+    io.write_all(&frame).await
+}
+
+/// Appends one length-prefixed frame to `out`.
+pub fn push_frame(out: &mut Vec<u8>, bytes: &[u8]) -> io::Result<()> {
     let len = u32::try_from(bytes.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
-    io.write_all(&len.to_be_bytes()).await?;
-    io.write_all(bytes).await
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(bytes);
+    Ok(())
 }
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {

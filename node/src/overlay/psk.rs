@@ -18,6 +18,7 @@ use std::task::{Context, Poll, ready};
 
 use chacha20::XChaCha20;
 use chacha20::cipher::{KeyIvInit, StreamCipher};
+use futures::io::BufReader;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const NONCE_LEN: usize = 24;
@@ -29,17 +30,13 @@ const READ_BUFFER: usize = 64 << 10;
 
 /// A stream encrypted with the pre-shared key.
 pub struct PskStream<S> {
-    inner: S,
+    /// Buffered for reading (the cipher is positional: bytes are decrypted as they are
+    /// handed out, wherever they were buffered).
+    inner: BufReader<S>,
     read_cipher: XChaCha20,
     write_cipher: XChaCha20,
     /// Encrypted bytes not yet written to `inner`.
     pending: Vec<u8>,
-    /// Decrypted bytes read from `inner` and not yet handed out: `read_buffer[read_from..
-    /// read_to]`. Allocated by the first small read (a connection that never reads does not
-    /// pay for it) and never zeroed again.
-    read_buffer: Box<[u8]>,
-    read_from: usize,
-    read_to: usize,
 }
 
 impl<S> std::fmt::Debug for PskStream<S> {
@@ -63,13 +60,10 @@ where
     let mut remote = [0u8; NONCE_LEN];
     socket.read_exact(&mut remote).await?;
     Ok(PskStream {
-        inner: socket,
+        inner: BufReader::with_capacity(READ_BUFFER, socket),
         read_cipher: XChaCha20::new(&key.into(), &remote.into()),
         write_cipher: XChaCha20::new(&key.into(), &local.into()),
         pending: Vec::with_capacity(WRITE_BUFFER),
-        read_buffer: Box::default(),
-        read_from: 0,
-        read_to: 0,
     })
 }
 
@@ -99,10 +93,6 @@ impl<S: AsyncWrite + Unpin> PskStream<S> {
     }
 }
 
-fn overread() -> io::Error {
-    io::Error::other("the socket read more than asked")
-}
-
 impl<S: AsyncRead + Unpin> AsyncRead for PskStream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -110,36 +100,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for PskStream<S> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        if this.read_from == this.read_to {
-            if buf.len() >= READ_BUFFER {
-                // A large read goes straight into the caller's buffer.
-                let n = ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-                let Some(read) = buf.get_mut(..n) else {
-                    return Poll::Ready(Err(overread()));
-                };
-                this.read_cipher.apply_keystream(read);
-                return Poll::Ready(Ok(n));
-            }
-            if this.read_buffer.is_empty() {
-                this.read_buffer = vec![0; READ_BUFFER].into_boxed_slice();
-            }
-            let n = ready!(Pin::new(&mut this.inner).poll_read(cx, &mut this.read_buffer))?;
-            let Some(read) = this.read_buffer.get_mut(..n) else {
-                return Poll::Ready(Err(overread()));
-            };
-            this.read_cipher.apply_keystream(read);
-            (this.read_from, this.read_to) = (0, n);
-        }
-        let ready = this
-            .read_buffer
-            .get(this.read_from..this.read_to)
-            .unwrap_or_default();
-        let n = ready.len().min(buf.len());
-        buf[..n].copy_from_slice(&ready[..n]);
-        this.read_from += n;
+        let n = ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let Some(read) = buf.get_mut(..n) else {
+            return Poll::Ready(Err(io::Error::other("the socket read more than asked")));
+        };
+        this.read_cipher.apply_keystream(read);
         Poll::Ready(Ok(n))
     }
 }

@@ -22,7 +22,7 @@ use libp2p::{PeerId, StreamProtocol};
 use proxy::directory::{PeerChunk, PeerError, PeerRequest, PeerResponse};
 use serde::{Deserialize, Serialize};
 
-use super::codec::{read_frame, write_frame};
+use super::codec::{push_frame, read_frame, write_frame};
 
 /// The object-transfer protocol.
 pub const OBJECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/reef/object/1");
@@ -122,40 +122,24 @@ pub async fn fetch(
     let cache_status = cache_status.and_then(|v| HeaderValue::from_bytes(&v).ok());
     let body = futures::stream::unfold(Some(stream), |stream| async move {
         let mut stream = stream?;
-        // Every answer frame has at least four bytes after its tag: one read for both.
-        let mut start = [0u8; 5];
-        if let Err(e) = stream.read_exact(&mut start).await {
+        let mut tag = [0u8; 1];
+        if let Err(e) = stream.read_exact(&mut tag).await {
             return Some((Err(transfer(e)), None));
         }
-        let [tag, rest @ ..] = start;
-        let len = u32::from_be_bytes(rest) as usize;
-        match tag {
-            TAG_DATA if len > MAX_DATA => Some((
-                Err(protocol(format!(
-                    "data frame of {len} bytes exceeds {MAX_DATA}"
-                ))),
-                None,
-            )),
-            TAG_DATA => {
-                let mut data = vec![0u8; len];
-                match stream.read_exact(&mut data).await {
-                    Ok(()) => Some((Ok(PeerChunk::Data(Bytes::from(data))), Some(stream))),
-                    Err(e) => Some((Err(transfer(e)), None)),
-                }
-            }
+        match tag[0] {
+            TAG_DATA => match read_frame(&mut stream, MAX_DATA).await {
+                Ok(data) => Some((Ok(PeerChunk::Data(Bytes::from(data))), Some(stream))),
+                Err(e) => Some((Err(transfer(e)), None)),
+            },
             TAG_END => {
                 let mut sha256 = [0u8; 32];
-                sha256[..4].copy_from_slice(&rest);
-                match stream.read_exact(&mut sha256[4..]).await {
+                match stream.read_exact(&mut sha256).await {
                     Ok(()) => Some((Ok(PeerChunk::End { sha256 }), None)),
                     Err(e) => Some((Err(transfer(e)), None)),
                 }
             }
             TAG_ERROR => {
-                let mut msg = vec![0u8; len.min(MAX_ERROR)];
-                if stream.read_exact(&mut msg).await.is_err() {
-                    msg.clear();
-                }
+                let msg = read_frame(&mut stream, MAX_ERROR).await.unwrap_or_default();
                 let msg = String::from_utf8_lossy(&msg).into_owned();
                 Some((Err(PeerError::Transfer(msg)), None))
             }
@@ -168,13 +152,6 @@ pub async fn fetch(
         cache_status,
         body: Box::pin(body),
     })
-}
-
-/// Appends a tagged, length-prefixed frame (`bytes` is at most a data frame long).
-fn push_frame(frame: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
-    frame.push(tag);
-    frame.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-    frame.extend_from_slice(bytes);
 }
 
 /// Answers object requests from peers with what `proxy` has, at most `max_streams` at once.
@@ -250,15 +227,15 @@ async fn serve_one(
     write_frame(&mut stream, &head).await?;
     counters.objects_served.fetch_add(1, Ordering::Relaxed);
     let mut body = resp.body;
-    // Each frame goes out in one write: yamux makes a frame of every write, and a tag and a
-    // length written apart were two tiny ones per data frame on both ends.
+    // Each frame goes out in one write with its tag (see `write_frame`).
     let mut frame = Vec::with_capacity(5 + MAX_DATA);
     while let Some(chunk) = body.next().await {
         match chunk {
             Ok(PeerChunk::Data(data)) => {
                 for piece in data.chunks(MAX_DATA) {
                     frame.clear();
-                    push_frame(&mut frame, TAG_DATA, piece);
+                    frame.push(TAG_DATA);
+                    push_frame(&mut frame, piece)?;
                     within_write_timeout(stream.write_all(&frame)).await?;
                 }
                 counters
@@ -275,11 +252,8 @@ async fn serve_one(
             Err(e) => {
                 let msg = e.to_string();
                 frame.clear();
-                push_frame(
-                    &mut frame,
-                    TAG_ERROR,
-                    &msg.as_bytes()[..msg.len().min(MAX_ERROR)],
-                );
+                frame.push(TAG_ERROR);
+                push_frame(&mut frame, &msg.as_bytes()[..msg.len().min(MAX_ERROR)])?;
                 within_write_timeout(stream.write_all(&frame)).await?;
                 return within_write_timeout(stream.close()).await;
             }
