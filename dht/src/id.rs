@@ -117,15 +117,15 @@ pub struct Distance([u64; 4]);
 impl Distance {
     /// The distance between two points of the ID space.
     pub fn between(a: &[u8; ID_LEN], b: &[u8; ID_LEN]) -> Self {
-        let mut words = [0u64; 4];
-        for (w, word) in words.iter_mut().enumerate() {
-            let mut x = [0u8; 8];
-            for (i, out) in x.iter_mut().enumerate() {
-                *out = a[w * 8 + i] ^ b[w * 8 + i];
-            }
-            *word = u64::from_be_bytes(x);
-        }
-        Distance(words)
+        let word = |w: usize| {
+            let at = |id: &[u8; ID_LEN]| {
+                let mut x = [0u8; 8];
+                x.copy_from_slice(&id[w * 8..w * 8 + 8]);
+                u64::from_be_bytes(x)
+            };
+            at(a) ^ at(b)
+        };
+        Distance([word(0), word(1), word(2), word(3)])
     }
 
     /// Index of the highest set bit (0..=255), `None` for distance zero. Two IDs at distance

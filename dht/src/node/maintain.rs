@@ -127,7 +127,7 @@ impl Node {
             moved = true;
             // Rebuild the level's table from the peers that said they are in the new cluster,
             // then look ourselves up in it so its members learn of us (Coral, section 4.3).
-            let members: Vec<_> = self.clusters.members(level).cloned().collect();
+            let members = self.clusters.members(level);
             self.tables[i].clear();
             for m in &members {
                 if let Some(Insert::PingOldest(oldest)) = self.tables[i].insert(m.clone(), now) {

@@ -329,9 +329,10 @@ impl Node {
             return;
         }
         let alone = self.tables[0].is_empty();
+        let shared = self.clusters.shared_levels(&contact.id);
         for level in self.levels() {
             let table = &mut self.tables[level.index()];
-            if self.clusters.is_member(&contact.id, level) {
+            if shared & (1 << level.index()) != 0 {
                 if let Some(Insert::PingOldest(oldest)) = table.insert(contact.clone(), now) {
                     self.send_request(
                         now,
