@@ -162,7 +162,8 @@ pub struct Sim {
     pub(crate) latency: LatencyModel,
     pub(crate) hosts: Vec<Host>,
     pub(crate) ids: Vec<NodeId>,
-    /// Every host's address, sliced from one shared buffer (no allocation per contact).
+    /// Every host's address, sliced from one static buffer: no allocation per contact, and
+    /// copying a contact touches no reference count (that was a twentieth of a run).
     addrs: Vec<Addr>,
     pub(crate) keys: Vec<Key>,
     pub(crate) hot_key: Key,
@@ -188,6 +189,21 @@ pub struct Sim {
     pub(crate) zipf_cdf: Vec<f64>,
 }
 
+/// The addresses of hosts `0..n` (each its index, 4 bytes big-endian), in a buffer that lives
+/// as long as the process. Runs share it; it is replaced by a larger one only when a run has
+/// more hosts than any before, so what is leaked stays under twice the largest run's 4 bytes
+/// per host.
+fn host_addresses(n: usize) -> &'static [u8] {
+    static BUFFER: std::sync::Mutex<&'static [u8]> = std::sync::Mutex::new(&[]);
+    let mut buffer = BUFFER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if buffer.len() < n * 4 {
+        let hosts = n.max(buffer.len() / 4 * 2);
+        let bytes: Vec<u8> = (0..hosts as u32).flat_map(u32::to_be_bytes).collect();
+        *buffer = Box::leak(bytes.into_boxed_slice());
+    }
+    *buffer
+}
+
 pub(crate) fn secs(s: f64) -> Micros {
     (s.max(0.0) * 1e6) as Micros
 }
@@ -208,13 +224,9 @@ impl Sim {
                 NodeId(id)
             })
             .collect();
-        let buffer = Bytes::from(
-            (0..n as u32)
-                .flat_map(u32::to_be_bytes)
-                .collect::<Vec<u8>>(),
-        );
+        let buffer = host_addresses(n);
         let addrs = (0..n)
-            .map(|i| Addr(buffer.slice(i * 4..i * 4 + 4)))
+            .map(|i| Addr(Bytes::from_static(&buffer[i * 4..i * 4 + 4])))
             .collect();
         let keys: Vec<Key> = (0..sc.objects)
             .map(|o| Key::from_url(&format!("http://site.example/object/{o}")))

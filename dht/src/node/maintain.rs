@@ -130,7 +130,7 @@ impl Node {
             let members = self.clusters.members(level);
             self.tables[i].clear();
             for m in &members {
-                if let Some(Insert::PingOldest(oldest)) = self.tables[i].insert(m.clone(), now) {
+                if let Some(Insert::PingOldest(oldest)) = self.tables[i].insert(m, now) {
                     let purpose = Purpose::BucketPing { level };
                     self.send_request(now, oldest, RequestBody::Ping, purpose);
                 }

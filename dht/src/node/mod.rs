@@ -333,7 +333,7 @@ impl Node {
         for level in self.levels() {
             let table = &mut self.tables[level.index()];
             if shared & (1 << level.index()) != 0 {
-                if let Some(Insert::PingOldest(oldest)) = table.insert(contact.clone(), now) {
+                if let Some(Insert::PingOldest(oldest)) = table.insert(contact, now) {
                     self.send_request(
                         now,
                         oldest,

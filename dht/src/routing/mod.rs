@@ -47,7 +47,7 @@ impl RoutingTable {
 
     /// Records that `contact` is alive (it answered us or asked us something).
     /// The local node itself is never inserted.
-    pub(crate) fn insert(&mut self, contact: Contact, now: Instant) -> Option<Insert> {
+    pub(crate) fn insert(&mut self, contact: &Contact, now: Instant) -> Option<Insert> {
         let idx = self.index(&contact.id)?;
         let bucket = self.buckets.entry(idx).or_default();
         Some(bucket.insert(contact, now, self.k, self.max_replacements, self.ping_after))
@@ -227,8 +227,8 @@ mod tests {
             let now = crate::test_clock::epoch();
             let mut t = RoutingTable::new(NodeId(local), k, 4, Duration::ZERO);
             for id in &ids {
-                t.insert(contact(*id), now);
-                t.insert(contact(*id), now); // twice: still once in the table
+                t.insert(&contact(*id), now);
+                t.insert(&contact(*id), now); // twice: still once in the table
             }
             let seen: Vec<NodeId> = t.contacts().map(|c| c.id).collect();
             let unique: BTreeSet<NodeId> = seen.iter().copied().collect();
@@ -252,7 +252,7 @@ mod tests {
             let now = crate::test_clock::epoch();
             let mut t = RoutingTable::new(NodeId(local), 20, 4, Duration::ZERO);
             for id in &ids {
-                t.insert(contact(*id), now);
+                t.insert(&contact(*id), now);
             }
             let target = Key(target);
             let got = t.closest(&target, n);
@@ -290,7 +290,7 @@ mod tests {
         let now = crate::test_clock::epoch();
         let mut t = RoutingTable::new(NodeId(id()), 20, 4, Duration::ZERO);
         for _ in 0..5000 {
-            t.insert(contact(id()), now);
+            t.insert(&contact(id()), now);
         }
         let est = t.estimate_size();
         assert!(
@@ -300,7 +300,7 @@ mod tests {
 
         let mut small = RoutingTable::new(NodeId(id()), 20, 4, Duration::ZERO);
         for _ in 0..5 {
-            small.insert(contact(id()), now);
+            small.insert(&contact(id()), now);
         }
         assert_eq!(small.estimate_size(), 6);
     }
@@ -314,9 +314,9 @@ mod tests {
         a[0] = 0x80;
         let mut b = a;
         b[31] = 1;
-        assert_eq!(t.insert(contact(a), now), Some(Insert::Added));
+        assert_eq!(t.insert(&contact(a), now), Some(Insert::Added));
         assert_eq!(
-            t.insert(contact(b), now),
+            t.insert(&contact(b), now),
             Some(Insert::PingOldest(contact(a)))
         );
         assert!(t.remove(&NodeId(a)));
