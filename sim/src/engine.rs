@@ -195,7 +195,9 @@ pub struct Sim {
 /// per host.
 fn host_addresses(n: usize) -> &'static [u8] {
     static BUFFER: std::sync::Mutex<&'static [u8]> = std::sync::Mutex::new(&[]);
-    let mut buffer = BUFFER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut buffer = BUFFER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if buffer.len() < n * 4 {
         let hosts = n.max(buffer.len() / 4 * 2);
         let bytes: Vec<u8> = (0..hosts as u32).flat_map(u32::to_be_bytes).collect();

@@ -177,7 +177,7 @@ mod tests {
         let t0 = crate::test_clock::epoch();
         let mut b = Bucket::default();
         for n in 0..3 {
-            assert_eq!(b.insert(c(n), t0, 3, 2, Duration::ZERO), Insert::Added);
+            assert_eq!(b.insert(&c(n), t0, 3, 2, Duration::ZERO), Insert::Added);
         }
         assert_eq!(
             b.insert(&c(10), t0, 3, 2, Duration::ZERO),
@@ -194,7 +194,7 @@ mod tests {
         let t0 = crate::test_clock::epoch();
         let mut b = Bucket::default();
         for n in 0..3 {
-            b.insert(c(n), t0, 3, 2, Duration::ZERO);
+            b.insert(&c(n), t0, 3, 2, Duration::ZERO);
         }
         assert_eq!(
             b.insert(&c(10), t0, 3, 2, Duration::ZERO),
@@ -236,7 +236,7 @@ mod tests {
         let t0 = crate::test_clock::epoch();
         let mut b = Bucket::default();
         for n in 0..3 {
-            b.insert(c(n), t0, 3, 2, Duration::ZERO);
+            b.insert(&c(n), t0, 3, 2, Duration::ZERO);
         }
         b.insert(&c(10), t0 + Duration::from_secs(1), 3, 2, Duration::ZERO);
         b.insert(&c(11), t0 + Duration::from_secs(2), 3, 2, Duration::ZERO);
@@ -252,7 +252,7 @@ mod tests {
         let mut b = Bucket::default();
         b.insert(&c(0), t0, 1, 2, Duration::ZERO);
         for n in 1..10 {
-            b.insert(c(n), t0, 1, 2, Duration::ZERO);
+            b.insert(&c(n), t0, 1, 2, Duration::ZERO);
         }
         let waiting: Vec<u8> = b.replacements().map(|c| c.id.0[0]).collect();
         assert_eq!(waiting, vec![8, 9]);
