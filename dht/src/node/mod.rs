@@ -84,7 +84,11 @@ impl Node {
             max_ttl: config.max_ttl,
             max_keys: config.max_keys,
         };
-        let clusters = Clustering::new(&config, &mut rng);
+        // The peer table's hash key: from the same material, without drawing from the RNG.
+        material.extend_from_slice(b"peer table");
+        let mut hash_key = [0u8; 8];
+        hash_key.copy_from_slice(&NodeId::hash(&material).0[..8]);
+        let clusters = Clustering::new(&config, &mut rng, u64::from_be_bytes(hash_key));
         Ok(Node {
             tables: (0..levels)
                 .map(|_| {
