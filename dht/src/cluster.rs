@@ -51,6 +51,19 @@ struct Membership {
     age: Option<AgeClock>,
 }
 
+/// When a node last moved at a level, and how long it now holds still before moving by
+/// choice again. Membership by sampled RTTs is not transitive: a node at the edge of a large
+/// cluster finds it near or not depending on which members it sampled lately, and without
+/// damping it went back and forth between that cluster and a smaller one. Each move
+/// rebuilds a routing table and looks the node up in its new cluster, and in a simulated
+/// flash crowd of 10,000 nodes such moves were over a third of all DHT messages. Route flap
+/// damping, as BGP does it: the hold doubles with each move in quick succession.
+#[derive(Clone, Copy, Debug, Default)]
+struct Damping {
+    moved: Option<Instant>,
+    hold: Duration,
+}
+
 impl Membership {
     fn age(&self, now: Instant) -> Duration {
         self.age.map_or(Duration::ZERO, |a| a.at(now))
@@ -106,6 +119,10 @@ pub(crate) struct Clustering {
     peer_ttl: Duration,
     /// `own[i]`: the local node's cluster at level `i + 1`.
     own: Vec<Membership>,
+    /// `damping[i]`: moves at level `i + 1`.
+    damping: Vec<Damping>,
+    hold_base: Duration,
+    hold_max: Duration,
     /// Hashed, not ordered: several lookups per received message, and a B-tree of 32-byte
     /// keys was the costliest part of handling one. The hasher is keyed from the node's seed
     /// and ID, so a run replays exactly and no peer can choose IDs that collide.
@@ -120,7 +137,7 @@ pub(crate) struct Clustering {
 impl Clustering {
     /// Starts alone: a new single-node cluster at every level.
     pub(crate) fn new(config: &Config, rng: &mut impl Rng, hash_key: u64) -> Self {
-        let own = config
+        let own: Vec<Membership> = config
             .level_rtt_thresholds
             .iter()
             .map(|_| Membership {
@@ -135,6 +152,9 @@ impl Clustering {
             age_tie: config.cluster_age_tie,
             capacity: config.peer_info_capacity,
             peer_ttl: config.peer_info_ttl,
+            damping: vec![Damping::default(); own.len()],
+            hold_base: config.cluster_move_hold,
+            hold_max: config.cluster_move_hold_max,
             own,
             peers: HashMap::with_hasher(FixedState::with_seed(hash_key)),
             heard: VecDeque::new(),
@@ -390,13 +410,8 @@ impl Clustering {
                 near: rtts.filter(|rtt| *rtt < threshold).count(),
             });
         }
-        let stay = std::env::var("STAY")
-            .ok()
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(self.fraction);
         let acceptable =
             |c: &Candidate| c.sampled > 0 && (c.near as f64) >= self.fraction * (c.sampled as f64);
-        let stays = |c: &Candidate| (c.near as f64) >= stay * (c.sampled as f64);
         let own = candidates
             .iter()
             .find(|c| c.id == own_id)
@@ -409,14 +424,18 @@ impl Clustering {
                 near: 0,
             });
         // With no samples of our own cluster there is nothing to contradict staying in it.
-        let own_ok = own.sampled == 0 || stays(&own);
+        let own_ok = own.sampled == 0 || acceptable(&own);
         let best = candidates
             .iter()
             .filter(|c| c.id != own_id && acceptable(c))
             .copied()
             .reduce(|a, b| if self.beats(&b, &a) { b } else { a });
+        // A node that moved lately does not move again by choice (it must if its cluster is
+        // no longer near): see `Damping`.
+        let damping = self.damping[i];
+        let holding = own_ok && damping.moved.is_some_and(|at| now < at + damping.hold);
         let next = match best {
-            Some(b) if !own_ok || self.beats(&b, &own) => Membership {
+            Some(b) if !own_ok || (!holding && self.beats(&b, &own)) => Membership {
                 id: b.id,
                 age: Some(AgeClock {
                     age: b.age,
@@ -433,6 +452,16 @@ impl Clustering {
             _ => return None,
         };
         self.own[i] = next;
+        let d = &mut self.damping[i];
+        // Moves in quick succession hold the node still for longer each time; a node that
+        // stayed put for the longest hold starts again from the shortest.
+        d.hold = match d.moved {
+            Some(at) if now < at + self.hold_max => {
+                (d.hold * 2).clamp(self.hold_base, self.hold_max)
+            }
+            _ => self.hold_base,
+        };
+        d.moved = Some(now);
         Some(next.id)
     }
 
@@ -542,7 +571,10 @@ mod tests {
 
     #[test]
     fn moves_to_larger_cluster_only_beyond_hysteresis() {
-        let (mut c, now, mut rng) = setup();
+        let (mut c, now, mut rng) = setup_with(&Config {
+            cluster_move_hold: Duration::ZERO,
+            ..Config::default()
+        });
         c.observe_header(now, &peer(1), &header_at_level2(7, 100, 10));
         c.observe_rtt(now, &peer(1), Duration::from_millis(5));
         assert_eq!(c.evaluate(now, L2, 1, &mut rng), Some(ClusterId(7)));
@@ -657,5 +689,32 @@ mod tests {
         assert!(c.min_rtt(&peer(0).id).is_some());
         assert!(c.min_rtt(&peer(3).id).is_some());
         assert_eq!(c.peer_count(), 2);
+    }
+
+    #[test]
+    fn a_node_that_moved_holds_still_longer_each_time_but_leaves_a_far_cluster_at_once() {
+        let (mut c, t0, mut rng) = setup();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let near = Duration::from_millis(5);
+        c.observe_header(t0, &peer(1), &header_at_level2(7, 100, 10));
+        c.observe_rtt(t0, &peer(1), near);
+        assert_eq!(c.evaluate(t0, L2, 1, &mut rng), Some(ClusterId(7)));
+        // A clearly larger near cluster appears: not joined within the 30 s hold.
+        c.observe_header(at(10), &peer(2), &header_at_level2(3, 100, 40));
+        c.observe_rtt(at(10), &peer(2), near);
+        assert_eq!(c.evaluate(at(10), L2, 10, &mut rng), None, "held");
+        assert_eq!(c.evaluate(at(30), L2, 10, &mut rng), Some(ClusterId(3)));
+        // The second move within ten minutes doubles the hold to 60 s.
+        c.observe_header(at(40), &peer(3), &header_at_level2(5, 100, 200));
+        c.observe_rtt(at(40), &peer(3), near);
+        assert_eq!(c.evaluate(at(80), L2, 40, &mut rng), None, "held for 60 s");
+        assert_eq!(c.evaluate(at(90), L2, 40, &mut rng), Some(ClusterId(5)));
+        // Its cluster turns out far: it leaves at once, hold or not.
+        for n in 20..30 {
+            c.observe_header(at(100), &peer(n), &header_at_level2(5, 100, 200));
+            c.observe_rtt(at(100), &peer(n), Duration::from_millis(90));
+        }
+        let moved = c.evaluate(at(100), L2, 200, &mut rng);
+        assert!(moved.is_some_and(|id| id != ClusterId(5)), "left at once");
     }
 }

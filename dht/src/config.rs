@@ -34,6 +34,13 @@ pub struct Config {
     pub cluster_check_interval: Duration,
     /// The longest interval between cluster checks of a settled node.
     pub cluster_check_max_interval: Duration,
+    /// After a move at a level, the node does not move to another cluster it merely prefers
+    /// (a larger one) at that level for this long; a cluster that is no longer near is still
+    /// left at once. Each further move within `cluster_move_hold_max` of the last doubles
+    /// the hold, up to that maximum; a node that stayed put that long starts again here.
+    pub cluster_move_hold: Duration,
+    /// The longest hold after a move (see `cluster_move_hold`).
+    pub cluster_move_hold_max: Duration,
     /// Peers whose RTT and cluster descriptors are remembered for cluster decisions.
     pub peer_info_capacity: usize,
     /// Forget a peer's RTT and descriptors when nothing was heard from it for this long.
@@ -96,6 +103,8 @@ impl Default for Config {
             cluster_age_tie: Duration::from_secs(5),
             cluster_check_interval: Duration::from_secs(10),
             cluster_check_max_interval: Duration::from_secs(40),
+            cluster_move_hold: Duration::from_secs(30),
+            cluster_move_hold_max: Duration::from_secs(10 * 60),
             peer_info_capacity: 512,
             peer_info_ttl: Duration::from_secs(30 * 60),
             sloppy: true,
@@ -166,6 +175,9 @@ impl Config {
         }
         if self.cluster_check_interval.is_zero() || self.bucket_refresh_interval.is_zero() {
             return bad("periodic intervals must be positive");
+        }
+        if self.cluster_move_hold > self.cluster_move_hold_max {
+            return bad("cluster_move_hold must not exceed cluster_move_hold_max");
         }
         if self.cluster_check_max_interval < self.cluster_check_interval {
             return bad("cluster_check_max_interval must be at least cluster_check_interval");

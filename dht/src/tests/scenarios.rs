@@ -133,7 +133,8 @@ fn two_nodes_learn_each_other() {
 
 #[test]
 fn regions_become_level2_clusters_and_stay_apart() {
-    let mut net = joined(150, 11, Duration::from_secs(600));
+    // Twenty minutes: late merges wait out the nodes' holds after their moves (at most ten).
+    let mut net = joined(150, 11, Duration::from_secs(1200));
     // Settled clusters stay put: no node moves in ten more minutes (hysteresis, total order).
     let changes = |net: &Net| -> u64 {
         net.nodes
