@@ -1,6 +1,8 @@
 //! Running several variants of one scenario on the same seed, side by side.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant as WallClock;
 
 use crate::engine::{Sim, Variant};
@@ -13,32 +15,63 @@ use crate::scenario::Scenario;
 pub struct RunOptions {
     /// Seed of every variant's run.
     pub seed: u64,
-    /// Variants, run one after the other on the same seed.
+    /// Variants, each on the same seed.
     pub variants: Vec<Variant>,
     /// Round-trip every DHT message through the wire format.
     pub wire: bool,
+    /// Variants run at once, each on its own thread (at least 1). Runs are independent, so
+    /// the results are the same for any count; the peak memory is that of the variants
+    /// running together.
+    pub threads: usize,
+}
+
+impl RunOptions {
+    /// One thread per core, at most one per variant.
+    pub fn default_threads() -> usize {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    }
 }
 
 /// Runs each variant of `scenario` and gathers the report. `progress` is called now and then
-/// with (variant, virtual now, virtual end, events so far).
+/// with (variant, virtual now, virtual end, events so far), from the thread running it.
 pub fn run_variants(
     scenario: &Scenario,
     options: &RunOptions,
-    progress: &mut dyn FnMut(Variant, Micros, Micros, u64),
+    progress: &(dyn Fn(Variant, Micros, Micros, u64) + Sync),
 ) -> Report {
     let started = WallClock::now();
-    let mut events = 0;
-    let mut variants = BTreeMap::new();
-    for &variant in &options.variants {
-        let mut sim = Sim::new(scenario.clone(), variant, options.seed).with_wire(options.wire);
-        sim.run(&mut |now, end, ev| progress(variant, now, end, ev));
-        events += sim.events();
-        let distances = sim.hot_key_distances();
-        let mut report = sim.metrics.report(&distances);
-        report.clusters_per_level = sim.clusters_per_level();
-        (report.dht_requests, report.cluster_changes) = sim.dht_totals();
-        variants.insert(variant.name().to_string(), report);
-    }
+    let next = AtomicUsize::new(0);
+    let done = Mutex::new(BTreeMap::new());
+    let run_next = || {
+        while let Some(&variant) = options.variants.get(next.fetch_add(1, Ordering::Relaxed)) {
+            let mut sim = Sim::new(scenario.clone(), variant, options.seed).with_wire(options.wire);
+            sim.run(&mut |now, end, ev| progress(variant, now, end, ev));
+            let distances = sim.hot_key_distances();
+            let mut report = sim.metrics.report(&distances);
+            report.clusters_per_level = sim.clusters_per_level();
+            (report.dht_requests, report.cluster_changes) = sim.dht_totals();
+            let events = sim.events();
+            drop(sim);
+            done.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(variant, (events, report));
+        }
+    };
+    let threads = options.threads.clamp(1, options.variants.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            s.spawn(run_next);
+        }
+        run_next();
+    });
+    let done = done
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let events = done.values().map(|(e, _)| e).sum();
+    let variants = done
+        .into_iter()
+        .map(|(v, (_, report))| (v.name().to_string(), report))
+        .collect();
     let wall_s = started.elapsed().as_secs_f64();
     Report {
         scenario: scenario.name.to_string(),

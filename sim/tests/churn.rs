@@ -15,8 +15,9 @@ fn gets_succeed_under_churn() {
             seed: 5,
             variants: vec![Variant::Coral],
             wire: false,
+            threads: RunOptions::default_threads(),
         },
-        &mut |_, _, _, _| {},
+        &|_, _, _, _| {},
     );
     let coral = &report.variants["coral"];
     assert!(coral.failed_requests > 0, "nodes did fail during the run");

@@ -15,8 +15,9 @@ fn coral_shields_the_origin_and_serves_nearby_first() {
             seed: 1,
             variants: vec![Variant::Coral, Variant::None],
             wire: false,
+            threads: RunOptions::default_threads(),
         },
-        &mut |_, _, _, _| {},
+        &|_, _, _, _| {},
     );
     let coral = &report.variants["coral"];
     let none = &report.variants["none"];

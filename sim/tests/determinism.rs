@@ -23,8 +23,9 @@ fn trace(seed: u64) -> (u64, u64, u64) {
             seed,
             variants: vec![Variant::Coral],
             wire: true,
+            threads: 1,
         },
-        &mut |_, _, _, _| {},
+        &|_, _, _, _| {},
     );
     (sim.trace_hash(), sim.events(), report.events)
 }
@@ -37,4 +38,24 @@ fn same_seed_replays_the_same_event_trace() {
     // Round-tripping every message through the wire format changes nothing.
     assert_eq!(events, wired_events);
     assert_ne!(trace(8).0, hash, "another seed, another run");
+}
+
+#[test]
+fn variants_run_side_by_side_give_what_they_give_one_at_a_time() {
+    let report = |threads| {
+        let r = sim::run_variants(
+            &small(),
+            &sim::RunOptions {
+                seed: 3,
+                variants: Variant::ALL.to_vec(),
+                wire: false,
+                threads,
+            },
+            &|_, _, _, _| {},
+        );
+        (r.events, serde_json::to_string(&r.variants).expect("json"))
+    };
+    let (events, variants) = report(1);
+    assert!(variants.contains("\"coral\"") && variants.contains("\"none\""));
+    assert_eq!(report(3), (events, variants));
 }

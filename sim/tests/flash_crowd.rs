@@ -20,8 +20,9 @@ fn coral_spreads_the_hot_key_and_answers_nearby() {
             seed: 3,
             variants: vec![Variant::Coral, Variant::Flat],
             wire: false,
+            threads: RunOptions::default_threads(),
         },
-        &mut |_, _, _, _| {},
+        &|_, _, _, _| {},
     );
     let coral = &report.variants["coral"];
     let flat = &report.variants["flat"];

@@ -55,6 +55,10 @@ struct RunArgs {
     /// Round-trip every DHT message through the wire format.
     #[arg(long)]
     wire: bool,
+    /// Variants run at once, each on its own thread (default: one per core). Results do
+    /// not depend on it; peak memory is that of the variants running together.
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
     /// Write the report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -130,10 +134,27 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         seed: args.seed,
         variants,
         wire: args.wire,
+        threads: args
+            .threads
+            .unwrap_or_else(RunOptions::default_threads)
+            .max(1),
     };
-    let report = run_variants(&scenario, &options, &mut |variant, now, end, events| {
-        bar.set_prefix(variant.name());
-        bar.set_position((now * 1000).checked_div(end).unwrap_or(1000));
+    // Per variant: (virtual now, virtual end, events); the bar shows them together.
+    let state = std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let report = run_variants(&scenario, &options, &|variant, now, end, events| {
+        let mut state = state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.insert(variant, (now, end, events));
+        let names: Vec<&str> = state.keys().map(|v| v.name()).collect();
+        let fraction: f64 = state
+            .values()
+            .map(|(now, end, _)| *now as f64 / (*end).max(1) as f64)
+            .sum::<f64>()
+            / options.variants.len().max(1) as f64;
+        let events: u64 = state.values().map(|(_, _, e)| e).sum();
+        bar.set_prefix(names.join(","));
+        bar.set_position((fraction * 1000.0) as u64);
         let wall = started.elapsed().as_secs_f64().max(1e-9);
         bar.set_message(format!(
             "{:.0}s of {:.0}s virtual, {:.0} events/s",
