@@ -51,7 +51,7 @@ impl Node {
             hops: 0,
             kind,
         };
-        self.queries.insert(id, query);
+        self.queries.insert(id, Box::new(query));
         self.advance(now, id);
         id
     }
@@ -110,7 +110,7 @@ impl Node {
             hops: 0,
             kind: Kind::Get { level: top, iter },
         };
-        self.queries.insert(id, query);
+        self.queries.insert(id, Box::new(query));
         self.advance(now, id);
         id
     }

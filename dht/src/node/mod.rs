@@ -49,7 +49,9 @@ pub struct Node {
     /// header, so not recomputed per message.
     sizes: Vec<u32>,
     rpcs: Rpcs,
-    queries: BTreeMap<QueryId, Query>,
+    /// Boxed: a query leaves the map while it takes a step (it needs the node too), and
+    /// moving a pointer is cheaper than moving the query with its candidate lists.
+    queries: BTreeMap<QueryId, Box<Query>>,
     next_query: u64,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
