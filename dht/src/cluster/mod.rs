@@ -19,16 +19,17 @@
 //! 3. Only descriptors heard directly from a peer are trusted for that peer; contacts learned
 //!    second-hand carry none and are not members until they speak to us.
 
-use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use foldhash::fast::FixedState;
 use rand::Rng;
 use smallvec::SmallVec;
+
+mod peers;
 
 use crate::config::Config;
 use crate::id::{Contact, NodeId};
 use crate::wire::{ClusterDescriptor, ClusterId, Header, Level};
+use peers::PeerTable;
 
 /// A duration that keeps growing: an age observed at some local instant.
 #[derive(Clone, Copy, Debug)]
@@ -115,7 +116,6 @@ pub(crate) struct Clustering {
     fraction: f64,
     hysteresis: f64,
     age_tie: Duration,
-    capacity: usize,
     peer_ttl: Duration,
     /// `own[i]`: the local node's cluster at level `i + 1`.
     own: Vec<Membership>,
@@ -123,15 +123,7 @@ pub(crate) struct Clustering {
     damping: Vec<Damping>,
     hold_base: Duration,
     hold_max: Duration,
-    /// Hashed, not ordered: several lookups per received message, and a B-tree of 32-byte
-    /// keys was the costliest part of handling one. The hasher is keyed from the node's seed
-    /// and ID, so a run replays exactly and no peer can choose IDs that collide.
-    peers: HashMap<NodeId, PeerInfo, FixedState>,
-    /// When each peer was heard, oldest first, with stale entries (the peer was heard again
-    /// since, or forgotten) left in place and skipped: every received message adds one, and
-    /// appending is cheaper than keeping an ordered set (that was a tenth of a simulation's
-    /// time). Compacted once stale entries are half as many as the live ones.
-    heard: VecDeque<(Instant, NodeId)>,
+    peers: PeerTable,
 }
 
 impl Clustering {
@@ -150,14 +142,12 @@ impl Clustering {
             fraction: config.cluster_membership_fraction,
             hysteresis: config.cluster_size_hysteresis,
             age_tie: config.cluster_age_tie,
-            capacity: config.peer_info_capacity,
             peer_ttl: config.peer_info_ttl,
             damping: vec![Damping::default(); own.len()],
             hold_base: config.cluster_move_hold,
             hold_max: config.cluster_move_hold_max,
             own,
-            peers: HashMap::with_hasher(FixedState::with_seed(hash_key)),
-            heard: VecDeque::new(),
+            peers: PeerTable::new(config.peer_info_capacity, hash_key),
         }
     }
 
@@ -204,57 +194,6 @@ impl Clustering {
         }
     }
 
-    fn touch(&mut self, now: Instant, from: &Contact) -> &mut PeerInfo {
-        // The queue is in time order only if time never goes back (the driver's clock).
-        debug_assert!(self.heard.back().is_none_or(|(at, _)| *at <= now));
-        if self.heard.len() > self.peers.len() + self.peers.len() / 2 + 16 {
-            let peers = &self.peers;
-            self.heard.retain(|(at, id)| is_live(peers, at, id));
-        }
-        let known = self.peers.contains_key(&from.id);
-        if !known
-            && self.peers.len() >= self.capacity
-            && let Some((_, oldest)) = self.oldest_live()
-        {
-            // Forget the peer heard from longest ago.
-            self.forget(&oldest);
-        }
-        let info = self.peers.entry(from.id).or_insert_with(|| PeerInfo {
-            contact: from.clone(),
-            min_rtt: None,
-            last_heard: now,
-            clusters: SmallVec::new(),
-        });
-        if !known || info.last_heard != now {
-            self.heard.push_back((now, from.id));
-        }
-        if info.contact.addr != from.addr {
-            info.contact = from.clone();
-        }
-        info.last_heard = now;
-        info
-    }
-
-    /// The live entry heard longest ago, after dropping the stale ones in front of it. (A
-    /// peer forgotten and heard again within one instant has two live entries; the older
-    /// goes the next time it comes to the front.)
-    fn oldest_live(&mut self) -> Option<(Instant, NodeId)> {
-        while let Some(&(at, id)) = self.heard.front() {
-            if is_live(&self.peers, &at, &id) {
-                return Some((at, id));
-            }
-            self.heard.pop_front();
-        }
-        None
-    }
-
-    /// Live entries of `heard`, oldest first.
-    fn by_heard(&self) -> impl Iterator<Item = &(Instant, NodeId)> {
-        self.heard
-            .iter()
-            .filter(|(at, id)| is_live(&self.peers, at, id))
-    }
-
     /// A message from `from` arrived carrying `header`.
     pub(crate) fn observe_header(&mut self, now: Instant, from: &Contact, header: &Header) {
         self.observe(now, from, header, None);
@@ -270,7 +209,7 @@ impl Clustering {
         rtt: Option<Duration>,
     ) {
         let levels = self.own.len();
-        let info = self.touch(now, from);
+        let info = self.peers.touch(now, from);
         if let Some(rtt) = rtt {
             info.note_rtt(rtt);
         }
@@ -293,13 +232,12 @@ impl Clustering {
 
     /// The transport (or an RPC) measured a round trip to `from`.
     pub(crate) fn observe_rtt(&mut self, now: Instant, from: &Contact, rtt: Duration) {
-        self.touch(now, from).note_rtt(rtt);
+        self.peers.touch(now, from).note_rtt(rtt);
     }
 
     /// Forgets a peer (it failed to answer).
     pub(crate) fn forget(&mut self, id: &NodeId) {
-        // Its entry in `heard` is stale from now on.
-        self.peers.remove(id);
+        self.peers.forget(id);
     }
 
     /// The peer last said it is in our cluster at `level` (every peer is, at level 0).
@@ -334,9 +272,9 @@ impl Clustering {
     pub(crate) fn members(&self, level: Level) -> Vec<Contact> {
         let mut members: Vec<Contact> = self
             .peers
-            .iter()
-            .filter(|(id, _)| self.is_member(id, level))
-            .map(|(_, p)| p.contact.clone())
+            .values()
+            .filter(|p| self.is_member(&p.contact.id, level))
+            .map(|p| p.contact.clone())
             .collect();
         members.sort_unstable_by_key(|c| c.id);
         members
@@ -344,16 +282,17 @@ impl Clustering {
 
     /// The `n` peers heard from longest ago, to ping so RTTs and descriptors stay current.
     pub(crate) fn stalest(&self, now: Instant, min_silence: Duration, n: usize) -> Vec<Contact> {
-        self.by_heard()
+        self.peers
+            .by_heard()
             .take_while(|(heard, _)| now.saturating_duration_since(*heard) >= min_silence)
             .take(n)
-            .filter_map(|(_, id)| self.peers.get(id).map(|p| p.contact.clone()))
+            .map(|(_, p)| p.contact.clone())
             .collect()
     }
 
     /// Drops what was not heard for `peer_info_ttl`.
     pub(crate) fn expire(&mut self, now: Instant) {
-        while let Some((heard, id)) = self.oldest_live() {
+        while let Some((heard, id)) = self.peers.oldest_live() {
             if now.saturating_duration_since(heard) < self.peer_ttl {
                 break;
             }
@@ -483,11 +422,6 @@ impl Clustering {
         }
         a.id < b.id
     }
-}
-
-/// Whether `heard`'s entry `(at, id)` is the peer's latest (not superseded or forgotten).
-fn is_live(peers: &HashMap<NodeId, PeerInfo, FixedState>, at: &Instant, id: &NodeId) -> bool {
-    peers.get(id).is_some_and(|p| p.last_heard == *at)
 }
 
 /// The middle element (the upper one of an even count); `T::default()` if empty.
