@@ -71,10 +71,11 @@ impl Membership {
     }
 }
 
+/// A peer's cluster at one level as it told us; its age was as of `PeerInfo::described_at`.
 #[derive(Clone, Copy, Debug)]
 struct HeardDescriptor {
     id: ClusterId,
-    age: AgeClock,
+    age: Duration,
     size: u32,
 }
 
@@ -85,6 +86,9 @@ struct PeerInfo {
     /// estimate of the path's propagation delay.
     min_rtt: Option<Duration>,
     last_heard: Instant,
+    /// When the peer last told us its clusters (one instant for all levels, not one each:
+    /// this table is most of a simulated node's memory).
+    described_at: Instant,
     /// `clusters[i]`: the peer's cluster at level `i + 1`, as it last told us. In line for
     /// Coral's two levels above 0: every message reads this, and a pointer to chase was a
     /// cache miss per peer in a simulation of thousands of nodes.
@@ -213,6 +217,7 @@ impl Clustering {
         if let Some(rtt) = rtt {
             info.note_rtt(rtt);
         }
+        info.described_at = now;
         info.clusters.clear();
         info.clusters.extend(
             header
@@ -221,10 +226,7 @@ impl Clustering {
                 .take(levels)
                 .map(|d| HeardDescriptor {
                     id: d.id,
-                    age: AgeClock {
-                        age: d.age,
-                        at: now,
-                    },
+                    age: d.age,
                     size: d.size,
                 }),
         );
@@ -328,7 +330,11 @@ impl Clustering {
             .values()
             .filter_map(|p| {
                 let d = p.clusters.get(i)?;
-                Some((d.id, d.size, d.age.at(now), p.min_rtt))
+                let age = AgeClock {
+                    age: d.age,
+                    at: p.described_at,
+                };
+                Some((d.id, d.size, age.at(now), p.min_rtt))
             })
             .collect();
         rows.push((own_id, own_size, self.own_age(level, now), None));

@@ -87,6 +87,7 @@ impl PeerTable {
                     contact: from.clone(),
                     min_rtt: None,
                     last_heard: now,
+                    described_at: now,
                     clusters: Default::default(),
                 });
                 (slot, true)

@@ -102,6 +102,12 @@ impl Bucket {
         }
         if self.entries.len() < k {
             self.replacements.retain(|e| e.contact.id != contact.id);
+            if self.entries.len() == self.entries.capacity() {
+                // Grow by doubling, but never past `k`: a full bucket of 20 would otherwise
+                // hold room for 32, and there are dozens of full buckets per node.
+                let room = (self.entries.len() * 2).max(4).min(k) - self.entries.len();
+                self.entries.reserve_exact(room);
+            }
             self.entries.push(Entry {
                 contact: contact.clone(),
                 last_seen: now,
