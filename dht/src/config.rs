@@ -170,6 +170,9 @@ impl Config {
         if self.max_keys == 0 || self.peer_info_capacity == 0 {
             return bad("max_keys and peer_info_capacity must be at least 1");
         }
+        if u32::try_from(self.peer_info_capacity).is_err() {
+            return bad("peer_info_capacity must fit in 32 bits");
+        }
         if self.rpc_timeout.is_zero() || self.query_timeout.is_zero() {
             return bad("timeouts must be positive");
         }

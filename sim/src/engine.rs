@@ -190,9 +190,9 @@ pub struct Sim {
 }
 
 /// The addresses of hosts `0..n` (each its index, 4 bytes big-endian), in a buffer that lives
-/// as long as the process. Runs share it; it is replaced by a larger one only when a run has
-/// more hosts than any before, so what is leaked stays under twice the largest run's 4 bytes
-/// per host.
+/// as long as the process. Runs share it; it is replaced only when a run has more hosts than
+/// it holds, by one at least twice as large, so all buffers together stay under four times
+/// the largest run's 4 bytes per host.
 fn host_addresses(n: usize) -> &'static [u8] {
     static BUFFER: std::sync::Mutex<&'static [u8]> = std::sync::Mutex::new(&[]);
     let mut buffer = BUFFER

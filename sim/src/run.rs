@@ -26,7 +26,7 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    /// One thread per core, at most one per variant.
+    /// One thread per core (`run_variants` uses no more than there are variants).
     pub fn default_threads() -> usize {
         std::thread::available_parallelism().map_or(1, usize::from)
     }
@@ -40,10 +40,14 @@ pub fn run_variants(
     progress: &(dyn Fn(Variant, Micros, Micros, u64) + Sync),
 ) -> Report {
     let started = WallClock::now();
+    // Each variant once: reports are keyed by variant.
+    let mut variants = options.variants.clone();
+    let mut seen = std::collections::BTreeSet::new();
+    variants.retain(|v| seen.insert(*v));
     let next = AtomicUsize::new(0);
     let done = Mutex::new(BTreeMap::new());
     let run_next = || {
-        while let Some(&variant) = options.variants.get(next.fetch_add(1, Ordering::Relaxed)) {
+        while let Some(&variant) = variants.get(next.fetch_add(1, Ordering::Relaxed)) {
             let mut sim = Sim::new(scenario.clone(), variant, options.seed).with_wire(options.wire);
             sim.run(&mut |now, end, ev| progress(variant, now, end, ev));
             let distances = sim.hot_key_distances();
@@ -57,7 +61,7 @@ pub fn run_variants(
                 .insert(variant, (events, report));
         }
     };
-    let threads = options.threads.clamp(1, options.variants.len().max(1));
+    let threads = options.threads.clamp(1, variants.len().max(1));
     std::thread::scope(|s| {
         for _ in 1..threads {
             s.spawn(run_next);

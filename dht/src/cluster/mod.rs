@@ -284,12 +284,21 @@ impl Clustering {
 
     /// The `n` peers heard from longest ago, to ping so RTTs and descriptors stay current.
     pub(crate) fn stalest(&self, now: Instant, min_silence: Duration, n: usize) -> Vec<Contact> {
-        self.peers
+        let mut stalest: Vec<Contact> = Vec::with_capacity(n);
+        for (_, p) in self
+            .peers
             .by_heard()
             .take_while(|(heard, _)| now.saturating_duration_since(*heard) >= min_silence)
-            .take(n)
-            .map(|(_, p)| p.contact.clone())
-            .collect()
+        {
+            if stalest.len() == n {
+                break;
+            }
+            // A peer may have two live records (see `peers::live`): list it once.
+            if !stalest.iter().any(|c| c.id == p.contact.id) {
+                stalest.push(p.contact.clone());
+            }
+        }
+        stalest
     }
 
     /// Drops what was not heard for `peer_info_ttl`.
@@ -378,7 +387,10 @@ impl Clustering {
         // A node that moved lately does not move again by choice (it must if its cluster is
         // no longer near): see `Damping`.
         let damping = self.damping[i];
-        let holding = own_ok && damping.moved.is_some_and(|at| now < at + damping.hold);
+        let holding = own_ok
+            && damping
+                .moved
+                .is_some_and(|at| now.saturating_duration_since(at) < damping.hold);
         let next = match best {
             Some(b) if !own_ok || (!holding && self.beats(&b, &own)) => Membership {
                 id: b.id,
@@ -398,11 +410,16 @@ impl Clustering {
         };
         self.own[i] = next;
         let d = &mut self.damping[i];
-        // Moves in quick succession hold the node still for longer each time; a node that
-        // stayed put for the longest hold starts again from the shortest.
+        // Moves in quick succession hold the node still for longer each time. Only a node
+        // that stayed put for the longest hold past its current one starts again from the
+        // shortest: a node moving as soon as each hold ends keeps the longest.
         d.hold = match d.moved {
-            Some(at) if now < at + self.hold_max => {
-                (d.hold * 2).clamp(self.hold_base, self.hold_max)
+            Some(at)
+                if now.saturating_duration_since(at) < d.hold.saturating_add(self.hold_max) =>
+            {
+                d.hold
+                    .saturating_mul(2)
+                    .clamp(self.hold_base, self.hold_max)
             }
             _ => self.hold_base,
         };
@@ -656,5 +673,51 @@ mod tests {
         }
         let moved = c.evaluate(at(100), L2, 200, &mut rng);
         assert!(moved.is_some_and(|id| id != ClusterId(5)), "left at once");
+    }
+
+    #[test]
+    fn a_node_moving_whenever_its_hold_ends_keeps_the_longest_hold() {
+        let (mut c, t0, mut rng) = setup_with(&Config {
+            cluster_move_hold: Duration::from_secs(30),
+            cluster_move_hold_max: Duration::from_secs(120),
+            ..Config::default()
+        });
+        let near = Duration::from_millis(5);
+        // Each round a clearly larger near cluster appears; the node moves as soon as it may.
+        let mut now = t0;
+        let mut waits = Vec::new();
+        let mut last = t0;
+        for round in 0..7u8 {
+            let cluster = 100 + u64::from(round);
+            c.observe_header(
+                now,
+                &peer(round),
+                &header_at_level2(cluster, 100, 10 << round),
+            );
+            c.observe_rtt(now, &peer(round), near);
+            while c.evaluate(now, L2, 5 << round, &mut rng) != Some(ClusterId(cluster)) {
+                now += Duration::from_secs(1);
+            }
+            waits.push((now - last).as_secs());
+            last = now;
+        }
+        // 0 (the first move), then holds of 30, 60, 120 s, and 120 s from then on.
+        assert_eq!(waits, vec![0, 30, 60, 120, 120, 120, 120]);
+        // Staying put for the hold and the longest hold after it starts again at 30 s.
+        now += Duration::from_secs(240);
+        c.observe_header(now, &peer(50), &header_at_level2(500, 100, 100_000));
+        c.observe_rtt(now, &peer(50), near);
+        assert_eq!(c.evaluate(now, L2, 10_000, &mut rng), Some(ClusterId(500)));
+        c.observe_header(now, &peer(51), &header_at_level2(501, 100, 1_000_000));
+        c.observe_rtt(now, &peer(51), near);
+        let later = now + Duration::from_secs(30);
+        assert_eq!(
+            c.evaluate(later - Duration::from_secs(1), L2, 100_000, &mut rng),
+            None
+        );
+        assert_eq!(
+            c.evaluate(later, L2, 100_000, &mut rng),
+            Some(ClusterId(501))
+        );
     }
 }

@@ -24,7 +24,8 @@ pub(super) struct PeerTable {
     /// Empty slots, reused before the vector grows.
     free: Vec<u32>,
     /// Slot numbers, hashed by the ID of the peer in the slot. The hasher is keyed from the
-    /// node's seed and ID, so a run replays exactly and no peer can choose IDs that collide.
+    /// node's seed and ID, so a run replays exactly. (The key is no secret when the seed is
+    /// the default; IDs chosen to collide would cost at most `capacity` comparisons a lookup.)
     index: HashTable<u32>,
     hasher: FixedState,
     /// When each slot's peer was heard, oldest first, with stale entries (the peer was heard
@@ -115,6 +116,7 @@ impl PeerTable {
             }
             None => {
                 self.slots.push(Some(info));
+                // `Config::validate` keeps the capacity within u32.
                 u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
             }
         };
@@ -172,7 +174,8 @@ fn holds(slots: &[Option<PeerInfo>], s: u32, id: &NodeId) -> bool {
 
 /// The peer in `slot`, if `heard`'s entry `(at, slot)` is its latest (not superseded, and
 /// the slot not emptied). A slot emptied and filled again within one instant makes a stale
-/// entry look live: for the new peer, which was heard then, so no harm.
+/// entry look live: the new peer then has two, both saying when it was indeed heard (readers
+/// that list peers skip the repeat).
 fn live<'a>(slots: &'a [Option<PeerInfo>], at: &Instant, slot: u32) -> Option<&'a PeerInfo> {
     slots
         .get(slot as usize)

@@ -277,12 +277,20 @@ mod tests {
             let contact = Contact::new(id(n), Addr::default());
             assert_eq!(b.insert(&contact, t0, 3, 2, Duration::ZERO), Insert::Added);
         }
-        let again = Contact::new(id(2), Addr::default());
-        assert_eq!(b.insert(&again, t0, 3, 2, Duration::ZERO), Insert::Updated);
-        assert!(b.remove(&id(0)));
-        assert!(!b.contains(&id(0)));
-        assert!(b.contains(&id(1)) && b.contains(&id(2)));
-        assert!(!b.contains(&id(9)));
+        // Heard again from a new address: to the end, with the new address.
+        let moved = Contact::new(id(0), Addr::from(vec![1, 2, 3, 4]));
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(
+            b.insert(&moved, later, 3, 2, Duration::ZERO),
+            Insert::Updated
+        );
+        let order: Vec<u8> = b.entries().iter().map(|e| e.contact.id.0[31]).collect();
+        assert_eq!(order, vec![1, 2, 0]);
+        assert_eq!(b.entries()[2].contact.addr, moved.addr);
+        assert_eq!(b.entries()[2].last_seen, later);
+        assert!(b.remove(&id(1)));
+        assert!(!b.contains(&id(1)));
+        assert!(b.contains(&id(0)) && b.contains(&id(2)));
         assert_eq!(b.entries().len(), 2);
     }
 }
