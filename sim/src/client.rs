@@ -31,7 +31,7 @@ impl Sim {
         if h.proxy.has(o) {
             h.proxy.touch(o);
             self.metrics.serve(Source::LocalCache, 1, wt);
-            self.metrics.client_us.push(0);
+            self.metrics.client_instant += 1;
             return;
         }
         if let Some(f) = h.proxy.inflight.get_mut(&o) {

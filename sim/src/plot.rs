@@ -87,7 +87,7 @@ fn lookup_cdf(report: &Report, path: &Path) -> PlotResult {
     let max_ms = report
         .variants
         .values()
-        .filter_map(|v| v.lookup_ms_sorted.last().copied())
+        .filter_map(|v| v.lookup_cdf_ms.last().copied())
         .fold(1.0, f64::max);
     let mut chart = ChartBuilder::on(&root)
         .caption(
@@ -104,19 +104,16 @@ fn lookup_cdf(report: &Report, path: &Path) -> PlotResult {
         .y_desc("fraction of lookups")
         .draw()?;
     for (i, (name, v)) in report.variants.iter().enumerate() {
-        let n = v.lookup_ms_sorted.len();
-        if n == 0 {
+        let Some(last) = v.lookup_cdf_ms.len().checked_sub(1) else {
             continue;
-        }
+        };
         let color = COLORS[i % COLORS.len()];
-        let step = (n / 500).max(1);
         chart
             .draw_series(LineSeries::new(
-                v.lookup_ms_sorted
+                v.lookup_cdf_ms
                     .iter()
                     .enumerate()
-                    .step_by(step)
-                    .map(|(k, ms)| (*ms, (k + 1) as f64 / n as f64)),
+                    .map(|(k, ms)| (*ms, k as f64 / last.max(1) as f64)),
                 color.stroke_width(2),
             ))?
             .label(name.as_str())
