@@ -104,7 +104,7 @@ fn lookup_cdf(report: &Report, path: &Path) -> PlotResult {
         .y_desc("fraction of lookups")
         .draw()?;
     for (i, (name, v)) in report.variants.iter().enumerate() {
-        let Some(last) = v.lookup_cdf_ms.len().checked_sub(1) else {
+        let Some(last) = v.lookup_cdf_ms.len().checked_sub(1).filter(|l| *l > 0) else {
             continue;
         };
         let color = COLORS[i % COLORS.len()];
@@ -113,7 +113,7 @@ fn lookup_cdf(report: &Report, path: &Path) -> PlotResult {
                 v.lookup_cdf_ms
                     .iter()
                     .enumerate()
-                    .map(|(k, ms)| (*ms, k as f64 / last.max(1) as f64)),
+                    .map(|(k, ms)| (*ms, k as f64 / last as f64)),
                 color.stroke_width(2),
             ))?
             .label(name.as_str())
