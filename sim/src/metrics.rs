@@ -249,7 +249,9 @@ fn cdf_ms(sorted: &[u32]) -> Vec<f64> {
 }
 
 impl Metrics {
-    pub(crate) fn report(&self, hot_key_distance: &[u32]) -> VariantReport {
+    /// The report of the run. Sorts the latency samples in place (they can be tens of
+    /// millions; the run is over).
+    pub(crate) fn report(&mut self, hot_key_distance: &[u32]) -> VariantReport {
         let answered: u64 = self.served.iter().sum();
         let frac = |i: usize| {
             if answered == 0 {
@@ -258,8 +260,7 @@ impl Metrics {
                 self.served[i] as f64 / answered as f64
             }
         };
-        let mut lookup = self.lookup_us.clone();
-        let lookup_ms = percentiles_us(0, &mut lookup);
+        let lookup_ms = percentiles_us(0, &mut self.lookup_us);
         let mut hops: Vec<f64> = self.hops.iter().map(|h| f64::from(*h)).collect();
         hops.sort_by(f64::total_cmp);
         let loaded: Vec<f64> = self
@@ -320,7 +321,7 @@ impl Metrics {
             },
             messages: self.messages,
             dht_requests: DhtRequests::default(),
-            client_ms: percentiles_us(self.client_instant, &mut self.client_us.clone()),
+            client_ms: percentiles_us(self.client_instant, &mut self.client_us),
             lookup_success: if self.gets_available == 0 {
                 1.0
             } else {
@@ -336,7 +337,7 @@ impl Metrics {
                 .filter(|(_, l)| **l > 0)
                 .map(|(d, l)| (*d, *l))
                 .collect(),
-            lookup_cdf_ms: cdf_ms(&lookup),
+            lookup_cdf_ms: cdf_ms(&self.lookup_us),
         }
     }
 }

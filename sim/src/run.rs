@@ -26,6 +26,16 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
+    /// The variants to run, each once (reports are keyed by variant), in the order given.
+    pub fn distinct_variants(&self) -> Vec<Variant> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.variants
+            .iter()
+            .copied()
+            .filter(|v| seen.insert(*v))
+            .collect()
+    }
+
     /// One thread per core (`run_variants` uses no more than there are variants).
     pub fn default_threads() -> usize {
         std::thread::available_parallelism().map_or(1, usize::from)
@@ -40,10 +50,7 @@ pub fn run_variants(
     progress: &(dyn Fn(Variant, Micros, Micros, u64) + Sync),
 ) -> Report {
     let started = WallClock::now();
-    // Each variant once: reports are keyed by variant.
-    let mut variants = options.variants.clone();
-    let mut seen = std::collections::BTreeSet::new();
-    variants.retain(|v| seen.insert(*v));
+    let variants = options.distinct_variants();
     let next = AtomicUsize::new(0);
     let done = Mutex::new(BTreeMap::new());
     let run_next = || {

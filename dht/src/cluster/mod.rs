@@ -52,6 +52,12 @@ struct Membership {
     age: Option<AgeClock>,
 }
 
+impl Membership {
+    fn age(&self, now: Instant) -> Duration {
+        self.age.map_or(Duration::ZERO, |a| a.at(now))
+    }
+}
+
 /// When a node last moved at a level, and how long it now holds still before moving by
 /// choice again. Membership by sampled RTTs is not transitive: a node at the edge of a large
 /// cluster finds it near or not depending on which members it sampled lately, and without
@@ -63,12 +69,6 @@ struct Membership {
 struct Damping {
     moved: Option<Instant>,
     hold: Duration,
-}
-
-impl Membership {
-    fn age(&self, now: Instant) -> Duration {
-        self.age.map_or(Duration::ZERO, |a| a.at(now))
-    }
 }
 
 /// A peer's cluster at one level as it told us; its age was as of `PeerInfo::described_at`.
@@ -244,29 +244,24 @@ impl Clustering {
 
     /// The peer last said it is in our cluster at `level` (every peer is, at level 0).
     pub(crate) fn is_member(&self, peer: &NodeId, level: Level) -> bool {
-        let Some(i) = level.index().checked_sub(1) else {
-            return true;
-        };
-        let own = self.own_id(level);
-        self.peers
-            .get(peer)
-            .and_then(|p| p.clusters.get(i))
-            .is_some_and(|d| d.id == own)
+        self.shared_levels(peer) & (1 << level.index()) != 0
     }
 
     /// Every level the peer last said it shares with us, as a bit set (bit `l` for level
     /// `l`; bit 0, the global level, is always set). One lookup for all levels: this runs on
     /// every message.
     pub(crate) fn shared_levels(&self, peer: &NodeId) -> u32 {
-        let mut shared = 1;
-        if let Some(p) = self.peers.get(peer) {
-            for (i, (d, own)) in p.clusters.iter().zip(&self.own).enumerate() {
-                if d.id == own.id {
-                    shared |= 1 << (i + 1);
-                }
-            }
-        }
-        shared
+        self.peers.get(peer).map_or(1, |p| self.shared_with(p))
+    }
+
+    /// `shared_levels` of a peer already at hand.
+    fn shared_with(&self, p: &PeerInfo) -> u32 {
+        p.clusters
+            .iter()
+            .zip(&self.own)
+            .enumerate()
+            .filter(|(_, (d, own))| d.id == own.id)
+            .fold(1, |shared, (i, _)| shared | 1 << (i + 1))
     }
 
     /// Peers that last said they are in our cluster at `level`, in ID order (the order
@@ -275,7 +270,7 @@ impl Clustering {
         let mut members: Vec<Contact> = self
             .peers
             .values()
-            .filter(|p| self.is_member(&p.contact.id, level))
+            .filter(|p| self.shared_with(p) & (1 << level.index()) != 0)
             .map(|p| p.contact.clone())
             .collect();
         members.sort_unstable_by_key(|c| c.id);

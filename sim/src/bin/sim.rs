@@ -143,13 +143,20 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         );
         scenario.duration_secs = d;
     }
-    let mut variants = if args.compare || args.variants.is_empty() {
-        Variant::ALL.to_vec()
-    } else {
-        args.variants.clone()
+    let options = RunOptions {
+        seed: args.seed,
+        variants: if args.compare || args.variants.is_empty() {
+            Variant::ALL.to_vec()
+        } else {
+            args.variants.clone()
+        },
+        wire: args.wire,
+        threads: args
+            .threads
+            .unwrap_or_else(RunOptions::default_threads)
+            .max(1),
     };
-    let mut seen = std::collections::BTreeSet::new();
-    variants.retain(|v| seen.insert(*v));
+    let variants = options.distinct_variants();
     eprintln!(
         "sim: seed={:#x} nodes={} scenario={} variants={}",
         args.seed,
@@ -168,15 +175,6 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             .progress_chars("=> "),
     );
     let started = std::time::Instant::now();
-    let options = RunOptions {
-        seed: args.seed,
-        variants,
-        wire: args.wire,
-        threads: args
-            .threads
-            .unwrap_or_else(RunOptions::default_threads)
-            .max(1),
-    };
     // Per variant: (virtual now, virtual end, events); the bar shows them together.
     let state = std::sync::Mutex::new(std::collections::BTreeMap::new());
     let report = run_variants(&scenario, &options, &|variant, now, end, events| {
@@ -189,7 +187,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             .values()
             .map(|(now, end, _)| *now as f64 / (*end).max(1) as f64)
             .sum::<f64>()
-            / options.variants.len().max(1) as f64;
+            / variants.len().max(1) as f64;
         let events: u64 = state.values().map(|(_, _, e)| e).sum();
         bar.set_prefix(names.join(","));
         bar.set_position((fraction * 1000.0) as u64);
