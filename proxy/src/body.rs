@@ -93,8 +93,13 @@ pub struct SharedBody {
 
 /// SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
+    digest_array(ring::digest::digest(&ring::digest::SHA256, data))
+}
+
+/// A SHA-256 digest as the array stored and sent with bodies.
+pub(crate) fn digest_array(d: ring::digest::Digest) -> [u8; 32] {
     let mut out = [0u8; 32];
-    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
+    out.copy_from_slice(d.as_ref());
     out
 }
 

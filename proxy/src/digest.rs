@@ -10,19 +10,25 @@
 //! whole transfer, even while that body trickles in: several slow large downloads at once
 //! leave the others hashing in line, which is how every body was hashed before.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use ring::digest::{Context, SHA256};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::body::{BodyError, digest_array};
 
 /// Bytes hashed in line before the hashing moves to its own thread.
 pub(crate) const PARALLEL_FROM: u64 = 1 << 20;
 /// Chunks handed over and not yet hashed, at most (backpressure on a slow hasher).
 const QUEUE: usize = 64;
 
-/// Hashing threads at work, across the process.
-static HASHERS: AtomicUsize = AtomicUsize::new(0);
+/// Places for hashing threads, one per core this process may use, across the process. A
+/// thread holds its place until it ends, however it ends.
+static HASHERS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Arc::new(Semaphore::new(cores))
+});
 
 /// SHA-256 of the bytes given to [`BodyDigest::update`], in order.
 pub(crate) struct BodyDigest {
@@ -39,29 +45,6 @@ enum State {
     },
     /// The hashing thread panicked or was cancelled: no digest can be trusted.
     Lost,
-}
-
-/// Gives back a hashing thread's place when the thread ends, however it ends.
-struct HasherSlot;
-
-impl Drop for HasherSlot {
-    fn drop(&mut self) {
-        HASHERS.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Cores this process may use (asked once: the answer reads files under cgroups).
-static CORES: std::sync::LazyLock<usize> =
-    std::sync::LazyLock::new(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-
-fn take_hasher_slot() -> Option<HasherSlot> {
-    let cores = *CORES;
-    HASHERS
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-            (n < cores).then_some(n + 1)
-        })
-        .ok()
-        .map(|_| HasherSlot)
 }
 
 impl std::fmt::Debug for BodyDigest {
@@ -96,7 +79,7 @@ impl BodyDigest {
                 ctx.update(&data);
                 return;
             }
-            let Some(slot) = take_hasher_slot() else {
+            let Ok(slot) = HASHERS.clone().try_acquire_owned() else {
                 ctx.update(&data);
                 return;
             };
@@ -120,41 +103,29 @@ impl BodyDigest {
         }
     }
 
-    /// The hashing state, brought back in line if it was beside.
-    async fn context(&mut self) -> Option<&mut Context> {
-        match std::mem::replace(&mut self.state, State::Lost) {
+    /// The digest of the bytes so far; hashing may go on. An error if the hashing thread
+    /// panicked or was cancelled (the runtime shutting down): our failure, not the body's.
+    pub(crate) async fn so_far(&mut self) -> Result<[u8; 32], BodyError> {
+        self.state = match std::mem::replace(&mut self.state, State::Lost) {
             State::Beside { chunks, done } => {
                 // Closing the channel ends the thread once it has hashed what it was given.
                 drop(chunks);
-                if let Ok(ctx) = done.await {
-                    self.state = State::Inline(ctx);
-                }
+                done.await.map_or(State::Lost, State::Inline)
             }
-            other => self.state = other,
-        }
-        match &mut self.state {
-            State::Inline(ctx) => Some(ctx),
-            State::Beside { .. } | State::Lost => None,
+            other => other,
+        };
+        match &self.state {
+            State::Inline(ctx) => Ok(digest_array(ctx.clone().finish())),
+            State::Beside { .. } | State::Lost => {
+                Err(BodyError::Upstream("hashing the body failed".into()))
+            }
         }
     }
 
-    /// The digest of the bytes so far; hashing may go on.
-    pub(crate) async fn so_far(&mut self) -> Option<[u8; 32]> {
-        let ctx = self.context().await?;
-        Some(to_array(ctx.clone().finish()))
-    }
-
-    /// The digest of all the bytes; `None` if the hashing thread panicked or was cancelled
-    /// (the runtime shutting down).
-    pub(crate) async fn finish(mut self) -> Option<[u8; 32]> {
+    /// The digest of all the bytes (see [`so_far`](Self::so_far)).
+    pub(crate) async fn finish(mut self) -> Result<[u8; 32], BodyError> {
         self.so_far().await
     }
-}
-
-fn to_array(d: ring::digest::Digest) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
 }
 
 #[cfg(test)]
@@ -176,7 +147,7 @@ mod tests {
         let mut at_midway = None;
         for (i, piece) in data.chunks(chunk).enumerate() {
             if i * chunk == midway {
-                at_midway = digest.so_far().await;
+                at_midway = digest.so_far().await.ok();
             }
             digest.update(Bytes::copy_from_slice(piece)).await;
         }

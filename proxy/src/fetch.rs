@@ -470,9 +470,12 @@ impl Proxy {
         body: &SharedBody,
         sha: BodyDigest,
     ) -> Option<[u8; 32]> {
-        let Some(digest) = sha.finish().await else {
-            body.finish(Err(BodyError::Upstream("hashing the body failed".into())));
-            return None;
+        let digest = match sha.finish().await {
+            Ok(digest) => digest,
+            Err(e) => {
+                body.finish(Err(e));
+                return None;
+            }
         };
         // A body shorter or longer than it said is not the object: never complete or store it.
         if headers::content_length(&head.headers).is_some_and(|l| l != body.len()) {

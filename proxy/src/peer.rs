@@ -311,10 +311,13 @@ impl Proxy {
                         if let Some(last) = &held {
                             sha_pushed.update(last.clone()).await;
                         }
-                        let Some(got) = sha_pushed.so_far().await else {
-                            // Our own hashing failed: nothing the peer did.
-                            body.finish(Err(BodyError::Upstream("hashing the body failed".into())));
-                            return false;
+                        let got = match sha_pushed.so_far().await {
+                            Ok(got) => got,
+                            Err(e) => {
+                                // Our own hashing failed: nothing the peer did.
+                                body.finish(Err(e));
+                                return false;
+                            }
                         };
                         if got == sha256 {
                             if let Some(last) = held.take() {
@@ -396,8 +399,9 @@ impl Proxy {
             Ok(r) => r,
             Err(e) => return fail(e.to_string()),
         };
-        let Some(prefix) = sha.so_far().await else {
-            return fail("hashing the body failed".into());
+        let prefix = match sha.so_far().await {
+            Ok(prefix) => prefix,
+            Err(e) => return fail(e.to_string()),
         };
         // A 206 must be the same representation: the range asked for, the same validator
         // and the same total length (an origin ignoring If-Range sends a newer one's tail).

@@ -148,35 +148,20 @@ mod tests {
     use super::*;
     use futures::executor::block_on;
 
-    /// Two ends over an in-memory duplex pipe of `capacity` bytes.
-    async fn pair_over(
-        capacity: usize,
-        a: [u8; 32],
-        b: [u8; 32],
-    ) -> (
-        PskStream<tokio_util::compat::Compat<tokio::io::DuplexStream>>,
-        PskStream<tokio_util::compat::Compat<tokio::io::DuplexStream>>,
-    ) {
+    type End = PskStream<tokio_util::compat::Compat<tokio::io::DuplexStream>>;
+
+    /// Two ends, keyed `a` and `b`, over an in-memory duplex pipe of `capacity` bytes.
+    async fn pair(capacity: usize, a: [u8; 32], b: [u8; 32]) -> (End, End) {
         use tokio_util::compat::TokioAsyncReadCompatExt;
         let (x, y) = tokio::io::duplex(capacity);
         let (x, y) = futures::join!(handshake(x.compat(), a), handshake(y.compat(), b));
         (x.expect("handshake"), y.expect("handshake"))
     }
 
-    async fn pair(
-        a: [u8; 32],
-        b: [u8; 32],
-    ) -> (
-        PskStream<tokio_util::compat::Compat<tokio::io::DuplexStream>>,
-        PskStream<tokio_util::compat::Compat<tokio::io::DuplexStream>>,
-    ) {
-        pair_over(1 << 20, a, b).await
-    }
-
     #[test]
     fn the_same_key_carries_bytes_both_ways() {
         block_on(async {
-            let (mut x, mut y) = pair([7; 32], [7; 32]).await;
+            let (mut x, mut y) = pair(1 << 20, [7; 32], [7; 32]).await;
             let message: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
             let (w, r) = futures::join!(
                 async {
@@ -203,7 +188,7 @@ mod tests {
         block_on(async {
             // A pipe smaller than a read: the reader waits for the writer, with its buffer
             // half full and with it empty.
-            let (mut x, mut y) = pair_over(3000, [7; 32], [7; 32]).await;
+            let (mut x, mut y) = pair(3000, [7; 32], [7; 32]).await;
             let message: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
             let (w, r) = futures::join!(
                 async {
@@ -231,7 +216,7 @@ mod tests {
     #[test]
     fn another_key_reads_garbage() {
         block_on(async {
-            let (mut x, mut y) = pair([7; 32], [8; 32]).await;
+            let (mut x, mut y) = pair(1 << 20, [7; 32], [8; 32]).await;
             x.write_all(b"/multistream/1.0.0\n").await.expect("write");
             x.flush().await.expect("flush");
             let mut got = [0u8; 19];

@@ -215,8 +215,8 @@ async fn serve_one(
     tracing::debug!(%peer, trace = ?req.trace, key = %req.key, offset = req.offset, "peer asks for an object");
     let Ok(resp) = proxy.serve_peer(&req).await else {
         let head = postcard::to_stdvec(&WireHead::NotFound).map_err(|e| bad(&e))?;
-        write_frame(&mut stream, &head).await?;
-        return stream.close().await;
+        within_write_timeout(write_frame(&mut stream, &head)).await?;
+        return within_write_timeout(stream.close()).await;
     };
     let head = WireHead::Found {
         status: resp.status.as_u16(),
@@ -224,7 +224,7 @@ async fn serve_one(
         cache_status: resp.cache_status.map(|v| v.as_bytes().to_vec()),
     };
     let head = postcard::to_stdvec(&head).map_err(|e| bad(&e))?;
-    write_frame(&mut stream, &head).await?;
+    within_write_timeout(write_frame(&mut stream, &head)).await?;
     counters.objects_served.fetch_add(1, Ordering::Relaxed);
     let mut body = resp.body;
     // Each frame goes out in one write with its tag (see `write_frame`).
