@@ -41,6 +41,10 @@ pub struct Config {
     pub cluster_move_hold: Duration,
     /// The longest hold after a move (see `cluster_move_hold`).
     pub cluster_move_hold_max: Duration,
+    /// How often a node announces itself under its locality keys (`Node::set_locality`),
+    /// and looks them up while it is alone in a cluster at some level. The announcement
+    /// lives twice this long.
+    pub locality_interval: Duration,
     /// Peers whose RTT and cluster descriptors are remembered for cluster decisions.
     pub peer_info_capacity: usize,
     /// Forget a peer's RTT and descriptors when nothing was heard from it for this long.
@@ -105,6 +109,7 @@ impl Default for Config {
             cluster_check_max_interval: Duration::from_secs(40),
             cluster_move_hold: Duration::from_secs(30),
             cluster_move_hold_max: Duration::from_secs(10 * 60),
+            locality_interval: Duration::from_secs(30 * 60),
             peer_info_capacity: 512,
             peer_info_ttl: Duration::from_secs(30 * 60),
             sloppy: true,
@@ -172,6 +177,9 @@ impl Config {
         }
         if u32::try_from(self.peer_info_capacity).is_err() {
             return bad("peer_info_capacity must fit in 32 bits");
+        }
+        if self.locality_interval.is_zero() {
+            return bad("locality_interval must be positive");
         }
         if self.rpc_timeout.is_zero() || self.query_timeout.is_zero() {
             return bad("timeouts must be positive");

@@ -556,9 +556,11 @@ impl Sim {
             ..config
         };
         let me = self.contact(host);
-        let Ok(node) = dht::Node::new(config, me) else {
+        let Ok(mut node) = dht::Node::new(config, me) else {
             return;
         };
+        let site = self.latency.site(host as usize);
+        node.set_locality(vec![Key::hash(site.as_bytes())]);
         self.hosts[host as usize].dht = Some(Box::new(node));
         let secret = self.hosts[host as usize].secret;
         let candidates: Vec<u32> = self
@@ -749,20 +751,27 @@ impl Sim {
         (r, moves)
     }
 
-    /// Distinct clusters per level over the live nodes (index 0 = level 0).
-    pub fn clusters_per_level(&self) -> Vec<usize> {
+    /// Per level (index 0 = level 0), over the live nodes: how many distinct clusters, and
+    /// how many nodes are alone in theirs (a node alone at a level finds nothing there, and
+    /// its lookups fall through to the wider levels).
+    pub fn cluster_census(&self) -> (Vec<usize>, Vec<usize>) {
         let now = self.instant(self.now);
-        let mut per_level: Vec<std::collections::BTreeSet<u64>> = Vec::new();
+        let mut per_level: Vec<std::collections::BTreeMap<u64, usize>> = Vec::new();
         for h in self.hosts.iter().filter(|h| h.up) {
             let Some(dht) = h.dht.as_ref() else { continue };
             for (i, l) in dht.snapshot(now).levels.iter().enumerate() {
                 if per_level.len() <= i {
                     per_level.resize_with(i + 1, Default::default);
                 }
-                per_level[i].insert(l.cluster.0);
+                *per_level[i].entry(l.cluster.0).or_default() += 1;
             }
         }
-        per_level.iter().map(|s| s.len()).collect()
+        let clusters = per_level.iter().map(|m| m.len()).collect();
+        let alone = per_level
+            .iter()
+            .map(|m| m.values().filter(|n| **n == 1).count())
+            .collect();
+        (clusters, alone)
     }
 
     /// The XOR distance (as log2) of each host to the hot key, for the load-vs-distance plot.

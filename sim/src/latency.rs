@@ -198,6 +198,16 @@ impl LatencyModel {
         }
     }
 
+    /// A name for where `node` sits: its matrix host, or its city. Nodes that share it share
+    /// the first routers of their paths, which Coral's locality hints name (see
+    /// `dht::Node::set_locality`).
+    pub fn site(&self, node: usize) -> String {
+        match self.places[node] {
+            Place::Host(h) => format!("host/{h}"),
+            Place::City { lat, lon } => format!("city/{lat}/{lon}"),
+        }
+    }
+
     /// Round-trip time between nodes `a` and `b`, in microseconds.
     pub fn rtt(&self, a: usize, b: usize) -> Micros {
         let base = match (self.places[a], self.places[b]) {

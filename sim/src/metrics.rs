@@ -192,6 +192,8 @@ pub struct VariantReport {
     pub stale_values: u64,
     /// Distinct clusters at the end of the run, per level (index 0 = level 0), over live nodes.
     pub clusters_per_level: Vec<usize>,
+    /// Nodes alone in their cluster, per level (index 0 = level 0).
+    pub alone_per_level: Vec<usize>,
     /// Times the live nodes moved to another cluster, all levels.
     pub cluster_changes: u64,
     /// Per minute of workload.
@@ -329,6 +331,7 @@ impl Metrics {
             },
             stale_values: self.stale_values,
             clusters_per_level: Vec::new(),
+            alone_per_level: Vec::new(),
             cluster_changes: 0,
             timeline: self.timeline.clone(),
             hot_key_by_distance: hot_key_distance

@@ -59,7 +59,7 @@ pub fn run_variants(
             sim.run(&mut |now, end, ev| progress(variant, now, end, ev));
             let distances = sim.hot_key_distances();
             let mut report = sim.metrics.report(&distances);
-            report.clusters_per_level = sim.clusters_per_level();
+            (report.clusters_per_level, report.alone_per_level) = sim.cluster_census();
             (report.dht_requests, report.cluster_changes) = sim.dht_totals();
             let events = sim.events();
             drop(sim);

@@ -382,7 +382,10 @@ impl Clustering {
         // A node that moved lately does not move again by choice (it must if its cluster is
         // no longer near): see `Damping`.
         let damping = self.damping[i];
+        // A node alone in its cluster has nothing to flap away from: it joins the first
+        // acceptable cluster at once (it may be alone because its last one fell apart).
         let holding = own_ok
+            && own_size > 1
             && damping
                 .moved
                 .is_some_and(|at| now.saturating_duration_since(at) < damping.hold);

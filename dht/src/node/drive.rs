@@ -92,15 +92,12 @@ impl Node {
         let id = self.next_query_id();
         let local = self.local_values(top, &key, now);
         if !local.is_empty() {
-            self.events.push_back(Event::GetDone {
-                query: id,
-                key,
-                result: Ok(Found {
-                    values: local,
-                    level: top,
-                    hops: 0,
-                }),
-            });
+            let found = Found {
+                values: local,
+                level: top,
+                hops: 0,
+            };
+            self.finish_get(now, id, key, Ok(found));
             return id;
         }
         let iter = self.iter(top, key, Vec::new());
@@ -115,16 +112,19 @@ impl Node {
         id
     }
 
-    pub(super) fn start_put(
+    /// A put at every level, or (`global_only`) at level 0 alone.
+    pub(super) fn start_put_at(
         &mut self,
         now: Instant,
         key: Key,
         value: Value,
         ttl: Duration,
+        global_only: bool,
     ) -> QueryId {
         let ttl = self.stores[0].clamp_ttl(ttl);
         let mut levels = Vec::new();
-        for level in self.levels().rev() {
+        let lowest = if global_only { 1 } else { self.config.levels() };
+        for level in self.levels().rev().skip(self.config.levels() - lowest) {
             let mut iter = self.iter_with(level, key, Vec::new(), self.config.put_alpha);
             if self.config.sloppy {
                 iter = iter.gradual(self.rng.next_u64());
@@ -209,7 +209,12 @@ impl Node {
                         let reached = iter.closest_succeeded(self.config.k);
                         if level.0 == 0 {
                             let closest = reached.iter().map(|c| c.id).collect();
-                            self.finish_get(id, key, Err(QueryError::NotFound { key, closest }));
+                            self.finish_get(
+                                now,
+                                id,
+                                key,
+                                Err(QueryError::NotFound { key, closest }),
+                            );
                             return Step::Finished;
                         }
                         self.events.push_back(Event::GetProgress {
@@ -224,7 +229,7 @@ impl Node {
                                 level: *level,
                                 hops: q.hops,
                             };
-                            self.finish_get(id, key, Ok(found));
+                            self.finish_get(now, id, key, Ok(found));
                             return Step::Finished;
                         }
                         // Coral, section 4.4: continue from the closest nodes reached above; their
@@ -400,7 +405,7 @@ impl Node {
                         level,
                         hops: q.hops,
                     };
-                    self.finish_get(id, q.key, Ok(found));
+                    self.finish_get(now, id, q.key, Ok(found));
                     return;
                 }
                 if *at == level {
@@ -571,7 +576,7 @@ impl Node {
                     }
                 }
                 Kind::Get { .. } => {
-                    self.finish_get(id, q.key, Err(QueryError::Timeout { key: q.key }))
+                    self.finish_get(now, id, q.key, Err(QueryError::Timeout { key: q.key }))
                 }
                 Kind::Put { levels, .. } => {
                     let stored = levels
@@ -584,7 +589,19 @@ impl Node {
         }
     }
 
-    fn finish_get(&mut self, query: QueryId, key: Key, result: Result<Found, QueryError>) {
+    fn finish_get(
+        &mut self,
+        now: Instant,
+        query: QueryId,
+        key: Key,
+        result: Result<Found, QueryError>,
+    ) {
+        if self.locality.take(query) {
+            if let Ok(found) = result {
+                self.on_locality_found(now, found.values);
+            }
+            return;
+        }
         self.events.push_back(Event::GetDone { query, key, result });
     }
 
@@ -596,6 +613,9 @@ impl Node {
         hops: u32,
         timed_out: bool,
     ) {
+        if self.locality.take(query) {
+            return;
+        }
         let result = match (stored.is_empty(), timed_out) {
             (false, _) => Ok(Placement { stored, hops }),
             (true, true) => Err(QueryError::Timeout { key }),

@@ -152,6 +152,7 @@ impl Node {
         for peer in self.clusters.stalest(now, silence, self.config.alpha) {
             self.send_request(now, peer, RequestBody::Ping, Purpose::ClusterProbe);
         }
+        self.locality_step(now);
         if let Some(t) = &mut self.timers {
             t.cluster_every = if moved {
                 self.config.cluster_check_interval

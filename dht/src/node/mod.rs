@@ -1,6 +1,7 @@
 //! The DHT participant: every input, command and output goes through [`Node`].
 
 mod drive;
+mod locality;
 mod maintain;
 mod serve;
 
@@ -57,6 +58,7 @@ pub struct Node {
     events: VecDeque<Event>,
     /// Periodic work; `None` until the first call that brings a `now`.
     timers: Option<Timers>,
+    locality: locality::Locality,
     stats: Stats,
 }
 
@@ -112,6 +114,7 @@ impl Node {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             timers: None,
+            locality: Default::default(),
             stats: Stats::default(),
             config,
             me,
@@ -196,7 +199,7 @@ impl Node {
     /// [`Event::PutDone`].
     pub fn put(&mut self, now: Instant, key: Key, value: Value, ttl: Duration) -> QueryId {
         self.arrive(now);
-        self.start_put(now, key, value, ttl)
+        self.start_put_at(now, key, value, ttl, false)
     }
 
     /// The next message to deliver.

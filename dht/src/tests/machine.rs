@@ -334,3 +334,99 @@ fn a_request_that_can_never_be_answered_gives_the_peer_up_at_once() {
     let events: Vec<Event> = std::iter::from_fn(|| n.poll_event()).collect();
     assert_eq!(events, vec![Event::BootstrapDone { query: q, known: 0 }]);
 }
+
+#[test]
+fn a_node_alone_announces_itself_under_its_locality_key_and_pings_the_neighbours_found() {
+    // Coral's locality hints: a node alone in its clusters puts itself under its site's key
+    // (at level 0 only) and gets the key, then times the neighbours it finds. Neither query
+    // is the driver's: no event reports them.
+    let now = epoch();
+    let mut n = node();
+    let site = Key::hash(b"site/1");
+    n.set_locality(vec![site]);
+    n.handle_input(
+        now,
+        Input::Request {
+            from: peer(2),
+            inbound: InboundId(0),
+            req: request(RequestBody::Ping),
+        },
+    );
+    drain(&mut n);
+    let later = now + Config::default().cluster_check_interval;
+    n.handle_timeout(later);
+    let sent = drain(&mut n);
+    let probes: Vec<Level> = sent
+        .iter()
+        .filter_map(|t| match t {
+            Transmit::Request { req, .. } => match req.body {
+                RequestBody::PutProbe { level, key, .. } if key == site => Some(level),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(probes, vec![Level::GLOBAL], "{sent:?}");
+    let get = sent
+        .iter()
+        .find_map(|t| match t {
+            Transmit::Request { rpc, req, .. }
+                if matches!(req.body, RequestBody::Get { key, .. } if key == site) =>
+            {
+                Some(*rpc)
+            }
+            _ => None,
+        })
+        .expect("a get of the site key");
+    let neighbour = peer(7);
+    n.handle_input(
+        later,
+        Input::Response {
+            rpc: get,
+            resp: response(ResponseBody::Values {
+                values: vec![crate::Value {
+                    holder: neighbour.clone(),
+                    pending: false,
+                }],
+                closer: Vec::new(),
+            }),
+        },
+    );
+    let sent = drain(&mut n);
+    assert!(
+        sent.iter()
+            .any(|t| matches!(t, Transmit::Request { to, req, .. }
+            if to.id == neighbour.id && req.body == RequestBody::Ping)),
+        "{sent:?}"
+    );
+    let events: Vec<Event> = std::iter::from_fn(|| n.poll_event()).collect();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::GetDone { .. } | Event::PutDone { .. })),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_node_without_locality_keys_sends_no_hints() {
+    let now = epoch();
+    let mut n = node();
+    n.handle_input(
+        now,
+        Input::Request {
+            from: peer(2),
+            inbound: InboundId(0),
+            req: request(RequestBody::Ping),
+        },
+    );
+    drain(&mut n);
+    n.handle_timeout(now + Config::default().cluster_check_interval);
+    let sent = drain(&mut n);
+    assert!(
+        sent.iter()
+            .all(|t| !matches!(t, Transmit::Request { req, .. }
+            if matches!(req.body, RequestBody::Get { .. } | RequestBody::PutProbe { .. }))),
+        "{sent:?}"
+    );
+}

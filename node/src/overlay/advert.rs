@@ -106,6 +106,26 @@ impl Advert {
         Contact::new(node_id(&self.peer), self.encode())
     }
 
+    /// Its locality hint for the DHT (`dht::Node::set_locality`): the network it listens on,
+    /// a /24 for IPv4 and a /48 for IPv6. Nodes on one such network most likely share their
+    /// first routers, which is what Coral's hints named; Coral found the routers by
+    /// traceroute, which needs raw sockets a volunteer's node should not need.
+    pub fn locality_keys(&self) -> Vec<dht::Key> {
+        let ip = multiaddr_ip(&self.p2p).or_else(|| self.http.map(|a| a.ip()));
+        let name = match ip {
+            Some(std::net::IpAddr::V4(ip)) => {
+                let [a, b, c, _] = ip.octets();
+                format!("reef-locality/ipv4/{a}.{b}.{c}.0/24")
+            }
+            Some(std::net::IpAddr::V6(ip)) => {
+                let s = ip.segments();
+                format!("reef-locality/ipv6/{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+            }
+            None => return Vec::new(),
+        };
+        vec![dht::Key::hash(name.as_bytes())]
+    }
+
     /// The advert in a contact, checked against the contact's node ID.
     pub fn of(contact: &Contact) -> Result<Advert, AdvertError> {
         let advert = Advert::decode(&contact.addr.0)?;
@@ -127,6 +147,21 @@ mod tests {
             p2p: "/ip4/127.0.0.1/tcp/4001".parse().expect("multiaddr"),
             http: Some("127.0.0.1:8080".parse().expect("addr")),
         }
+    }
+
+    #[test]
+    fn locality_is_the_listening_network() {
+        let at = |p2p: &str| Advert {
+            p2p: p2p.parse().expect("multiaddr"),
+            ..advert()
+        };
+        let here = at("/ip4/192.0.2.10/tcp/4001").locality_keys();
+        assert_eq!(here.len(), 1);
+        assert_eq!(here, at("/ip4/192.0.2.200/tcp/4002").locality_keys());
+        assert_ne!(here, at("/ip4/192.0.3.10/tcp/4001").locality_keys());
+        let v6 = at("/ip6/2001:db8:1:2::5/tcp/4001").locality_keys();
+        assert_eq!(v6, at("/ip6/2001:db8:1:ff::9/tcp/4001").locality_keys());
+        assert_ne!(v6, at("/ip6/2001:db8:2::5/tcp/4001").locality_keys());
     }
 
     #[test]

@@ -219,7 +219,8 @@ pub async fn start(
         p2p: bound,
         http: config.http,
     };
-    let dht = dht::Node::new(config.dht, me.contact())?;
+    let mut dht = dht::Node::new(config.dht, me.contact())?;
+    dht.set_locality(me.locality_keys());
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let counters = Arc::new(Counters::default());
     let streams = swarm.behaviour().stream.new_control();
