@@ -123,8 +123,11 @@ impl Node {
     ) -> QueryId {
         let ttl = self.stores[0].clamp_ttl(ttl);
         let mut levels = Vec::new();
-        let lowest = if global_only { 1 } else { self.config.levels() };
-        for level in self.levels().rev().skip(self.config.levels() - lowest) {
+        for level in self
+            .levels()
+            .rev()
+            .filter(|l| !global_only || *l == Level::GLOBAL)
+        {
             let mut iter = self.iter_with(level, key, Vec::new(), self.config.put_alpha);
             if self.config.sloppy {
                 iter = iter.gradual(self.rng.next_u64());
@@ -217,10 +220,12 @@ impl Node {
                             );
                             return Step::Finished;
                         }
-                        self.events.push_back(Event::GetProgress {
-                            query: id,
-                            level: *level,
-                        });
+                        if !self.locality.owns(id) {
+                            self.events.push_back(Event::GetProgress {
+                                query: id,
+                                level: *level,
+                            });
+                        }
                         *level = Level(level.0 - 1);
                         let local = self.local_values(*level, &key, now);
                         if !local.is_empty() {

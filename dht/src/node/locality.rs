@@ -29,6 +29,11 @@ pub(super) struct Locality {
 }
 
 impl Locality {
+    /// Whether `query` is a hint query.
+    pub(super) fn owns(&self, query: QueryId) -> bool {
+        self.queries.contains(&query)
+    }
+
     /// Whether `query` is a hint query; it then stops being one.
     pub(super) fn take(&mut self, query: QueryId) -> bool {
         let before = self.queries.len();
@@ -62,19 +67,28 @@ impl Node {
                 holder: self.me.clone(),
                 pending: false,
             };
+            let ttl = every.saturating_mul(2);
             for key in self.locality.keys.clone() {
-                let q = self.start_put_at(now, key, value.clone(), every * 2, true);
-                self.locality.queries.push(q);
+                let value = value.clone();
+                self.start_hint(|node| node.start_put_at(now, key, value, ttl, true));
             }
         }
         let alone = self.sizes.iter().any(|s| *s <= 1);
         if alone && due(self.locality.next_get) {
             self.locality.next_get = Some(now + every);
             for key in self.locality.keys.clone() {
-                let q = self.start_get(now, key);
-                self.locality.queries.push(q);
+                self.start_hint(|node| node.start_get(now, key));
             }
         }
+    }
+
+    /// Starts a hint query, known as one before its first step: a step may already report
+    /// progress, or finish it.
+    fn start_hint(&mut self, start: impl FnOnce(&mut Node) -> QueryId) {
+        let id = QueryId(self.next_query);
+        self.locality.queries.push(id);
+        let started = start(self);
+        debug_assert_eq!(started, id, "query IDs are handed out in order");
     }
 
     /// A hint get found `values`: pings the neighbours not yet timed.

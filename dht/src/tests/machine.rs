@@ -401,9 +401,10 @@ fn a_node_alone_announces_itself_under_its_locality_key_and_pings_the_neighbours
     );
     let events: Vec<Event> = std::iter::from_fn(|| n.poll_event()).collect();
     assert!(
-        !events
-            .iter()
-            .any(|e| matches!(e, Event::GetDone { .. } | Event::PutDone { .. })),
+        !events.iter().any(|e| matches!(
+            e,
+            Event::GetDone { .. } | Event::GetProgress { .. } | Event::PutDone { .. }
+        )),
         "{events:?}"
     );
 }
