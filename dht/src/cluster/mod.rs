@@ -29,7 +29,7 @@ mod peers;
 use crate::config::Config;
 use crate::id::{Contact, NodeId};
 use crate::wire::{ClusterDescriptor, ClusterId, Header, Level};
-use peers::PeerTable;
+use peers::{PeerTable, Stamp};
 
 /// A duration that keeps growing: an age observed at some local instant.
 #[derive(Clone, Copy, Debug)]
@@ -75,30 +75,41 @@ struct Damping {
 #[derive(Clone, Copy, Debug)]
 struct HeardDescriptor {
     id: ClusterId,
-    age: Duration,
+    /// Whole seconds (ages are compared within `cluster_age_tie`, seconds apart).
+    age_secs: u32,
     size: u32,
 }
 
+/// Sizes: this table is half of a simulated node's memory, so times are whole seconds on
+/// the table's clock (`peers::Stamp`) and the RTT is in microseconds, not 16-byte `Instant`s
+/// and `Duration`s.
 #[derive(Clone, Debug)]
 struct PeerInfo {
     contact: Contact,
-    /// Lowest RTT measured; queueing only ever adds delay, so the minimum is the best
-    /// estimate of the path's propagation delay.
-    min_rtt: Option<Duration>,
-    last_heard: Instant,
-    /// When the peer last told us its clusters (one instant for all levels, not one each:
-    /// this table is most of a simulated node's memory).
-    described_at: Instant,
+    /// Lowest RTT measured, in microseconds (`NO_RTT`: none yet); queueing only ever adds
+    /// delay, so the minimum is the best estimate of the path's propagation delay.
+    min_rtt_us: u32,
+    last_heard: Stamp,
+    /// When the peer last told us its clusters (one time for all levels, not one each).
+    described_at: Stamp,
     /// `clusters[i]`: the peer's cluster at level `i + 1`, as it last told us. In line for
     /// Coral's two levels above 0: every message reads this, and a pointer to chase was a
     /// cache miss per peer in a simulation of thousands of nodes.
     clusters: SmallVec<[HeardDescriptor; 2]>,
 }
 
+/// `PeerInfo::min_rtt_us` of a peer never timed.
+const NO_RTT: u32 = u32::MAX;
+
 impl PeerInfo {
-    /// Takes in a round trip measured to the peer.
+    /// Takes in a round trip measured to the peer (71 minutes and more count as 71 minutes).
     fn note_rtt(&mut self, rtt: Duration) {
-        self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+        let us = u32::try_from(rtt.as_micros()).map_or(NO_RTT - 1, |us| us.min(NO_RTT - 1));
+        self.min_rtt_us = self.min_rtt_us.min(us);
+    }
+
+    fn min_rtt(&self) -> Option<Duration> {
+        (self.min_rtt_us != NO_RTT).then(|| Duration::from_micros(self.min_rtt_us.into()))
     }
 }
 
@@ -217,7 +228,7 @@ impl Clustering {
         if let Some(rtt) = rtt {
             info.note_rtt(rtt);
         }
-        info.described_at = now;
+        info.described_at = info.last_heard;
         info.clusters.clear();
         info.clusters.extend(
             header
@@ -226,7 +237,7 @@ impl Clustering {
                 .take(levels)
                 .map(|d| HeardDescriptor {
                     id: d.id,
-                    age: d.age,
+                    age_secs: u32::try_from(d.age.as_secs()).unwrap_or(u32::MAX),
                     size: d.size,
                 }),
         );
@@ -283,7 +294,7 @@ impl Clustering {
         for (_, p) in self
             .peers
             .by_heard()
-            .take_while(|(heard, _)| now.saturating_duration_since(*heard) >= min_silence)
+            .take_while(|(heard, _)| self.peers.silence(now, *heard) >= min_silence)
         {
             if stalest.len() == n {
                 break;
@@ -299,7 +310,7 @@ impl Clustering {
     /// Drops what was not heard for `peer_info_ttl`.
     pub(crate) fn expire(&mut self, now: Instant) {
         while let Some((heard, id)) = self.peers.oldest_live() {
-            if now.saturating_duration_since(heard) < self.peer_ttl {
+            if self.peers.silence(now, heard) < self.peer_ttl {
                 break;
             }
             self.forget(&id);
@@ -311,7 +322,7 @@ impl Clustering {
     }
 
     pub(crate) fn min_rtt(&self, peer: &NodeId) -> Option<Duration> {
-        self.peers.get(peer).and_then(|p| p.min_rtt)
+        self.peers.get(peer).and_then(PeerInfo::min_rtt)
     }
 
     /// Re-decides membership at `level` (>= 1). `own_size` is the local estimate of the current
@@ -335,10 +346,10 @@ impl Clustering {
             .filter_map(|p| {
                 let d = p.clusters.get(i)?;
                 let age = AgeClock {
-                    age: d.age,
-                    at: p.described_at,
+                    age: Duration::from_secs(d.age_secs.into()),
+                    at: self.peers.instant(p.described_at)?,
                 };
-                Some((d.id, d.size, age.at(now), p.min_rtt))
+                Some((d.id, d.size, age.at(now), p.min_rtt()))
             })
             .collect();
         rows.push((own_id, own_size, self.own_age(level, now), None));

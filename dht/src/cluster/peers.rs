@@ -17,9 +17,17 @@ use hashbrown::HashTable;
 use super::PeerInfo;
 use crate::id::{Contact, NodeId};
 
+/// A time on the table's clock: whole seconds since the first time the table was touched.
+/// Four bytes, where an `Instant` takes sixteen; a second is fine enough for silences of
+/// tens of seconds and ages compared seconds apart, and 2^32 seconds is 136 years.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Stamp(u32);
+
 #[derive(Clone, Debug)]
 pub(super) struct PeerTable {
     capacity: usize,
+    /// What `Stamp(0)` is; set by the first `touch`.
+    epoch: Option<Instant>,
     slots: Vec<Option<PeerInfo>>,
     /// Empty slots, reused before the vector grows.
     free: Vec<u32>,
@@ -32,19 +40,39 @@ pub(super) struct PeerTable {
     /// again since, or forgotten) left in place and skipped: every received message adds one,
     /// and appending is cheaper than keeping an ordered set. Compacted once stale entries
     /// are half as many as the live ones.
-    heard: VecDeque<(Instant, u32)>,
+    heard: VecDeque<(Stamp, u32)>,
 }
 
 impl PeerTable {
     pub(super) fn new(capacity: usize, hash_key: u64) -> Self {
         PeerTable {
             capacity,
+            epoch: None,
             slots: Vec::new(),
             free: Vec::new(),
             index: HashTable::new(),
             hasher: FixedState::with_seed(hash_key),
             heard: VecDeque::new(),
         }
+    }
+
+    fn stamp(&mut self, now: Instant) -> Stamp {
+        let epoch = *self.epoch.get_or_insert(now);
+        let secs = now.saturating_duration_since(epoch).as_secs();
+        Stamp(u32::try_from(secs).unwrap_or(u32::MAX))
+    }
+
+    /// The instant a stamp stands for (`None` only before any stamp exists).
+    pub(super) fn instant(&self, s: Stamp) -> Option<Instant> {
+        self.epoch
+            .map(|e| e + std::time::Duration::from_secs(s.0.into()))
+    }
+
+    /// How long from `s` to `now`.
+    pub(super) fn silence(&self, now: Instant, s: Stamp) -> std::time::Duration {
+        self.instant(s).map_or(std::time::Duration::ZERO, |at| {
+            now.saturating_duration_since(at)
+        })
     }
 
     pub(super) fn len(&self) -> usize {
@@ -70,6 +98,7 @@ impl PeerTable {
     /// The entry of `from`, heard at `now`: created (making room by forgetting the peer heard
     /// from longest ago) or refreshed.
     pub(super) fn touch(&mut self, now: Instant, from: &Contact) -> &mut PeerInfo {
+        let now = self.stamp(now);
         // The queue is in time order only if time never goes back (the driver's clock).
         debug_assert!(self.heard.back().is_none_or(|(at, _)| *at <= now));
         if self.heard.len() > self.len() + self.len() / 2 + 16 {
@@ -86,7 +115,7 @@ impl PeerTable {
                 }
                 let slot = self.insert(PeerInfo {
                     contact: from.clone(),
-                    min_rtt: None,
+                    min_rtt_us: super::NO_RTT,
                     last_heard: now,
                     described_at: now,
                     clusters: Default::default(),
@@ -146,7 +175,7 @@ impl PeerTable {
     /// The live entry heard longest ago, after dropping the stale ones in front of it. (A
     /// peer forgotten and heard again within one instant has two live entries; the older
     /// goes the next time it comes to the front.)
-    pub(super) fn oldest_live(&mut self) -> Option<(Instant, NodeId)> {
+    pub(super) fn oldest_live(&mut self) -> Option<(Stamp, NodeId)> {
         while let Some(&(at, slot)) = self.heard.front() {
             if let Some(p) = live(&self.slots, &at, slot) {
                 return Some((at, p.contact.id));
@@ -157,7 +186,7 @@ impl PeerTable {
     }
 
     /// Live entries, heard longest ago first.
-    pub(super) fn by_heard(&self) -> impl Iterator<Item = (Instant, &PeerInfo)> {
+    pub(super) fn by_heard(&self) -> impl Iterator<Item = (Stamp, &PeerInfo)> {
         self.heard
             .iter()
             .filter_map(|(at, slot)| live(&self.slots, at, *slot).map(|p| (*at, p)))
@@ -176,14 +205,14 @@ fn holds(slots: &[Option<PeerInfo>], s: u32, id: &NodeId) -> bool {
 /// the slot not emptied). A slot emptied and filled again within one instant makes a stale
 /// entry look live: the new peer then has two, both saying when it was indeed heard (readers
 /// that list peers skip the repeat).
-fn live<'a>(slots: &'a [Option<PeerInfo>], at: &Instant, slot: u32) -> Option<&'a PeerInfo> {
+fn live<'a>(slots: &'a [Option<PeerInfo>], at: &Stamp, slot: u32) -> Option<&'a PeerInfo> {
     slots
         .get(slot as usize)
         .and_then(Option::as_ref)
         .filter(|p| p.last_heard == *at)
 }
 
-fn is_live(slots: &[Option<PeerInfo>], at: &Instant, slot: u32) -> bool {
+fn is_live(slots: &[Option<PeerInfo>], at: &Stamp, slot: u32) -> bool {
     live(slots, at, slot).is_some()
 }
 
