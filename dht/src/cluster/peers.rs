@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use foldhash::fast::FixedState;
 use hashbrown::HashTable;
@@ -64,15 +64,13 @@ impl PeerTable {
 
     /// The instant a stamp stands for (`None` only before any stamp exists).
     pub(super) fn instant(&self, s: Stamp) -> Option<Instant> {
-        self.epoch
-            .map(|e| e + std::time::Duration::from_secs(s.0.into()))
+        self.epoch.map(|e| e + Duration::from_secs(s.0.into()))
     }
 
     /// How long from `s` to `now`.
-    pub(super) fn silence(&self, now: Instant, s: Stamp) -> std::time::Duration {
-        self.instant(s).map_or(std::time::Duration::ZERO, |at| {
-            now.saturating_duration_since(at)
-        })
+    pub(super) fn silence(&self, now: Instant, s: Stamp) -> Duration {
+        self.instant(s)
+            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at))
     }
 
     pub(super) fn len(&self) -> usize {
@@ -173,7 +171,7 @@ impl PeerTable {
     }
 
     /// The live entry heard longest ago, after dropping the stale ones in front of it. (A
-    /// peer forgotten and heard again within one instant has two live entries; the older
+    /// peer forgotten and heard again within one second has two live entries; the older
     /// goes the next time it comes to the front.)
     pub(super) fn oldest_live(&mut self) -> Option<(Stamp, NodeId)> {
         while let Some(&(at, slot)) = self.heard.front() {
@@ -202,7 +200,7 @@ fn holds(slots: &[Option<PeerInfo>], s: u32, id: &NodeId) -> bool {
 }
 
 /// The peer in `slot`, if `heard`'s entry `(at, slot)` is its latest (not superseded, and
-/// the slot not emptied). A slot emptied and filled again within one instant makes a stale
+/// the slot not emptied). A slot emptied and filled again within one second makes a stale
 /// entry look live: the new peer then has two, both saying when it was indeed heard (readers
 /// that list peers skip the repeat).
 fn live<'a>(slots: &'a [Option<PeerInfo>], at: &Stamp, slot: u32) -> Option<&'a PeerInfo> {
@@ -220,7 +218,6 @@ fn is_live(slots: &[Option<PeerInfo>], at: &Stamp, slot: u32) -> bool {
 mod tests {
     use super::*;
     use crate::id::Addr;
-    use std::time::Duration;
 
     fn peer(n: u8) -> Contact {
         Contact::new(NodeId([n; 32]), Addr::default())
