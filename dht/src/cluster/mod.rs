@@ -393,8 +393,9 @@ impl Clustering {
         // A node that moved lately does not move again by choice (it must if its cluster is
         // no longer near): see `Damping`.
         let damping = self.damping[i];
-        // A node alone in its cluster has nothing to flap away from: it joins the first
-        // acceptable cluster at once (it may be alone because its last one fell apart).
+        // A node alone in its cluster (its last one fell apart, or it had to found one) joins
+        // the first acceptable cluster at once: at 10,000 simulated nodes, holding such nodes
+        // left 78 alone at level 2 instead of 10, and made more moves, not fewer.
         let holding = own_ok
             && own_size > 1
             && damping
@@ -682,6 +683,22 @@ mod tests {
         }
         let moved = c.evaluate(at(100), L2, 200, &mut rng);
         assert!(moved.is_some_and(|id| id != ClusterId(5)), "left at once");
+    }
+
+    #[test]
+    fn a_node_alone_after_its_cluster_fell_apart_is_not_held() {
+        let (mut c, t0, mut rng) = setup();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let near = Duration::from_millis(5);
+        c.observe_header(t0, &peer(1), &header_at_level2(7, 100, 10));
+        c.observe_rtt(t0, &peer(1), near);
+        assert_eq!(c.evaluate(t0, L2, 1, &mut rng), Some(ClusterId(7)));
+        // Within the hold, a larger near cluster is not joined by a node with company...
+        c.observe_header(at(10), &peer(2), &header_at_level2(3, 100, 40));
+        c.observe_rtt(at(10), &peer(2), near);
+        assert_eq!(c.evaluate(at(10), L2, 10, &mut rng), None, "held");
+        // ...but is by one whose table shows no one else left in its cluster.
+        assert_eq!(c.evaluate(at(10), L2, 1, &mut rng), Some(ClusterId(3)));
     }
 
     #[test]

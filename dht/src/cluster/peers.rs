@@ -2,7 +2,7 @@
 //! every received message.
 //!
 //! Layout, for memory first: thousands of nodes share one simulator process, and this table
-//! was over a third of a node's memory as a hash map of whole entries (a map keeps room for
+//! is about half of a simulated node's memory. It was a hash map of whole entries (a map keeps room for
 //! twice its entries, and each slot held an entry). Entries now sit in a dense vector of
 //! slots that stay put while their peer lives; a table of slot numbers, hashed by peer ID,
 //! finds them; the record of who was heard when refers to slots too.
@@ -17,9 +17,10 @@ use hashbrown::HashTable;
 use super::PeerInfo;
 use crate::id::{Contact, NodeId};
 
-/// A time on the table's clock: whole seconds since the first time the table was touched.
-/// Four bytes, where an `Instant` takes sixteen; a second is fine enough for silences of
-/// tens of seconds and ages compared seconds apart, and 2^32 seconds is 136 years.
+/// A time on the table's clock: whole seconds (rounded down) since the first time the table
+/// was touched. Four bytes, where an `Instant` takes sixteen; a second is fine enough for
+/// silences of tens of seconds and ages compared `cluster_age_tie` (seconds) apart, and
+/// 2^32 seconds is 136 years.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct Stamp(u32);
 

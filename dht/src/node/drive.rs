@@ -45,6 +45,13 @@ impl Node {
 
     fn insert_query(&mut self, now: Instant, key: Key, kind: Kind) -> QueryId {
         let id = self.next_query_id();
+        self.insert_query_as(now, id, key, kind);
+        id
+    }
+
+    /// Starts query `id` (allocated by the caller, who may need to know it before the first
+    /// step: a step can already report progress, or finish the query).
+    fn insert_query_as(&mut self, now: Instant, id: QueryId, key: Key, kind: Kind) {
         let query = Query {
             key,
             deadline: now + self.config.query_timeout,
@@ -53,7 +60,11 @@ impl Node {
         };
         self.queries.insert(id, Box::new(query));
         self.advance(now, id);
-        id
+    }
+
+    /// The most local level: where gets start and puts reach up to.
+    pub(super) fn top_level(&self) -> Level {
+        Level((self.config.levels() - 1) as u8)
     }
 
     /// Values stored here at `level` for `key`, except our own: a get looks for *other*
@@ -87,9 +98,8 @@ impl Node {
         )
     }
 
-    pub(super) fn start_get(&mut self, now: Instant, key: Key) -> QueryId {
-        let top = Level((self.config.levels() - 1) as u8);
-        let id = self.next_query_id();
+    /// Get `id` of `key`, from level `top` down to level 0.
+    pub(super) fn start_get(&mut self, now: Instant, id: QueryId, key: Key, top: Level) {
         let local = self.local_values(top, &key, now);
         if !local.is_empty() {
             let found = Found {
@@ -98,36 +108,23 @@ impl Node {
                 hops: 0,
             };
             self.finish_get(now, id, key, Ok(found));
-            return id;
+            return;
         }
         let iter = self.iter(top, key, Vec::new());
-        let query = Query {
-            key,
-            deadline: now + self.config.query_timeout,
-            hops: 0,
-            kind: Kind::Get { level: top, iter },
-        };
-        self.queries.insert(id, Box::new(query));
-        self.advance(now, id);
-        id
+        self.insert_query_as(now, id, key, Kind::Get { level: top, iter });
     }
 
-    /// A put at every level, or (`global_only`) at level 0 alone.
-    pub(super) fn start_put_at(
+    /// Put `id` of `value` under `key`, at every level from `top` down to level 0.
+    pub(super) fn start_put(
         &mut self,
         now: Instant,
-        key: Key,
-        value: Value,
-        ttl: Duration,
-        global_only: bool,
-    ) -> QueryId {
+        id: QueryId,
+        (key, value, ttl): (Key, Value, Duration),
+        top: Level,
+    ) {
         let ttl = self.stores[0].clamp_ttl(ttl);
         let mut levels = Vec::new();
-        for level in self
-            .levels()
-            .rev()
-            .filter(|l| !global_only || *l == Level::GLOBAL)
-        {
+        for level in self.levels().rev().filter(|l| *l <= top) {
             let mut iter = self.iter_with(level, key, Vec::new(), self.config.put_alpha);
             if self.config.sloppy {
                 iter = iter.gradual(self.rng.next_u64());
@@ -142,7 +139,7 @@ impl Node {
                 stored_at: Vec::new(),
             });
         }
-        self.insert_query(now, key, Kind::Put { value, ttl, levels })
+        self.insert_query_as(now, id, key, Kind::Put { value, ttl, levels });
     }
 
     /// Runs a query until it waits for the network or finishes.

@@ -192,14 +192,18 @@ impl Node {
     /// stopping at the first node with values. Ends with [`Event::GetDone`].
     pub fn get(&mut self, now: Instant, key: Key) -> QueryId {
         self.arrive(now);
-        self.start_get(now, key)
+        let id = self.next_query_id();
+        self.start_get(now, id, key, self.top_level());
+        id
     }
 
     /// Announces `value` under `key` for `ttl` at every level (sloppily). Ends with
     /// [`Event::PutDone`].
     pub fn put(&mut self, now: Instant, key: Key, value: Value, ttl: Duration) -> QueryId {
         self.arrive(now);
-        self.start_put_at(now, key, value, ttl, false)
+        let id = self.next_query_id();
+        self.start_put(now, id, (key, value, ttl), self.top_level());
+        id
     }
 
     /// The next message to deliver.

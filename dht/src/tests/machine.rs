@@ -367,6 +367,17 @@ fn a_node_alone_announces_itself_under_its_locality_key_and_pings_the_neighbours
         })
         .collect();
     assert_eq!(probes, vec![Level::GLOBAL], "{sent:?}");
+    let probe = sent
+        .iter()
+        .find_map(|t| match t {
+            Transmit::Request { rpc, req, .. }
+                if matches!(req.body, RequestBody::PutProbe { key, .. } if key == site) =>
+            {
+                Some(*rpc)
+            }
+            _ => None,
+        })
+        .expect("a put probe of the site key");
     let get = sent
         .iter()
         .find_map(|t| match t {
@@ -399,6 +410,38 @@ fn a_node_alone_announces_itself_under_its_locality_key_and_pings_the_neighbours
             if to.id == neighbour.id && req.body == RequestBody::Ping)),
         "{sent:?}"
     );
+    // The put completes: peer 2 is neither full nor loaded, and then accepts the value.
+    n.handle_input(
+        later,
+        Input::Response {
+            rpc: probe,
+            resp: response(ResponseBody::Probe {
+                full: false,
+                loaded: false,
+                closer: Vec::new(),
+            }),
+        },
+    );
+    let store = drain(&mut n)
+        .into_iter()
+        .find_map(|t| match t {
+            Transmit::Request { rpc, req, .. }
+                if matches!(req.body, RequestBody::Store { level, key, .. }
+                    if key == site && level == Level::GLOBAL) =>
+            {
+                Some(rpc)
+            }
+            _ => None,
+        })
+        .expect("a store of the site key at level 0");
+    n.handle_input(
+        later,
+        Input::Response {
+            rpc: store,
+            resp: response(ResponseBody::Stored { accepted: true }),
+        },
+    );
+    assert!(drain(&mut n).is_empty());
     let events: Vec<Event> = std::iter::from_fn(|| n.poll_event()).collect();
     assert!(
         !events.iter().any(|e| matches!(
@@ -407,6 +450,10 @@ fn a_node_alone_announces_itself_under_its_locality_key_and_pings_the_neighbours
         )),
         "{events:?}"
     );
+    // Nothing was put above level 0 (the node alone there would have stored it itself).
+    let snap = n.snapshot(later);
+    assert!(snap.levels[1..].iter().all(|l| l.keys == 0), "{snap:?}");
+    assert_eq!(n.stats(later).queries_running, 0);
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! the contact's ID is refused, and a request is only accepted with the advert of the peer
 //! that sent it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use dht::{Contact, NodeId};
 use libp2p::{Multiaddr, PeerId};
@@ -106,24 +106,29 @@ impl Advert {
         Contact::new(node_id(&self.peer), self.encode())
     }
 
-    /// Its locality hint for the DHT (`dht::Node::set_locality`): the network it listens on,
-    /// a /24 for IPv4 and a /48 for IPv6. Nodes on one such network most likely share their
-    /// first routers, which is what Coral's hints named; Coral found the routers by
-    /// traceroute, which needs raw sockets a volunteer's node should not need.
+    /// Its locality hint for the DHT (`dht::Node::set_locality`): the network of its public
+    /// address, a /24 for IPv4 and a /48 for IPv6 (the HTTP address peers and DNS give out,
+    /// else the overlay's). Nodes on one such network most likely share their first routers,
+    /// which is what Coral's hints named; Coral found the routers by traceroute, which needs
+    /// raw sockets a volunteer's node should not need. A private, loopback or link-local
+    /// address gives no hint: nodes all over the world share 192.168.1.0/24.
     pub fn locality_keys(&self) -> Vec<dht::Key> {
-        let ip = multiaddr_ip(&self.p2p).or_else(|| self.http.map(|a| a.ip()));
-        let name = match ip {
-            Some(std::net::IpAddr::V4(ip)) => {
-                let [a, b, c, _] = ip.octets();
-                format!("reef-locality/ipv4/{a}.{b}.{c}.0/24")
-            }
-            Some(std::net::IpAddr::V6(ip)) => {
-                let s = ip.segments();
-                format!("reef-locality/ipv6/{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
-            }
+        let public = self
+            .http
+            .map(|a| a.ip())
+            .into_iter()
+            .chain(multiaddr_ip(&self.p2p))
+            .map(|ip| ip.to_canonical())
+            .find(|ip| proxy::service::is_public(*ip));
+        let network = match public {
+            Some(ip @ IpAddr::V4(_)) => ipnet::IpNet::new(ip, 24),
+            Some(ip @ IpAddr::V6(_)) => ipnet::IpNet::new(ip, 48),
             None => return Vec::new(),
         };
-        vec![dht::Key::hash(name.as_bytes())]
+        network
+            .map(|n| dht::Key::hash(format!("reef-locality/{}", n.trunc()).as_bytes()))
+            .into_iter()
+            .collect()
     }
 
     /// The advert in a contact, checked against the contact's node ID.
@@ -150,18 +155,38 @@ mod tests {
     }
 
     #[test]
-    fn locality_is_the_listening_network() {
-        let at = |p2p: &str| Advert {
+    fn locality_is_the_public_network() {
+        let at = |p2p: &str, http: Option<&str>| Advert {
             p2p: p2p.parse().expect("multiaddr"),
+            http: http.map(|h| h.parse().expect("addr")),
             ..advert()
         };
-        let here = at("/ip4/192.0.2.10/tcp/4001").locality_keys();
+        let keys = |p2p: &str| at(p2p, None).locality_keys();
+        let here = keys("/ip4/8.8.8.10/tcp/4001");
         assert_eq!(here.len(), 1);
-        assert_eq!(here, at("/ip4/192.0.2.200/tcp/4002").locality_keys());
-        assert_ne!(here, at("/ip4/192.0.3.10/tcp/4001").locality_keys());
-        let v6 = at("/ip6/2001:db8:1:2::5/tcp/4001").locality_keys();
-        assert_eq!(v6, at("/ip6/2001:db8:1:ff::9/tcp/4001").locality_keys());
-        assert_ne!(v6, at("/ip6/2001:db8:2::5/tcp/4001").locality_keys());
+        assert_eq!(here, keys("/ip4/8.8.8.200/tcp/4002"));
+        assert_ne!(here, keys("/ip4/8.8.9.10/tcp/4001"));
+        assert_eq!(
+            here,
+            keys("/ip6/::ffff:8.8.8.7/tcp/4001"),
+            "IPv4-mapped is IPv4"
+        );
+        let v6 = keys("/ip6/2a00:1450:1:2::5/tcp/4001");
+        assert_eq!(v6, keys("/ip6/2a00:1450:1:ff::9/tcp/4001"));
+        assert_ne!(v6, keys("/ip6/2a00:1450:2::5/tcp/4001"));
+        for private in [
+            "/ip4/192.168.1.5/tcp/4001",
+            "/ip4/10.0.0.5/tcp/4001",
+            "/ip4/127.0.0.1/tcp/4001",
+            "/ip4/0.0.0.0/tcp/4001",
+            "/ip6/fe80::1/tcp/4001",
+            "/ip6/::ffff:192.168.1.5/tcp/4001",
+        ] {
+            assert!(keys(private).is_empty(), "{private} gives a hint");
+        }
+        // The address given out wins over the one bound.
+        let behind_nat = at("/ip4/192.168.1.5/tcp/4001", Some("8.8.8.1:80"));
+        assert_eq!(behind_nat.locality_keys(), here);
     }
 
     #[test]
