@@ -34,6 +34,19 @@ fn drain(n: &mut Node) -> Vec<Transmit> {
     std::iter::from_fn(|| n.poll_transmit()).collect()
 }
 
+/// `from` pings the node (its `inbound`-th request); what the node sends in return.
+fn pinged_by(n: &mut Node, now: std::time::Instant, from: Contact, inbound: u64) -> Vec<Transmit> {
+    n.handle_input(
+        now,
+        Input::Request {
+            from,
+            inbound: InboundId(inbound),
+            req: request(RequestBody::Ping),
+        },
+    );
+    drain(n)
+}
+
 /// Starts a bootstrap through peer 2: its query and the one request it sends.
 fn bootstrapping(n: &mut Node, now: std::time::Instant) -> (crate::QueryId, crate::RpcId) {
     let q = n.bootstrap(now, vec![peer(2)]);
@@ -230,15 +243,7 @@ fn a_requester_from_another_cluster_gets_nothing_at_that_level() {
 fn a_peer_learned_address_replaces_the_held_one_without_adding_anyone() {
     let now = epoch();
     let mut n = node();
-    n.handle_input(
-        now,
-        Input::Request {
-            from: peer(2),
-            inbound: InboundId(0),
-            req: request(RequestBody::Ping),
-        },
-    );
-    drain(&mut n);
+    pinged_by(&mut n, now, peer(2), 0);
     let addrs = |n: &Node| -> Vec<Vec<u8>> {
         n.snapshot(now).levels[0]
             .buckets
@@ -264,18 +269,7 @@ fn a_node_that_knows_no_one_looks_itself_up_through_the_first_peer_that_speaks()
     // alone until the next refresh.
     let now = epoch();
     let mut n = node();
-    let ping = |n: &mut Node, from: Contact, inbound: u64| {
-        n.handle_input(
-            now,
-            Input::Request {
-                from,
-                inbound: InboundId(inbound),
-                req: request(RequestBody::Ping),
-            },
-        );
-        drain(n)
-    };
-    let sent = ping(&mut n, peer(2), 0);
+    let sent = pinged_by(&mut n, now, peer(2), 0);
     let own = Key::from(NodeId([1; 32]));
     let lookups: Vec<_> = sent
         .iter()
@@ -288,7 +282,7 @@ fn a_node_that_knows_no_one_looks_itself_up_through_the_first_peer_that_speaks()
     assert_eq!(lookups.len(), 1, "{sent:?}");
     assert_eq!(n.stats(now).rejoins, 1);
     // A second peer, while the table is no longer empty, starts nothing more.
-    let sent = ping(&mut n, peer(3), 1);
+    let sent = pinged_by(&mut n, now, peer(3), 1);
     assert!(
         sent.iter().all(|t| matches!(t, Transmit::Response { .. })),
         "{sent:?}"
@@ -344,15 +338,7 @@ fn a_node_alone_announces_itself_under_its_locality_key_and_pings_the_neighbours
     let mut n = node();
     let site = Key::hash(b"site/1");
     n.set_locality(vec![site]);
-    n.handle_input(
-        now,
-        Input::Request {
-            from: peer(2),
-            inbound: InboundId(0),
-            req: request(RequestBody::Ping),
-        },
-    );
-    drain(&mut n);
+    pinged_by(&mut n, now, peer(2), 0);
     let later = now + Config::default().cluster_check_interval;
     n.handle_timeout(later);
     let sent = drain(&mut n);
@@ -460,15 +446,7 @@ fn a_node_alone_announces_itself_under_its_locality_key_and_pings_the_neighbours
 fn a_node_without_locality_keys_sends_no_hints() {
     let now = epoch();
     let mut n = node();
-    n.handle_input(
-        now,
-        Input::Request {
-            from: peer(2),
-            inbound: InboundId(0),
-            req: request(RequestBody::Ping),
-        },
-    );
-    drain(&mut n);
+    pinged_by(&mut n, now, peer(2), 0);
     n.handle_timeout(now + Config::default().cluster_check_interval);
     let sent = drain(&mut n);
     assert!(
