@@ -599,9 +599,8 @@ impl Node {
         result: Result<Found, QueryError>,
     ) {
         if self.locality.take(query) {
-            if let Ok(found) = result {
-                self.on_locality_found(now, found.values);
-            }
+            let values = result.map(|found| found.values).unwrap_or_default();
+            self.on_locality_found(now, values);
             return;
         }
         self.events.push_back(Event::GetDone { query, key, result });

@@ -11,7 +11,7 @@
 //! what the gets find is pinged, so its round trips and cluster descriptors reach the
 //! cluster decisions.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::Node;
 use crate::id::Key;
@@ -27,6 +27,8 @@ pub(super) struct Locality {
     next_get: Option<Instant>,
     /// The hint queries running: their outcomes are not reported.
     running: Vec<QueryId>,
+    /// After gets that found no one: how long until the next (zero after one that did).
+    get_backoff: Duration,
 }
 
 impl Locality {
@@ -92,8 +94,23 @@ impl Node {
         id
     }
 
-    /// A hint get found `values`: pings the neighbours not yet timed.
+    /// A hint get found `values` (none if it failed): pings the neighbours not yet timed. A
+    /// get that found no one is repeated sooner than the interval, after
+    /// `cluster_check_max_interval` and then twice as long each time: a node that starts
+    /// before its neighbours have announced themselves should not stay alone for half an
+    /// hour, and one alone on its network for good should not ask every minute.
     pub(super) fn on_locality_found(&mut self, now: Instant, values: Vec<Value>) {
+        let every = self.config.locality_interval;
+        if values.iter().all(|v| v.holder.id == self.me.id) {
+            let backoff = match self.locality.get_backoff {
+                d if d.is_zero() => self.config.cluster_check_max_interval,
+                d => d.saturating_mul(2),
+            };
+            self.locality.get_backoff = backoff.min(every);
+            self.locality.next_get = now.checked_add(self.locality.get_backoff);
+        } else {
+            self.locality.get_backoff = Duration::ZERO;
+        }
         for v in values {
             if v.holder.id != self.me.id && self.clusters.min_rtt(&v.holder.id).is_none() {
                 self.send_request(now, v.holder, RequestBody::Ping, Purpose::ClusterProbe);

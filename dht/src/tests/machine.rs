@@ -456,3 +456,52 @@ fn a_node_without_locality_keys_sends_no_hints() {
         "{sent:?}"
     );
 }
+
+#[test]
+fn a_hint_get_that_found_no_one_is_repeated_within_a_minute_not_half_an_hour() {
+    // A node that starts before its neighbours announced themselves asks again soon; peer 2
+    // answers everything, knowing no one.
+    let now = epoch();
+    let mut n = node();
+    let site = Key::hash(b"site/1");
+    n.set_locality(vec![site]);
+    pinged_by(&mut n, now, peer(2), 0);
+    let answer = |body: &RequestBody| match body {
+        RequestBody::Ping => ResponseBody::Pong,
+        RequestBody::FindNode { .. } => ResponseBody::Nodes { closer: Vec::new() },
+        RequestBody::Get { .. } => ResponseBody::Values {
+            values: Vec::new(),
+            closer: Vec::new(),
+        },
+        RequestBody::PutProbe { .. } => ResponseBody::Probe {
+            full: false,
+            loaded: false,
+            closer: Vec::new(),
+        },
+        RequestBody::Store { .. } => ResponseBody::Stored { accepted: true },
+    };
+    let mut site_gets = 0;
+    let mut t = now;
+    while t < now + Duration::from_secs(120) {
+        t += Duration::from_secs(1);
+        n.handle_timeout(t);
+        let mut sent = drain(&mut n);
+        while !sent.is_empty() {
+            for tx in sent {
+                if let Transmit::Request { rpc, req, .. } = tx {
+                    if matches!(req.body, RequestBody::Get { key, .. } if key == site) {
+                        site_gets += 1;
+                    }
+                    let resp = response(answer(&req.body));
+                    n.handle_input(t, Input::Response { rpc, resp });
+                }
+            }
+            sent = drain(&mut n);
+        }
+    }
+    assert!(
+        site_gets >= 2,
+        "{site_gets} gets of the site key in two minutes"
+    );
+    assert!(site_gets <= 3, "{site_gets} gets: the wait doubles");
+}
