@@ -172,6 +172,27 @@ pub enum ResponseBody {
     Refused,
 }
 
+impl ResponseBody {
+    /// The answer that gives nothing away and takes nothing in: a node asked by a peer outside
+    /// the level's cluster knows no one there, holds nothing and stores nothing.
+    pub(crate) fn empty_for(req: &RequestBody) -> Self {
+        match req {
+            RequestBody::Ping => ResponseBody::Pong,
+            RequestBody::FindNode { .. } => ResponseBody::Nodes { closer: Vec::new() },
+            RequestBody::Get { .. } => ResponseBody::Values {
+                values: Vec::new(),
+                closer: Vec::new(),
+            },
+            RequestBody::PutProbe { .. } => ResponseBody::Probe {
+                full: false,
+                loaded: false,
+                closer: Vec::new(),
+            },
+            RequestBody::Store { .. } => ResponseBody::Stored { accepted: false },
+        }
+    }
+}
+
 /// Why bytes could not be decoded into a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

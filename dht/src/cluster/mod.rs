@@ -658,22 +658,25 @@ mod tests {
         assert_eq!(c.peer_count(), 2);
     }
 
+    /// Peer `n` says it is in level-2 cluster `cluster` (100 s old, of `size` nodes), and it
+    /// is near (5 ms).
+    fn hear_near(c: &mut Clustering, at: Instant, n: u8, cluster: u64, size: u32) {
+        c.observe_header(at, &peer(n), &header_at_level2(cluster, 100, size));
+        c.observe_rtt(at, &peer(n), Duration::from_millis(5));
+    }
+
     #[test]
     fn a_node_that_moved_holds_still_longer_each_time_but_leaves_a_far_cluster_at_once() {
         let (mut c, t0, mut rng) = setup();
         let at = |s: u64| t0 + Duration::from_secs(s);
-        let near = Duration::from_millis(5);
-        c.observe_header(t0, &peer(1), &header_at_level2(7, 100, 10));
-        c.observe_rtt(t0, &peer(1), near);
+        hear_near(&mut c, t0, 1, 7, 10);
         assert_eq!(c.evaluate(t0, L2, 1, &mut rng), Some(ClusterId(7)));
         // A clearly larger near cluster appears: not joined within the 30 s hold.
-        c.observe_header(at(10), &peer(2), &header_at_level2(3, 100, 40));
-        c.observe_rtt(at(10), &peer(2), near);
+        hear_near(&mut c, at(10), 2, 3, 40);
         assert_eq!(c.evaluate(at(10), L2, 10, &mut rng), None, "held");
         assert_eq!(c.evaluate(at(30), L2, 10, &mut rng), Some(ClusterId(3)));
         // The second move within ten minutes doubles the hold to 60 s.
-        c.observe_header(at(40), &peer(3), &header_at_level2(5, 100, 200));
-        c.observe_rtt(at(40), &peer(3), near);
+        hear_near(&mut c, at(40), 3, 5, 200);
         assert_eq!(c.evaluate(at(80), L2, 40, &mut rng), None, "held for 60 s");
         assert_eq!(c.evaluate(at(90), L2, 40, &mut rng), Some(ClusterId(5)));
         // Its cluster turns out far: it leaves at once, hold or not.
@@ -689,13 +692,10 @@ mod tests {
     fn a_node_alone_after_its_cluster_fell_apart_is_not_held() {
         let (mut c, t0, mut rng) = setup();
         let at = |s: u64| t0 + Duration::from_secs(s);
-        let near = Duration::from_millis(5);
-        c.observe_header(t0, &peer(1), &header_at_level2(7, 100, 10));
-        c.observe_rtt(t0, &peer(1), near);
+        hear_near(&mut c, t0, 1, 7, 10);
         assert_eq!(c.evaluate(t0, L2, 1, &mut rng), Some(ClusterId(7)));
         // Within the hold, a larger near cluster is not joined by a node with company...
-        c.observe_header(at(10), &peer(2), &header_at_level2(3, 100, 40));
-        c.observe_rtt(at(10), &peer(2), near);
+        hear_near(&mut c, at(10), 2, 3, 40);
         assert_eq!(c.evaluate(at(10), L2, 10, &mut rng), None, "held");
         // ...but is by one whose table shows no one else left in its cluster.
         assert_eq!(c.evaluate(at(10), L2, 1, &mut rng), Some(ClusterId(3)));
@@ -708,19 +708,13 @@ mod tests {
             cluster_move_hold_max: Duration::from_secs(120),
             ..Config::default()
         });
-        let near = Duration::from_millis(5);
         // Each round a clearly larger near cluster appears; the node moves as soon as it may.
         let mut now = t0;
         let mut waits = Vec::new();
         let mut last = t0;
         for round in 0..7u8 {
             let cluster = 100 + u64::from(round);
-            c.observe_header(
-                now,
-                &peer(round),
-                &header_at_level2(cluster, 100, 10 << round),
-            );
-            c.observe_rtt(now, &peer(round), near);
+            hear_near(&mut c, now, round, cluster, 10 << round);
             while c.evaluate(now, L2, 5 << round, &mut rng) != Some(ClusterId(cluster)) {
                 now += Duration::from_secs(1);
             }
@@ -731,11 +725,9 @@ mod tests {
         assert_eq!(waits, vec![0, 30, 60, 120, 120, 120, 120]);
         // Staying put for the hold and the longest hold after it starts again at 30 s.
         now += Duration::from_secs(240);
-        c.observe_header(now, &peer(50), &header_at_level2(500, 100, 100_000));
-        c.observe_rtt(now, &peer(50), near);
+        hear_near(&mut c, now, 50, 500, 100_000);
         assert_eq!(c.evaluate(now, L2, 10_000, &mut rng), Some(ClusterId(500)));
-        c.observe_header(now, &peer(51), &header_at_level2(501, 100, 1_000_000));
-        c.observe_rtt(now, &peer(51), near);
+        hear_near(&mut c, now, 51, 501, 1_000_000);
         let later = now + Duration::from_secs(30);
         assert_eq!(
             c.evaluate(later - Duration::from_secs(1), L2, 100_000, &mut rng),

@@ -217,12 +217,10 @@ impl Node {
                             );
                             return Step::Finished;
                         }
-                        if !self.locality.owns(id) {
-                            self.events.push_back(Event::GetProgress {
-                                query: id,
-                                level: *level,
-                            });
-                        }
+                        self.events.push_back(Event::GetProgress {
+                            query: id,
+                            level: *level,
+                        });
                         *level = Level(level.0 - 1);
                         let local = self.local_values(*level, &key, now);
                         if !local.is_empty() {

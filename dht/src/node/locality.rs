@@ -32,11 +32,6 @@ pub(super) struct Locality {
 }
 
 impl Locality {
-    /// Whether `query` is a hint query.
-    pub(super) fn owns(&self, query: QueryId) -> bool {
-        self.running.contains(&query)
-    }
-
     /// Whether `query` is a hint query; it then stops being one.
     pub(super) fn take(&mut self, query: QueryId) -> bool {
         let before = self.running.len();
@@ -82,6 +77,8 @@ impl Node {
             self.locality.next_get = now.checked_add(every);
             for key in self.locality.keys.clone() {
                 let id = self.start_hint();
+                // At level 0 alone, where hints are put: a get that starts there never moves
+                // down a level, so it reports no `GetProgress` either.
                 self.start_get(now, id, key, Level::GLOBAL);
             }
         }
@@ -102,12 +99,13 @@ impl Node {
     pub(super) fn on_locality_found(&mut self, now: Instant, values: Vec<Value>) {
         let every = self.config.locality_interval;
         if values.iter().all(|v| v.holder.id == self.me.id) {
-            let backoff = match self.locality.get_backoff {
-                d if d.is_zero() => self.config.cluster_check_max_interval,
-                d => d.saturating_mul(2),
-            };
-            self.locality.get_backoff = backoff.min(every);
-            self.locality.next_get = now.checked_add(self.locality.get_backoff);
+            // Not `clamp`: the interval may be set below the check interval.
+            let backoff = self.locality.get_backoff.saturating_mul(2);
+            let backoff = backoff
+                .max(self.config.cluster_check_max_interval)
+                .min(every);
+            self.locality.get_backoff = backoff;
+            self.locality.next_get = now.checked_add(backoff);
         } else {
             self.locality.get_backoff = Duration::ZERO;
         }

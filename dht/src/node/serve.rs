@@ -25,20 +25,7 @@ impl Node {
             return ResponseBody::Refused;
         }
         if !self.clusters.is_member(from, level) {
-            return match body {
-                RequestBody::Ping => ResponseBody::Pong,
-                RequestBody::FindNode { .. } => ResponseBody::Nodes { closer: Vec::new() },
-                RequestBody::Get { .. } => ResponseBody::Values {
-                    values: Vec::new(),
-                    closer: Vec::new(),
-                },
-                RequestBody::PutProbe { .. } => ResponseBody::Probe {
-                    full: false,
-                    loaded: false,
-                    closer: Vec::new(),
-                },
-                RequestBody::Store { .. } => ResponseBody::Stored { accepted: false },
-            };
+            return ResponseBody::empty_for(&body);
         }
         match body {
             RequestBody::Ping => ResponseBody::Pong,

@@ -47,6 +47,14 @@ fn pinged_by(n: &mut Node, now: std::time::Instant, from: Contact, inbound: u64)
     drain(n)
 }
 
+/// The first request among `sent` whose body `pick` accepts.
+fn rpc_of(sent: &[Transmit], pick: impl Fn(&RequestBody) -> bool) -> Option<crate::RpcId> {
+    sent.iter().find_map(|t| match t {
+        Transmit::Request { rpc, req, .. } if pick(&req.body) => Some(*rpc),
+        _ => None,
+    })
+}
+
 /// Starts a bootstrap through peer 2: its query and the one request it sends.
 fn bootstrapping(n: &mut Node, now: std::time::Instant) -> (crate::QueryId, crate::RpcId) {
     let q = n.bootstrap(now, vec![peer(2)]);
@@ -353,28 +361,16 @@ fn a_node_alone_announces_itself_under_its_locality_key_and_pings_the_neighbours
         })
         .collect();
     assert_eq!(probes, vec![Level::GLOBAL], "{sent:?}");
-    let probe = sent
-        .iter()
-        .find_map(|t| match t {
-            Transmit::Request { rpc, req, .. }
-                if matches!(req.body, RequestBody::PutProbe { key, .. } if key == site) =>
-            {
-                Some(*rpc)
-            }
-            _ => None,
-        })
-        .expect("a put probe of the site key");
-    let get = sent
-        .iter()
-        .find_map(|t| match t {
-            Transmit::Request { rpc, req, .. }
-                if matches!(req.body, RequestBody::Get { key, .. } if key == site) =>
-            {
-                Some(*rpc)
-            }
-            _ => None,
-        })
-        .expect("a get of the site key");
+    let probe = rpc_of(
+        &sent,
+        |b| matches!(b, RequestBody::PutProbe { key, .. } if *key == site),
+    )
+    .expect("a put probe of the site key");
+    let get = rpc_of(
+        &sent,
+        |b| matches!(b, RequestBody::Get { key, .. } if *key == site),
+    )
+    .expect("a get of the site key");
     let neighbour = peer(7);
     n.handle_input(
         later,
@@ -408,18 +404,10 @@ fn a_node_alone_announces_itself_under_its_locality_key_and_pings_the_neighbours
             }),
         },
     );
-    let store = drain(&mut n)
-        .into_iter()
-        .find_map(|t| match t {
-            Transmit::Request { rpc, req, .. }
-                if matches!(req.body, RequestBody::Store { level, key, .. }
-                    if key == site && level == Level::GLOBAL) =>
-            {
-                Some(rpc)
-            }
-            _ => None,
-        })
-        .expect("a store of the site key at level 0");
+    let store = rpc_of(&drain(&mut n), |b| {
+        matches!(b, RequestBody::Store { level, key, .. } if *key == site && *level == Level::GLOBAL)
+    })
+    .expect("a store of the site key at level 0");
     n.handle_input(
         later,
         Input::Response {
@@ -460,26 +448,12 @@ fn a_node_without_locality_keys_sends_no_hints() {
 #[test]
 fn a_hint_get_that_found_no_one_is_repeated_within_a_minute_not_half_an_hour() {
     // A node that starts before its neighbours announced themselves asks again soon; peer 2
-    // answers everything, knowing no one.
+    // answers everything, knowing no one and storing nothing.
     let now = epoch();
     let mut n = node();
     let site = Key::hash(b"site/1");
     n.set_locality(vec![site]);
     pinged_by(&mut n, now, peer(2), 0);
-    let answer = |body: &RequestBody| match body {
-        RequestBody::Ping => ResponseBody::Pong,
-        RequestBody::FindNode { .. } => ResponseBody::Nodes { closer: Vec::new() },
-        RequestBody::Get { .. } => ResponseBody::Values {
-            values: Vec::new(),
-            closer: Vec::new(),
-        },
-        RequestBody::PutProbe { .. } => ResponseBody::Probe {
-            full: false,
-            loaded: false,
-            closer: Vec::new(),
-        },
-        RequestBody::Store { .. } => ResponseBody::Stored { accepted: true },
-    };
     let mut site_gets = 0;
     let mut t = now;
     while t < now + Duration::from_secs(120) {
@@ -492,7 +466,7 @@ fn a_hint_get_that_found_no_one_is_repeated_within_a_minute_not_half_an_hour() {
                     if matches!(req.body, RequestBody::Get { key, .. } if key == site) {
                         site_gets += 1;
                     }
-                    let resp = response(answer(&req.body));
+                    let resp = response(ResponseBody::empty_for(&req.body));
                     n.handle_input(t, Input::Response { rpc, resp });
                 }
             }
