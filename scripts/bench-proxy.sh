@@ -35,18 +35,28 @@ render scripts/bench/origin-nginx.conf >"$s/origin.conf"
 render scripts/bench/proxy-nginx.conf >"$s/proxy.conf"
 taskset -c 1 nginx -c "$s/origin.conf" -p "$s" >/dev/null 2>&1 &
 pids+=($!)
-taskset -c 0 nginx -c "$s/proxy.conf" -p "$s" >/dev/null 2>&1 &
-pid_nginx=$!
-pids+=($pid_nginx)
-TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/reef node --p2p /ip4/127.0.0.1/tcp/0 --admin 127.0.0.1:0 --dns 127.0.0.1:0 \
-  --http "127.0.0.1:$p_reef" --client-rate 0 --max-connections 0 --max-connections-per-client 0 --allow-private-origins --resolve origin.test=127.0.0.1 \
-  --data-dir "$s/reef-data" --cache-mem $((1 << 30)) --max-object $((300 << 20)) >"$s/reef.log" 2>&1 &
-pid_reef=$!
-pids+=($pid_reef)
+# Both proxies start through these, again for each idle-connection round (fresh processes).
+start_nginx() {
+  taskset -c 0 nginx -c "$s/proxy.conf" -p "$s" >/dev/null 2>&1 &
+  pid_nginx=$!
+  pids+=($pid_nginx)
+}
+start_reef() {
+  TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/reef node --p2p /ip4/127.0.0.1/tcp/0 --admin 127.0.0.1:0 --dns 127.0.0.1:0 \
+    --http "127.0.0.1:$p_reef" --client-rate 0 --max-connections 0 --max-connections-per-client 0 --allow-private-origins --resolve origin.test=127.0.0.1 \
+    --data-dir "$s/reef-data" --cache-mem $((1 << 30)) --max-object $((300 << 20)) >>"$s/reef.log" 2>&1 &
+  pid_reef=$!
+  pids+=($pid_reef)
+}
+# The nginx master forks its worker: measure the worker (the child).
+nginx_worker() {
+  for _ in $(seq 50); do pid_nginx_worker=$(pgrep -P "$pid_nginx" | head -1) && return; sleep 0.1; done
+}
+start_nginx
+start_reef
 sleep 1.5
 host_reef="origin.test.$p_origin.cdn"
-# The nginx master forks its worker: measure the worker (the child).
-pid_nginx_worker=$(pgrep -P "$pid_nginx" | head -1)
+nginx_worker
 url() { [ "$1" = reef ] && echo "http://127.0.0.1:$p_reef/$2" || echo "http://127.0.0.1:$p_nginx/$2"; }
 hdr() { [ "$1" = reef ] && echo "Host: $host_reef" || echo "Host: origin"; }
 for who in reef nginx; do for f in 1k.bin 100k.bin 10m.bin; do
@@ -87,17 +97,35 @@ for case in "1k.bin 50 req" "100k.bin 50 req" "10m.bin 4 mb"; do
   echo "$cpu_line"
 done
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+# Restarts a proxy so an idle-connection round starts from a fresh process: what the
+# allocator kept from earlier rounds (or from the hit runs) would hide the cost, or add to it.
+restart() {
+  local pid=$pid_reef
+  [ "$1" = nginx ] && pid=$pid_nginx
+  kill "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  if [ "$1" = reef ]; then start_reef; else start_nginx; nginx_worker; fi
+  for _ in $(seq 50); do curl -s -o /dev/null -H "$(hdr "$1")" "$(url "$1" 1k.bin)" && break; sleep 0.1; done
+  curl -s -o /dev/null -H "$(hdr "$1")" "$(url "$1" 1k.bin)"
+}
 line=$(printf '%-28s' "RSS/idle conn ($idle), bytes")
 for who in reef nginx; do
-  pid=$pid_reef port=$p_reef
-  [ "$who" = nginx ] && pid=$pid_nginx_worker port=$p_nginx
-  before=$(rss "$pid")
-  python3 scripts/bench/idle.py 127.0.0.1 "$port" "$idle" 6 "$(hdr "$who" | cut -d' ' -f2)" >"$s/idle.out" &
-  ipid=$!
-  sleep 4
-  during=$(rss "$pid")
-  wait "$ipid" || true
-  line="$line $(printf '%14s' $(( (during - before) * 1024 / idle )))"
+  port=$p_reef
+  [ "$who" = nginx ] && port=$p_nginx
+  : >"$s/idle.vals"
+  for _ in $(seq "$runs"); do
+    restart "$who"
+    pid=$pid_reef
+    [ "$who" = nginx ] && pid=$pid_nginx_worker
+    before=$(rss "$pid")
+    python3 scripts/bench/idle.py 127.0.0.1 "$port" "$idle" 6 "$(hdr "$who" | cut -d' ' -f2)" >"$s/idle.out" &
+    ipid=$!
+    sleep 4
+    during=$(rss "$pid")
+    wait "$ipid" || true
+    echo $(( (during - before) * 1024 / idle )) >>"$s/idle.vals"
+  done
+  line="$line $(printf '%14s' "$(median <"$s/idle.vals")")"
 done
 echo "$line"
 # The crowd: 500 concurrent requests for one URL whose origin takes 1 s.
