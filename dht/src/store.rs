@@ -105,20 +105,25 @@ impl Store {
         })
     }
 
+    /// Whether `store` would take a value of `holder` under `key` now: the node is not
+    /// full for it, or already holds one of `holder`'s values.
+    pub(crate) fn accepts(&self, key: &Key, holder: &NodeId, ttl: Duration, now: Instant) -> bool {
+        let present = self
+            .values
+            .get(key)
+            .is_some_and(|vs| vs.iter().any(|s| s.value.holder.id == *holder));
+        present || !self.is_full(key, ttl, now)
+    }
+
     /// Stores `value` unless the node is full for `key`. A holder already present is always
     /// refreshed in place (renewals must not spread). Returns whether it was stored.
     pub(crate) fn store(&mut self, key: Key, value: Value, ttl: Duration, now: Instant) -> bool {
         self.expire_values(now);
         let ttl = self.clamp_ttl(ttl);
-        let expires = now + ttl;
-        let present = self
-            .values
-            .get(&key)
-            .is_some_and(|vs| vs.iter().any(|s| s.value.holder.id == value.holder.id));
-        if !present && self.is_full(&key, ttl, now) {
+        if !self.accepts(&key, &value.holder.id, ttl, now) {
             return false;
         }
-        self.insert(key, value, expires)
+        self.insert(key, value, now + ttl)
     }
 
     /// Stores `value` even if full for `key`, displacing the value that expires first. Used
@@ -293,6 +298,10 @@ mod tests {
         for n in 0..4 {
             s.store(KEY, value(n), MIN, now);
         }
+        // What a put probe reports: full, yet taking a value of a holder it already has.
+        assert!(s.is_full(&KEY, MIN, now));
+        assert!(s.accepts(&KEY, &value(2).holder.id, MIN, now));
+        assert!(!s.accepts(&KEY, &value(9).holder.id, MIN, now));
         let mut renewed = value(2);
         renewed.pending = true;
         assert!(s.store(KEY, renewed, MIN * 2, now));

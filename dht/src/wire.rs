@@ -18,7 +18,7 @@ use crate::id::{Contact, Key};
 
 /// Version of the message format. A node drops messages of any other version; changing the
 /// format is rolled out together with a new network secret.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Levels a message may describe, including level 0.
 pub const MAX_LEVELS: usize = 8;
 /// Contacts one message may carry.
@@ -160,6 +160,10 @@ pub enum ResponseBody {
         full: bool,
         /// Served more than `beta` requests for the key in the last window.
         loaded: bool,
+        /// Would store a value from the requester now: not full, or already holding one of
+        /// its values (a renewal refreshes in place). A put's backward phase asks only
+        /// such nodes: a store sent to a node known to refuse it is a wasted round trip.
+        accepts: bool,
         /// Closest known contacts, nearest first.
         closer: Vec<Contact>,
     },
@@ -186,6 +190,7 @@ impl ResponseBody {
             RequestBody::PutProbe { .. } => ResponseBody::Probe {
                 full: false,
                 loaded: false,
+                accepts: false,
                 closer: Vec::new(),
             },
             RequestBody::Store { .. } => ResponseBody::Stored { accepted: false },
@@ -449,13 +454,14 @@ pub(crate) mod tests {
             contacts().prop_map(|closer| ResponseBody::Nodes { closer }),
             (values, contacts())
                 .prop_map(|(values, closer)| ResponseBody::Values { values, closer }),
-            (any::<bool>(), any::<bool>(), contacts()).prop_map(|(full, loaded, closer)| {
-                ResponseBody::Probe {
+            (any::<bool>(), any::<bool>(), any::<bool>(), contacts()).prop_map(
+                |(full, loaded, accepts, closer)| ResponseBody::Probe {
                     full,
                     loaded,
+                    accepts,
                     closer,
                 }
-            }),
+            ),
             any::<bool>().prop_map(|accepted| ResponseBody::Stored { accepted }),
         ];
         (header(), body).prop_map(|(header, body)| Response { header, body })
@@ -501,10 +507,14 @@ pub(crate) mod tests {
             body: RequestBody::Ping,
         };
         let mut bytes = encode_request(&req, MAX).unwrap();
-        bytes[0] = 2;
+        // The version is a one-byte varint while below 128.
+        let other = PROTOCOL_VERSION as u8 + 1;
+        bytes[0] = other;
         assert_eq!(
             decode_request(&bytes, MAX),
-            Err(DecodeError::Version { got: 2 })
+            Err(DecodeError::Version {
+                got: u16::from(other)
+            })
         );
     }
 

@@ -17,8 +17,9 @@ use ring::hkdf;
 use ring::rand::{SecureRandom, SystemRandom};
 
 /// The wire protocol's version. Nodes of different versions derive different keys and never
-/// connect; bump it with any incompatible change to the overlay's messages.
-pub const PROTOCOL_VERSION: &str = "reef/1";
+/// connect; bump it with any incompatible change to the overlay's messages (with
+/// `dht::wire::PROTOCOL_VERSION` for the DHT's).
+pub const PROTOCOL_VERSION: &str = "reef/2";
 
 /// The first word of a secret file.
 const FILE_TAG: &str = "reef-secret-1";

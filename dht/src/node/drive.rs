@@ -440,6 +440,7 @@ impl Node {
                 ResponseBody::Probe {
                     full,
                     loaded,
+                    accepts,
                     closer,
                 },
             ) => {
@@ -451,7 +452,12 @@ impl Node {
                     iter.on_success(id, Vec::new());
                     *stopped = true;
                 } else {
-                    stack.push(peer.clone());
+                    // The backward phase stores at the closest node that accepts; one that
+                    // said it would refuse is not asked (a classic put stores at the k
+                    // closest regardless).
+                    if accepts || !sloppy {
+                        stack.push(peer.clone());
+                    }
                     iter.on_success(id, closer);
                 }
             }

@@ -47,6 +47,7 @@ impl Node {
                 ResponseBody::Probe {
                     full: store.is_full(&key, ttl, now),
                     loaded: store.is_loaded(&key, now),
+                    accepts: store.accepts(&key, from, ttl, now),
                     closer: self.closer(level, &key),
                 }
             }

@@ -400,6 +400,7 @@ fn a_node_alone_announces_itself_under_its_locality_key_and_pings_the_neighbours
             resp: response(ResponseBody::Probe {
                 full: false,
                 loaded: false,
+                accepts: true,
                 closer: Vec::new(),
             }),
         },
@@ -478,4 +479,64 @@ fn a_hint_get_that_found_no_one_is_repeated_within_a_minute_not_half_an_hour() {
         "{site_gets} gets of the site key in two minutes"
     );
     assert!(site_gets <= 3, "{site_gets} gets: the wait doubles");
+}
+
+#[test]
+fn a_put_stores_at_the_closest_node_that_accepts_and_asks_none_that_refuses() {
+    // Peer 2 is the closest to the key, but full for it (not loaded: the walk goes on); peer
+    // 3 accepts. The backward phase sends its store to peer 3 alone: peer 2 said it refuses.
+    let now = epoch();
+    let mut n = node();
+    pinged_by(&mut n, now, peer(2), 0);
+    pinged_by(&mut n, now, peer(3), 1);
+    let key = Key([2; 32]);
+    let value = crate::Value {
+        holder: Contact::new(NodeId([1; 32]), vec![1]),
+        pending: false,
+    };
+    let put = n.put(now, key, value, Duration::from_secs(600));
+    let (mut probed, mut stored_to) = (Vec::new(), Vec::new());
+    let mut sent = drain(&mut n);
+    while !sent.is_empty() {
+        for tx in sent {
+            let Transmit::Request { to, rpc, req } = tx else {
+                continue;
+            };
+            let body = match req.body {
+                RequestBody::PutProbe { .. } => {
+                    probed.push(to.id);
+                    ResponseBody::Probe {
+                        full: to.id == peer(2).id,
+                        loaded: false,
+                        accepts: to.id != peer(2).id,
+                        closer: Vec::new(),
+                    }
+                }
+                RequestBody::Store { .. } => {
+                    stored_to.push(to.id);
+                    ResponseBody::Stored { accepted: true }
+                }
+                other => ResponseBody::empty_for(&other),
+            };
+            n.handle_input(
+                now,
+                Input::Response {
+                    rpc,
+                    resp: response(body),
+                },
+            );
+        }
+        sent = drain(&mut n);
+    }
+    assert!(probed.contains(&peer(2).id), "{probed:?}");
+    assert_eq!(stored_to, vec![peer(3).id]);
+    let done = std::iter::from_fn(|| n.poll_event()).find_map(|e| match e {
+        Event::PutDone { query, result, .. } if query == put => Some(result),
+        _ => None,
+    });
+    let placement = done.expect("the put finished").expect("and stored");
+    assert!(
+        placement.stored.contains(&(Level::GLOBAL, peer(3).id)),
+        "{placement:?}"
+    );
 }
