@@ -209,20 +209,23 @@ impl Clustering {
         }
     }
 
-    /// A message from `from` arrived carrying `header`.
-    pub(crate) fn observe_header(&mut self, now: Instant, from: &Contact, header: &Header) {
-        self.observe(now, from, header, None);
+    /// A message from `from` arrived carrying `header`. Returns the levels it now shares
+    /// with us (as `shared_levels` does).
+    pub(crate) fn observe_header(&mut self, now: Instant, from: &Contact, header: &Header) -> u32 {
+        self.observe(now, from, header, None)
     }
 
     /// A message from `from` arrived carrying `header`, and (for an answer to a first
-    /// attempt) the round trip it measured: one update for both.
+    /// attempt) the round trip it measured: one update for both. Returns the levels the peer
+    /// now shares with us (as `shared_levels` does), so the message's handling needs no
+    /// second search of the peer table.
     pub(crate) fn observe(
         &mut self,
         now: Instant,
         from: &Contact,
         header: &Header,
         rtt: Option<Duration>,
-    ) {
+    ) -> u32 {
         let levels = self.own.len();
         let info = self.peers.touch(now, from);
         if let Some(rtt) = rtt {
@@ -241,6 +244,7 @@ impl Clustering {
                     size: d.size,
                 }),
         );
+        shared_mask(&self.own, &info.clusters)
     }
 
     /// The transport (or an RPC) measured a round trip to `from`.
@@ -267,12 +271,7 @@ impl Clustering {
 
     /// `shared_levels` of a peer already at hand.
     fn shared_with(&self, p: &PeerInfo) -> u32 {
-        p.clusters
-            .iter()
-            .zip(&self.own)
-            .enumerate()
-            .filter(|(_, (d, own))| d.id == own.id)
-            .fold(1, |shared, (i, _)| shared | 1 << (i + 1))
+        shared_mask(&self.own, &p.clusters)
     }
 
     /// Peers that last said they are in our cluster at `level`, in ID order (the order
@@ -455,6 +454,16 @@ impl Clustering {
         }
         a.id < b.id
     }
+}
+
+/// The levels a peer that described `clusters` shares with a node in `own`, as a bit set.
+fn shared_mask(own: &[Membership], clusters: &[HeardDescriptor]) -> u32 {
+    clusters
+        .iter()
+        .zip(own)
+        .enumerate()
+        .filter(|(_, (d, own))| d.id == own.id)
+        .fold(1, |shared, (i, _)| shared | 1 << (i + 1))
 }
 
 /// The middle element (the upper one of an even count); `T::default()` if empty.

@@ -95,14 +95,14 @@ impl Node {
         self.stats.responses_in += 1;
         // An RTT only from a first attempt (Karn's rule).
         let rtt = (out.attempt == 0).then(|| now.saturating_duration_since(out.sent_at));
-        self.clusters.observe(now, &out.to, &resp.header, rtt);
+        let shared = self.clusters.observe(now, &out.to, &resp.header, rtt);
         if matches!(resp.body, ResponseBody::Refused) {
             // It does not share our level layout: useless for routing.
             for table in &mut self.tables {
                 table.remove(&out.to.id);
             }
         } else {
-            self.saw(now, &out.to);
+            self.saw(now, &out.to, shared);
         }
         self.dispatch_response(now, rpc, out, resp);
     }

@@ -336,13 +336,13 @@ impl Node {
     }
 
     /// `contact` proved alive (it asked or answered something): refresh it in the table of
-    /// every level whose cluster it shares with us, and drop it from those it left.
-    fn saw(&mut self, now: Instant, contact: &Contact) {
+    /// every level whose cluster it shares with us (`shared`, a bit per level, as
+    /// `Clustering::shared_levels` gives it), and drop it from those it left.
+    fn saw(&mut self, now: Instant, contact: &Contact, shared: u32) {
         if contact.id == self.me.id {
             return;
         }
         let alone = self.tables[0].is_empty();
-        let shared = self.clusters.shared_levels(&contact.id);
         for level in self.levels() {
             let table = &mut self.tables[level.index()];
             if shared & (1 << level.index()) != 0 {
@@ -387,11 +387,13 @@ impl Node {
         req: Request,
     ) {
         self.stats.requests_in.count(&req.body);
+        // Only level 0 is shared with ourselves: we are not in our own peer table.
+        let mut shared = 1;
         if from.id != self.me.id {
-            self.clusters.observe_header(now, &from, &req.header);
-            self.saw(now, &from);
+            shared = self.clusters.observe_header(now, &from, &req.header);
+            self.saw(now, &from, shared);
         }
-        let body = self.serve(now, &from.id, req.body);
+        let body = self.serve(now, &from.id, shared, req.body);
         let resp = Response {
             header: self.header(now),
             body,

@@ -12,8 +12,15 @@ impl Node {
     ///
     /// At levels above 0 a requester outside our cluster gets empty answers: our table and
     /// store at that level belong to a cluster it is not in, and routing it through them would
-    /// leak its lookups out of its own cluster.
-    pub(super) fn serve(&mut self, now: Instant, from: &NodeId, body: RequestBody) -> ResponseBody {
+    /// leak its lookups out of its own cluster. `shared`: the levels the requester shares with
+    /// us, a bit per level (`Clustering::shared_levels`).
+    pub(super) fn serve(
+        &mut self,
+        now: Instant,
+        from: &NodeId,
+        shared: u32,
+        body: RequestBody,
+    ) -> ResponseBody {
         let level = match &body {
             RequestBody::Ping => Level::GLOBAL,
             RequestBody::FindNode { level, .. }
@@ -24,7 +31,7 @@ impl Node {
         if !self.level_ok(level) {
             return ResponseBody::Refused;
         }
-        if !self.clusters.is_member(from, level) {
+        if shared & (1 << level.index()) == 0 {
             return ResponseBody::empty_for(&body);
         }
         match body {
