@@ -5,9 +5,10 @@
 # both send cached bodies of 16 KiB and more from the page cache with sendfile.
 # Prints, for reef and nginx side by side (median of 3 runs of 10 s after a warm-up):
 #   requests/s for cache hits of 1 KiB and 100 KiB at 50 connections, MB/s for a 10 MiB
-#   object, RSS per idle keep-alive connection (10,000 open), and a crowd of 500
-#   concurrent requests for one uncached URL whose origin takes 1 s (origin fetches, p99),
-#   and how much each process's peak RSS grows while a 200 MiB object goes through it.
+#   object, RSS per idle keep-alive connection (10,000 open, on freshly started processes,
+#   median of RUNS rounds), and a crowd of 500 concurrent requests for one uncached URL whose
+#   origin takes 1 s (origin fetches, p99), and how much each process's peak RSS grows while
+#   a 200 MiB object goes through it (these two on the processes of the last idle round).
 # Installs nginx and wrk from Debian if missing (needs root). Binds 127.0.0.1 only and stops
 # everything it started. Environment: RUNS (default 3), SECS (default 10), IDLE (10000).
 set -euo pipefail
@@ -21,8 +22,14 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 cargo build --release --bin reef >/dev/null 2>&1
 s=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.5; rm -rf "$s"; }
+pid_origin='' pid_nginx='' pid_reef=''
+# Only the live instances: earlier ones were stopped and waited for (see `restart`), and their
+# PIDs may have been reused since.
+cleanup() {
+  for p in $pid_origin $pid_nginx $pid_reef; do kill "$p" 2>/dev/null || true; done
+  sleep 0.5
+  rm -rf "$s"
+}
 trap cleanup EXIT
 mkdir -p "$s"/{www,run,log,ram,tmp/origin,tmp/proxy}
 head -c 1024 /dev/urandom >"$s/www/1k.bin"
@@ -34,23 +41,26 @@ render() { sed -e "s|@SCRATCH@|$s|g" -e "s|@PORT_ORIGIN@|$p_origin|g" -e "s|@POR
 render scripts/bench/origin-nginx.conf >"$s/origin.conf"
 render scripts/bench/proxy-nginx.conf >"$s/proxy.conf"
 taskset -c 1 nginx -c "$s/origin.conf" -p "$s" >/dev/null 2>&1 &
-pids+=($!)
+pid_origin=$!
 # Both proxies start through these, again for each idle-connection round (fresh processes).
 start_nginx() {
   taskset -c 0 nginx -c "$s/proxy.conf" -p "$s" >/dev/null 2>&1 &
   pid_nginx=$!
-  pids+=($pid_nginx)
 }
 start_reef() {
   TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/reef node --p2p /ip4/127.0.0.1/tcp/0 --admin 127.0.0.1:0 --dns 127.0.0.1:0 \
     --http "127.0.0.1:$p_reef" --client-rate 0 --max-connections 0 --max-connections-per-client 0 --allow-private-origins --resolve origin.test=127.0.0.1 \
     --data-dir "$s/reef-data" --cache-mem $((1 << 30)) --max-object $((300 << 20)) >>"$s/reef.log" 2>&1 &
   pid_reef=$!
-  pids+=($pid_reef)
 }
-# The nginx master forks its worker: measure the worker (the child).
+# The nginx master forks its worker (and the cache manager and loader): measure the worker.
 nginx_worker() {
-  for _ in $(seq 50); do pid_nginx_worker=$(pgrep -P "$pid_nginx" | head -1) && return; sleep 0.1; done
+  for _ in $(seq 50); do
+    pid_nginx_worker=$(pgrep -P "$pid_nginx" -f 'worker process' | head -1) && return
+    sleep 0.1
+  done
+  echo "nginx started no worker" >&2
+  return 1
 }
 start_nginx
 start_reef
@@ -103,7 +113,9 @@ restart() {
   local pid=$pid_reef
   [ "$1" = nginx ] && pid=$pid_nginx
   kill "$pid" 2>/dev/null || true
-  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
   if [ "$1" = reef ]; then start_reef; else start_nginx; nginx_worker; fi
   for _ in $(seq 50); do curl -s -o /dev/null -H "$(hdr "$1")" "$(url "$1" 1k.bin)" && break; sleep 0.1; done
   curl -s -o /dev/null -H "$(hdr "$1")" "$(url "$1" 1k.bin)"

@@ -106,12 +106,12 @@ impl Store {
     }
 
     /// Whether `store` would take a value of `holder` under `key` now: the node is not
-    /// full for it, or already holds one of `holder`'s values.
+    /// full for it, or already holds a live value of `holder`'s.
     pub(crate) fn accepts(&self, key: &Key, holder: &NodeId, ttl: Duration, now: Instant) -> bool {
-        let present = self
-            .values
-            .get(key)
-            .is_some_and(|vs| vs.iter().any(|s| s.value.holder.id == *holder));
+        let present = self.values.get(key).is_some_and(|vs| {
+            vs.iter()
+                .any(|s| s.value.holder.id == *holder && s.expires > now)
+        });
         present || !self.is_full(key, ttl, now)
     }
 

@@ -160,9 +160,10 @@ pub enum ResponseBody {
         full: bool,
         /// Served more than `beta` requests for the key in the last window.
         loaded: bool,
-        /// Would store a value from the requester now: not full, or already holding one of
-        /// its values (a renewal refreshes in place). A put's backward phase asks only
-        /// such nodes: a store sent to a node known to refuse it is a wasted round trip.
+        /// Would store a value of the requester's now (the putter announces itself): not
+        /// full, or already holding one of its values (a renewal refreshes in place); always,
+        /// at a node doing classic puts. A put's backward phase asks only such nodes: a store
+        /// sent to a node known to refuse it is a wasted round trip.
         accepts: bool,
         /// Closest known contacts, nearest first.
         closer: Vec<Contact>,

@@ -449,6 +449,10 @@ impl Node {
                 }
                 if sloppy && full && loaded {
                     // Coral: the forward phase stops at the first node that is full and loaded.
+                    // It may still take the value: it holds one of ours, being renewed.
+                    if accepts {
+                        stack.push(peer.clone());
+                    }
                     iter.on_success(id, Vec::new());
                     *stopped = true;
                 } else {

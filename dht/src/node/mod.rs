@@ -198,7 +198,9 @@ impl Node {
     }
 
     /// Announces `value` under `key` for `ttl` at every level (sloppily). Ends with
-    /// [`Event::PutDone`].
+    /// [`Event::PutDone`]. `value.holder` is this node: a probe asks whether a node would
+    /// take a value of the requester, and a renewal is refreshed in place only at nodes that
+    /// know the holder as the requester.
     pub fn put(&mut self, now: Instant, key: Key, value: Value, ttl: Duration) -> QueryId {
         self.arrive(now);
         let id = self.next_query_id();

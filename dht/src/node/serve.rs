@@ -54,7 +54,8 @@ impl Node {
                 ResponseBody::Probe {
                     full: store.is_full(&key, ttl, now),
                     loaded: store.is_loaded(&key, now),
-                    accepts: store.accepts(&key, from, ttl, now),
+                    // A classic node's `Store` always takes the value.
+                    accepts: !self.config.sloppy || store.accepts(&key, from, ttl, now),
                     closer: self.closer(level, &key),
                 }
             }

@@ -53,9 +53,9 @@ pub(crate) struct PutLevel {
 /// The two phases of a sloppy put at one level.
 #[derive(Clone, Debug)]
 pub(crate) enum PutPhase {
-    /// Walking towards the key with `PutProbe`s. Every node that is not both full and loaded
-    /// goes on `stack`. Left when the walk finds the closest nodes, or a node that is full and
-    /// loaded (Coral, section 4.2).
+    /// Walking towards the key with `PutProbe`s. Every node that said it would accept the
+    /// value goes on `stack` (in a classic put, every node answering). Left when the walk
+    /// finds the closest nodes, or a node that is full and loaded (Coral, section 4.2).
     Forward {
         iter: ClosestIter,
         stack: Vec<Contact>,

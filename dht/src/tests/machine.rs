@@ -481,22 +481,23 @@ fn a_hint_get_that_found_no_one_is_repeated_within_a_minute_not_half_an_hour() {
     assert!(site_gets <= 3, "{site_gets} gets: the wait doubles");
 }
 
-#[test]
-fn a_put_stores_at_the_closest_node_that_accepts_and_asks_none_that_refuses() {
-    // Peer 2 is the closest to the key, but full for it (not loaded: the walk goes on); peer
-    // 3 accepts. The backward phase sends its store to peer 3 alone: peer 2 said it refuses.
+/// Node `n`, knowing peers 2 and 3, puts a value of its own under a key at peer 2's ID; a
+/// peer probed answers `probe(its ID)`, and takes every store. Returns the peers probed,
+/// those sent a store, and where the put says it stored.
+fn put_answering(
+    n: &mut Node,
+    probe: impl Fn(NodeId) -> ResponseBody,
+) -> (Vec<NodeId>, Vec<NodeId>, Vec<(Level, NodeId)>) {
     let now = epoch();
-    let mut n = node();
-    pinged_by(&mut n, now, peer(2), 0);
-    pinged_by(&mut n, now, peer(3), 1);
-    let key = Key([2; 32]);
+    pinged_by(n, now, peer(2), 0);
+    pinged_by(n, now, peer(3), 1);
     let value = crate::Value {
         holder: Contact::new(NodeId([1; 32]), vec![1]),
         pending: false,
     };
-    let put = n.put(now, key, value, Duration::from_secs(600));
+    let put = n.put(now, Key([2; 32]), value, Duration::from_secs(600));
     let (mut probed, mut stored_to) = (Vec::new(), Vec::new());
-    let mut sent = drain(&mut n);
+    let mut sent = drain(n);
     while !sent.is_empty() {
         for tx in sent {
             let Transmit::Request { to, rpc, req } = tx else {
@@ -505,12 +506,7 @@ fn a_put_stores_at_the_closest_node_that_accepts_and_asks_none_that_refuses() {
             let body = match req.body {
                 RequestBody::PutProbe { .. } => {
                     probed.push(to.id);
-                    ResponseBody::Probe {
-                        full: to.id == peer(2).id,
-                        loaded: false,
-                        accepts: to.id != peer(2).id,
-                        closer: Vec::new(),
-                    }
+                    probe(to.id)
                 }
                 RequestBody::Store { .. } => {
                     stored_to.push(to.id);
@@ -518,25 +514,130 @@ fn a_put_stores_at_the_closest_node_that_accepts_and_asks_none_that_refuses() {
                 }
                 other => ResponseBody::empty_for(&other),
             };
-            n.handle_input(
-                now,
-                Input::Response {
-                    rpc,
-                    resp: response(body),
-                },
-            );
+            let resp = response(body);
+            n.handle_input(now, Input::Response { rpc, resp });
         }
-        sent = drain(&mut n);
+        sent = drain(n);
     }
-    assert!(probed.contains(&peer(2).id), "{probed:?}");
-    assert_eq!(stored_to, vec![peer(3).id]);
     let done = std::iter::from_fn(|| n.poll_event()).find_map(|e| match e {
         Event::PutDone { query, result, .. } if query == put => Some(result),
         _ => None,
     });
     let placement = done.expect("the put finished").expect("and stored");
+    (probed, stored_to, placement.stored)
+}
+
+/// Peer 2 is full for the key (not loaded: the walk goes on) and refuses; peer 3 accepts.
+fn peer_2_refuses(id: NodeId) -> ResponseBody {
+    ResponseBody::Probe {
+        full: id == peer(2).id,
+        loaded: false,
+        accepts: id != peer(2).id,
+        closer: Vec::new(),
+    }
+}
+
+#[test]
+fn a_put_stores_at_the_closest_node_that_accepts_and_asks_none_that_refuses() {
+    // Peer 2 is the closest to the key, but said it refuses; the one store goes to peer 3.
+    let mut n = node();
+    let (probed, stored_to, stored) = put_answering(&mut n, peer_2_refuses);
+    assert!(probed.contains(&peer(2).id), "{probed:?}");
+    assert_eq!(stored_to, vec![peer(3).id]);
+    assert!(stored.contains(&(Level::GLOBAL, peer(3).id)), "{stored:?}");
+}
+
+#[test]
+fn a_classic_put_stores_at_the_k_closest_whatever_they_said() {
+    let config = Config {
+        sloppy: false,
+        ..Config::default()
+    };
+    let mut n = Node::new(config, Contact::new(NodeId([1; 32]), vec![1])).unwrap();
+    let (_, mut stored_to, _) = put_answering(&mut n, peer_2_refuses);
+    stored_to.sort();
+    assert_eq!(stored_to, vec![peer(2).id, peer(3).id]);
+}
+
+#[test]
+fn a_renewal_reaching_a_full_and_loaded_holder_refreshes_it_there() {
+    // Peer 2 is full and loaded, so the walk stops there; it holds our value, so it accepts,
+    // and the renewal goes to it rather than spreading to peer 3.
+    let mut n = node();
+    let (_, stored_to, _) = put_answering(&mut n, |id| ResponseBody::Probe {
+        full: id == peer(2).id,
+        loaded: id == peer(2).id,
+        accepts: true,
+        closer: Vec::new(),
+    });
+    assert_eq!(stored_to, vec![peer(2).id]);
+}
+
+#[test]
+fn a_full_node_accepts_a_renewal_from_a_holder_it_has_and_no_newcomer() {
+    let now = epoch();
+    let mut n = node();
+    let key = Key([9; 32]);
+    let ttl = Duration::from_secs(600);
+    let ask = |n: &mut Node, from: Contact, body: RequestBody| {
+        let req = request(body);
+        n.handle_input(
+            now,
+            Input::Request {
+                from,
+                inbound: InboundId(0),
+                req,
+            },
+        );
+        drain(n).into_iter().find_map(|t| match t {
+            Transmit::Response { resp, .. } => Some(resp.body),
+            Transmit::Request { .. } => None,
+        })
+    };
+    for i in 0..Config::default().values_per_key {
+        let holder = peer(10 + i as u8);
+        let value = crate::Value {
+            holder: holder.clone(),
+            pending: false,
+        };
+        let store = RequestBody::Store {
+            level: Level::GLOBAL,
+            key,
+            value,
+            ttl,
+        };
+        assert_eq!(
+            ask(&mut n, holder, store),
+            Some(ResponseBody::Stored { accepted: true })
+        );
+    }
+    let probe = RequestBody::PutProbe {
+        level: Level::GLOBAL,
+        key,
+        ttl,
+    };
+    let from_holder = ask(&mut n, peer(10), probe.clone());
     assert!(
-        placement.stored.contains(&(Level::GLOBAL, peer(3).id)),
-        "{placement:?}"
+        matches!(
+            from_holder,
+            Some(ResponseBody::Probe {
+                full: true,
+                accepts: true,
+                ..
+            })
+        ),
+        "{from_holder:?}"
+    );
+    let from_newcomer = ask(&mut n, peer(40), probe);
+    assert!(
+        matches!(
+            from_newcomer,
+            Some(ResponseBody::Probe {
+                full: true,
+                accepts: false,
+                ..
+            })
+        ),
+        "{from_newcomer:?}"
     );
 }
