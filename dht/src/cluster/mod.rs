@@ -674,15 +674,21 @@ mod tests {
         c.observe_rtt(at, &peer(n), Duration::from_millis(5));
     }
 
+    /// The node joins near cluster 7 at `t0`; 10 s later a clearly larger near cluster, 3,
+    /// appears, and is not joined within the 30 s hold.
+    fn joined_then_held(c: &mut Clustering, t0: Instant, rng: &mut ChaCha8Rng) {
+        hear_near(c, t0, 1, 7, 10);
+        assert_eq!(c.evaluate(t0, L2, 1, rng), Some(ClusterId(7)));
+        let at10 = t0 + Duration::from_secs(10);
+        hear_near(c, at10, 2, 3, 40);
+        assert_eq!(c.evaluate(at10, L2, 10, rng), None, "held");
+    }
+
     #[test]
     fn a_node_that_moved_holds_still_longer_each_time_but_leaves_a_far_cluster_at_once() {
         let (mut c, t0, mut rng) = setup();
         let at = |s: u64| t0 + Duration::from_secs(s);
-        hear_near(&mut c, t0, 1, 7, 10);
-        assert_eq!(c.evaluate(t0, L2, 1, &mut rng), Some(ClusterId(7)));
-        // A clearly larger near cluster appears: not joined within the 30 s hold.
-        hear_near(&mut c, at(10), 2, 3, 40);
-        assert_eq!(c.evaluate(at(10), L2, 10, &mut rng), None, "held");
+        joined_then_held(&mut c, t0, &mut rng);
         assert_eq!(c.evaluate(at(30), L2, 10, &mut rng), Some(ClusterId(3)));
         // The second move within ten minutes doubles the hold to 60 s.
         hear_near(&mut c, at(40), 3, 5, 200);
@@ -700,14 +706,11 @@ mod tests {
     #[test]
     fn a_node_alone_after_its_cluster_fell_apart_is_not_held() {
         let (mut c, t0, mut rng) = setup();
-        let at = |s: u64| t0 + Duration::from_secs(s);
-        hear_near(&mut c, t0, 1, 7, 10);
-        assert_eq!(c.evaluate(t0, L2, 1, &mut rng), Some(ClusterId(7)));
         // Within the hold, a larger near cluster is not joined by a node with company...
-        hear_near(&mut c, at(10), 2, 3, 40);
-        assert_eq!(c.evaluate(at(10), L2, 10, &mut rng), None, "held");
+        joined_then_held(&mut c, t0, &mut rng);
         // ...but is by one whose table shows no one else left in its cluster.
-        assert_eq!(c.evaluate(at(10), L2, 1, &mut rng), Some(ClusterId(3)));
+        let at10 = t0 + Duration::from_secs(10);
+        assert_eq!(c.evaluate(at10, L2, 1, &mut rng), Some(ClusterId(3)));
     }
 
     #[test]

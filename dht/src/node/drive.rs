@@ -447,21 +447,17 @@ impl Node {
                 if *stopped {
                     return; // a late probe answer after the walk stopped
                 }
+                // The backward phase stores at the closest node that accepts (one full and
+                // loaded too: it may hold our value, being renewed); one that said it would
+                // refuse is not asked. A classic put stores at the k closest regardless.
+                if accepts || !sloppy {
+                    stack.push(peer.clone());
+                }
                 if sloppy && full && loaded {
                     // Coral: the forward phase stops at the first node that is full and loaded.
-                    // It may still take the value: it holds one of ours, being renewed.
-                    if accepts {
-                        stack.push(peer.clone());
-                    }
                     iter.on_success(id, Vec::new());
                     *stopped = true;
                 } else {
-                    // The backward phase stores at the closest node that accepts; one that
-                    // said it would refuse is not asked (a classic put stores at the k
-                    // closest regardless).
-                    if accepts || !sloppy {
-                        stack.push(peer.clone());
-                    }
                     iter.on_success(id, closer);
                 }
             }

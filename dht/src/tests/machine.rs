@@ -55,6 +55,35 @@ fn rpc_of(sent: &[Transmit], pick: impl Fn(&RequestBody) -> bool) -> Option<crat
     })
 }
 
+/// Answers every request `n` sends with `answer(to, body)`, and those its answers cause,
+/// until it sends nothing more.
+fn answer_until_quiet(
+    n: &mut Node,
+    at: std::time::Instant,
+    mut answer: impl FnMut(&Contact, &RequestBody) -> ResponseBody,
+) {
+    let mut sent = drain(n);
+    while !sent.is_empty() {
+        for tx in sent {
+            if let Transmit::Request { to, rpc, req } = tx {
+                let resp = response(answer(&to, &req.body));
+                n.handle_input(at, Input::Response { rpc, resp });
+            }
+        }
+        sent = drain(n);
+    }
+}
+
+/// A node at `now` on site "site/1" (its locality key, returned), alone in its clusters,
+/// knowing peer 2.
+fn alone_on_a_site(now: std::time::Instant) -> (Node, Key) {
+    let mut n = node();
+    let site = Key::hash(b"site/1");
+    n.set_locality(vec![site]);
+    pinged_by(&mut n, now, peer(2), 0);
+    (n, site)
+}
+
 /// Starts a bootstrap through peer 2: its query and the one request it sends.
 fn bootstrapping(n: &mut Node, now: std::time::Instant) -> (crate::QueryId, crate::RpcId) {
     let q = n.bootstrap(now, vec![peer(2)]);
@@ -343,10 +372,7 @@ fn a_node_alone_announces_itself_under_its_locality_key_and_pings_the_neighbours
     // (at level 0 only) and gets the key, then times the neighbours it finds. Neither query
     // is the driver's: no event reports them.
     let now = epoch();
-    let mut n = node();
-    let site = Key::hash(b"site/1");
-    n.set_locality(vec![site]);
-    pinged_by(&mut n, now, peer(2), 0);
+    let (mut n, site) = alone_on_a_site(now);
     let later = now + Config::default().cluster_check_interval;
     n.handle_timeout(later);
     let sent = drain(&mut n);
@@ -451,28 +477,18 @@ fn a_hint_get_that_found_no_one_is_repeated_within_a_minute_not_half_an_hour() {
     // A node that starts before its neighbours announced themselves asks again soon; peer 2
     // answers everything, knowing no one and storing nothing.
     let now = epoch();
-    let mut n = node();
-    let site = Key::hash(b"site/1");
-    n.set_locality(vec![site]);
-    pinged_by(&mut n, now, peer(2), 0);
+    let (mut n, site) = alone_on_a_site(now);
     let mut site_gets = 0;
     let mut t = now;
     while t < now + Duration::from_secs(120) {
         t += Duration::from_secs(1);
         n.handle_timeout(t);
-        let mut sent = drain(&mut n);
-        while !sent.is_empty() {
-            for tx in sent {
-                if let Transmit::Request { rpc, req, .. } = tx {
-                    if matches!(req.body, RequestBody::Get { key, .. } if key == site) {
-                        site_gets += 1;
-                    }
-                    let resp = response(ResponseBody::empty_for(&req.body));
-                    n.handle_input(t, Input::Response { rpc, resp });
-                }
+        answer_until_quiet(&mut n, t, |_, body| {
+            if matches!(body, RequestBody::Get { key, .. } if *key == site) {
+                site_gets += 1;
             }
-            sent = drain(&mut n);
-        }
+            ResponseBody::empty_for(body)
+        });
     }
     assert!(
         site_gets >= 2,
@@ -497,28 +513,17 @@ fn put_answering(
     };
     let put = n.put(now, Key([2; 32]), value, Duration::from_secs(600));
     let (mut probed, mut stored_to) = (Vec::new(), Vec::new());
-    let mut sent = drain(n);
-    while !sent.is_empty() {
-        for tx in sent {
-            let Transmit::Request { to, rpc, req } = tx else {
-                continue;
-            };
-            let body = match req.body {
-                RequestBody::PutProbe { .. } => {
-                    probed.push(to.id);
-                    probe(to.id)
-                }
-                RequestBody::Store { .. } => {
-                    stored_to.push(to.id);
-                    ResponseBody::Stored { accepted: true }
-                }
-                other => ResponseBody::empty_for(&other),
-            };
-            let resp = response(body);
-            n.handle_input(now, Input::Response { rpc, resp });
+    answer_until_quiet(n, now, |to, body| match body {
+        RequestBody::PutProbe { .. } => {
+            probed.push(to.id);
+            probe(to.id)
         }
-        sent = drain(n);
-    }
+        RequestBody::Store { .. } => {
+            stored_to.push(to.id);
+            ResponseBody::Stored { accepted: true }
+        }
+        other => ResponseBody::empty_for(other),
+    });
     let done = std::iter::from_fn(|| n.poll_event()).find_map(|e| match e {
         Event::PutDone { query, result, .. } if query == put => Some(result),
         _ => None,
