@@ -61,6 +61,7 @@ mod node;
 mod query;
 mod routing;
 mod rpc;
+mod stamp;
 mod stats;
 mod store;
 pub mod wire;

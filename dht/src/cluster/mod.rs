@@ -28,8 +28,9 @@ mod peers;
 
 use crate::config::Config;
 use crate::id::{Contact, NodeId};
+use crate::stamp::Stamp;
 use crate::wire::{ClusterDescriptor, ClusterId, Header, Level};
-use peers::{PeerTable, Stamp};
+use peers::PeerTable;
 
 /// A duration that keeps growing: an age observed at some local instant.
 #[derive(Clone, Copy, Debug)]
@@ -81,7 +82,7 @@ struct HeardDescriptor {
 }
 
 /// Sizes: this table is half of a simulated node's memory, so times are whole seconds on
-/// the table's clock (`peers::Stamp`) and the RTT is in microseconds, not 16-byte `Instant`s
+/// the table's clock (`crate::stamp::Stamp`) and the RTT is in microseconds, not 16-byte `Instant`s
 /// and `Duration`s.
 #[derive(Clone, Debug)]
 struct PeerInfo {

@@ -16,19 +16,13 @@ use hashbrown::HashTable;
 
 use super::PeerInfo;
 use crate::id::{Contact, NodeId};
-
-/// A time on the table's clock: whole seconds (rounded down) since the first time the table
-/// was touched. Four bytes, where an `Instant` takes sixteen; a second is fine enough for
-/// silences of tens of seconds and ages compared `cluster_age_tie` (seconds) apart, and
-/// 2^32 seconds is 136 years.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) struct Stamp(u32);
+use crate::stamp::{Clock, Stamp};
 
 #[derive(Clone, Debug)]
 pub(super) struct PeerTable {
     capacity: usize,
-    /// What `Stamp(0)` is; set by the first `touch`.
-    epoch: Option<Instant>,
+    /// The clock of the `Stamp`s below; set by the first `touch`.
+    clock: Clock,
     slots: Vec<Option<PeerInfo>>,
     /// Empty slots, reused before the vector grows.
     free: Vec<u32>,
@@ -48,7 +42,7 @@ impl PeerTable {
     pub(super) fn new(capacity: usize, hash_key: u64) -> Self {
         PeerTable {
             capacity,
-            epoch: None,
+            clock: Clock::default(),
             slots: Vec::new(),
             free: Vec::new(),
             index: HashTable::new(),
@@ -57,21 +51,13 @@ impl PeerTable {
         }
     }
 
-    fn stamp(&mut self, now: Instant) -> Stamp {
-        let epoch = *self.epoch.get_or_insert(now);
-        let secs = now.saturating_duration_since(epoch).as_secs();
-        Stamp(u32::try_from(secs).unwrap_or(u32::MAX))
-    }
-
     /// The instant a stamp stands for (`None` only before any stamp exists).
     pub(super) fn instant(&self, s: Stamp) -> Option<Instant> {
-        self.epoch.map(|e| e + Duration::from_secs(s.0.into()))
+        self.clock.instant(s)
     }
 
-    /// How long from `s` to `now`.
     pub(super) fn silence(&self, now: Instant, s: Stamp) -> Duration {
-        self.instant(s)
-            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at))
+        self.clock.silence(now, s)
     }
 
     pub(super) fn len(&self) -> usize {
@@ -97,7 +83,7 @@ impl PeerTable {
     /// The entry of `from`, heard at `now`: created (making room by forgetting the peer heard
     /// from longest ago) or refreshed.
     pub(super) fn touch(&mut self, now: Instant, from: &Contact) -> &mut PeerInfo {
-        let now = self.stamp(now);
+        let now = self.clock.stamp(now);
         // The queue is in time order only if time never goes back (the driver's clock).
         debug_assert!(self.heard.back().is_none_or(|(at, _)| *at <= now));
         if self.heard.len() > self.len() + self.len() / 2 + 16 {

@@ -11,15 +11,16 @@
 //! a newcomer cannot push out a node that still answers.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::id::{Contact, NodeId};
+use crate::stamp::Stamp;
 
 /// A contact in a bucket and when we last heard from it.
 #[derive(Clone, Debug)]
 pub(crate) struct Entry {
     pub(crate) contact: Contact,
-    pub(crate) last_seen: Instant,
+    pub(crate) last_seen: Stamp,
 }
 
 /// What inserting a contact did.
@@ -80,7 +81,7 @@ impl Bucket {
     pub(crate) fn insert(
         &mut self,
         contact: &Contact,
-        now: Instant,
+        now: Stamp,
         k: usize,
         max_replacements: usize,
         ping_after: Duration,
@@ -126,11 +127,7 @@ impl Bucket {
         }
         match (&self.pinging, self.entries.first()) {
             // Heard from lately: alive, no need to ask (libp2p keeps a connected entry too).
-            (None, Some(oldest))
-                if now.saturating_duration_since(oldest.last_seen) < ping_after =>
-            {
-                Insert::Queued
-            }
+            (None, Some(oldest)) if now.since(oldest.last_seen) < ping_after => Insert::Queued,
             (None, Some(oldest)) => {
                 self.pinging = Some(oldest.contact.id);
                 Insert::PingOldest(oldest.contact.clone())
@@ -173,6 +170,15 @@ impl Bucket {
 mod tests {
     use super::*;
     use crate::id::Addr;
+    use crate::stamp::Clock;
+
+    /// `secs` seconds after a bucket's first time.
+    fn at(secs: u64) -> Stamp {
+        let t0 = crate::test_clock::epoch();
+        let mut clock = Clock::default();
+        clock.stamp(t0);
+        clock.stamp(t0 + Duration::from_secs(secs))
+    }
 
     fn c(n: u8) -> Contact {
         Contact::new(NodeId([n; 32]), Addr::default())
@@ -180,7 +186,7 @@ mod tests {
 
     #[test]
     fn full_bucket_keeps_one_pending_ping() {
-        let t0 = crate::test_clock::epoch();
+        let t0 = at(0);
         let mut b = Bucket::default();
         for n in 0..3 {
             assert_eq!(b.insert(&c(n), t0, 3, 2, Duration::ZERO), Insert::Added);
@@ -197,7 +203,7 @@ mod tests {
 
     #[test]
     fn oldest_entry_that_answers_stays() {
-        let t0 = crate::test_clock::epoch();
+        let t0 = at(0);
         let mut b = Bucket::default();
         for n in 0..3 {
             b.insert(&c(n), t0, 3, 2, Duration::ZERO);
@@ -208,7 +214,7 @@ mod tests {
         );
         // The ping is answered: the old entry moves to the tail and the newcomer keeps waiting.
         assert_eq!(
-            b.insert(&c(0), t0 + Duration::from_secs(1), 3, 2, Duration::ZERO),
+            b.insert(&c(0), at(1), 3, 2, Duration::ZERO),
             Insert::Updated
         );
         let ids: Vec<u8> = b.entries().iter().map(|e| e.contact.id.0[0]).collect();
@@ -223,29 +229,26 @@ mod tests {
 
     #[test]
     fn oldest_heard_lately_is_not_pinged() {
-        let t0 = crate::test_clock::epoch();
+        let t0 = at(0);
         let minute = Duration::from_secs(60);
         let mut b = Bucket::default();
         b.insert(&c(0), t0, 1, 2, minute);
+        assert_eq!(b.insert(&c(1), at(30), 1, 2, minute), Insert::Queued);
         assert_eq!(
-            b.insert(&c(1), t0 + minute / 2, 1, 2, minute),
-            Insert::Queued
-        );
-        assert_eq!(
-            b.insert(&c(2), t0 + minute, 1, 2, minute),
+            b.insert(&c(2), at(60), 1, 2, minute),
             Insert::PingOldest(c(0))
         );
     }
 
     #[test]
     fn failed_entry_is_replaced_by_newest_replacement() {
-        let t0 = crate::test_clock::epoch();
+        let t0 = at(0);
         let mut b = Bucket::default();
         for n in 0..3 {
             b.insert(&c(n), t0, 3, 2, Duration::ZERO);
         }
-        b.insert(&c(10), t0 + Duration::from_secs(1), 3, 2, Duration::ZERO);
-        b.insert(&c(11), t0 + Duration::from_secs(2), 3, 2, Duration::ZERO);
+        b.insert(&c(10), at(1), 3, 2, Duration::ZERO);
+        b.insert(&c(11), at(2), 3, 2, Duration::ZERO);
         assert!(b.remove(&c(0).id));
         assert!(b.contains(&c(11).id));
         assert!(!b.contains(&c(10).id));
@@ -254,7 +257,7 @@ mod tests {
 
     #[test]
     fn replacement_cache_is_bounded() {
-        let t0 = crate::test_clock::epoch();
+        let t0 = at(0);
         let mut b = Bucket::default();
         b.insert(&c(0), t0, 1, 2, Duration::ZERO);
         for n in 1..10 {
@@ -266,7 +269,7 @@ mod tests {
 
     #[test]
     fn an_updated_entry_moves_to_the_end_and_a_removed_one_goes() {
-        let t0 = crate::test_clock::epoch();
+        let t0 = at(0);
         let id = |last: u8| {
             let mut b = [7u8; 32];
             b[31] = last;
@@ -279,7 +282,7 @@ mod tests {
         }
         // Heard again from a new address: to the end, with the new address.
         let moved = Contact::new(id(0), Addr::from(vec![1, 2, 3, 4]));
-        let later = t0 + Duration::from_secs(1);
+        let later = at(1);
         assert_eq!(
             b.insert(&moved, later, 3, 2, Duration::ZERO),
             Insert::Updated
@@ -292,5 +295,28 @@ mod tests {
         assert!(!b.contains(&id(1)));
         assert!(b.contains(&id(0)) && b.contains(&id(2)));
         assert_eq!(b.entries().len(), 2);
+    }
+
+    #[test]
+    fn a_replacement_takes_the_place_its_last_seen_time_gives_it() {
+        // Entries stay ordered by last-seen time (whole seconds on the table's clock), so the
+        // oldest is pinged first even after a replacement fills a removed entry's slot.
+        let c = |n: u8| Contact::new(NodeId([n; 32]), Addr::default());
+        let mut b = Bucket::default();
+        for n in 0..4 {
+            assert_eq!(b.insert(&c(n), at(0), 4, 2, Duration::ZERO), Insert::Added);
+        }
+        assert_eq!(
+            b.insert(&c(3), at(5), 4, 2, Duration::ZERO),
+            Insert::Updated
+        );
+        assert_eq!(
+            b.insert(&c(9), at(2), 4, 2, Duration::ZERO),
+            Insert::PingOldest(c(0))
+        );
+        assert!(b.remove(&c(1).id));
+        let order: Vec<u8> = b.entries().iter().map(|e| e.contact.id.0[0]).collect();
+        assert_eq!(order, vec![0, 2, 9, 3], "heard at 0, 0, 2 and 5 s");
+        assert_eq!(b.entries()[2].last_seen, at(2));
     }
 }

@@ -11,6 +11,7 @@ use bucket::Bucket;
 pub(crate) use bucket::Insert;
 
 use crate::id::{Contact, Distance, ID_LEN, Key, NodeId};
+use crate::stamp::Clock;
 
 /// The k-buckets of one level. Only non-empty buckets are allocated, so a node in a small
 /// cluster costs a few hundred bytes, which matters when the simulator runs thousands.
@@ -21,6 +22,8 @@ pub(crate) struct RoutingTable {
     max_replacements: usize,
     /// The oldest entry of a full bucket is pinged only if silent for this long.
     ping_after: Duration,
+    /// The clock of the entries' last-seen times.
+    clock: Clock,
     /// Keyed by `ilog2(distance to local)`: bucket 255 holds half the ID space.
     buckets: BTreeMap<u32, Bucket>,
 }
@@ -37,6 +40,7 @@ impl RoutingTable {
             k,
             max_replacements,
             ping_after,
+            clock: Clock::default(),
             buckets: BTreeMap::new(),
         }
     }
@@ -49,6 +53,7 @@ impl RoutingTable {
     /// The local node itself is never inserted.
     pub(crate) fn insert(&mut self, contact: &Contact, now: Instant) -> Option<Insert> {
         let idx = self.index(&contact.id)?;
+        let now = self.clock.stamp(now);
         let bucket = self.buckets.entry(idx).or_default();
         Some(bucket.insert(contact, now, self.k, self.max_replacements, self.ping_after))
     }
@@ -117,7 +122,7 @@ impl RoutingTable {
             .filter(|(_, b)| {
                 b.entries()
                     .last()
-                    .is_none_or(|e| now.saturating_duration_since(e.last_seen) >= every)
+                    .is_none_or(|e| self.clock.silence(now, e.last_seen) >= every)
             })
             .map(|(i, _)| *i)
             .collect()
