@@ -799,3 +799,49 @@ impl Sim {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_joining_host_bootstraps_only_through_hosts_it_can_reach() {
+        let sc = Scenario {
+            nodes: 40,
+            ..Scenario::named("flash-crowd").expect("a preset")
+        };
+        let mut sim = Sim::new(sc, Variant::Coral, 7);
+        sim.joined = (0..40).collect();
+        // Of the other 39: odd hosts are down, hosts 30 and up hold another secret.
+        for (i, h) in sim.hosts.iter_mut().enumerate() {
+            h.up = i.is_multiple_of(2);
+            h.secret = u16::from(i >= 30);
+        }
+        let eligible: Vec<u32> = (2..30).step_by(2).collect();
+        let mut picked = std::collections::BTreeSet::new();
+        for _ in 0..500 {
+            let via = sim.bootstrap_contact(0).expect("someone to join through");
+            assert!(
+                eligible.contains(&via),
+                "{via} is down, of another secret, or itself"
+            );
+            picked.insert(via);
+        }
+        assert_eq!(
+            picked.len(),
+            eligible.len(),
+            "every eligible host gets picked"
+        );
+        // Host 31 (another secret) finds only the reachable hosts of its own secret.
+        for _ in 0..100 {
+            let via = sim
+                .bootstrap_contact(31)
+                .expect("hosts 30..40 share its secret");
+            assert!(via >= 30 && via.is_multiple_of(2), "{via}");
+        }
+        for h in &mut sim.hosts {
+            h.up = false;
+        }
+        assert_eq!(sim.bootstrap_contact(0), None);
+    }
+}

@@ -56,6 +56,7 @@ impl PeerTable {
         self.clock.instant(s)
     }
 
+    /// How long from `s` to `now`.
     pub(super) fn silence(&self, now: Instant, s: Stamp) -> Duration {
         self.clock.silence(now, s)
     }
