@@ -26,6 +26,9 @@ struct Stored {
 /// Limits of one store, copied from [`Config`](crate::Config).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Limits {
+    /// Coral's sloppy store; `false`: a classic Kademlia store, never full or loaded, which
+    /// takes every value (the soonest to expire makes room).
+    pub(crate) sloppy: bool,
     pub(crate) values_per_key: usize,
     pub(crate) loaded_threshold: u32,
     pub(crate) loaded_window: Duration,
@@ -81,32 +84,35 @@ impl Store {
         times.push_back(now);
     }
 
-    /// More than `beta` requests for `key` in the last window.
+    /// More than `beta` requests for `key` in the last window (a sloppy store only).
     pub(crate) fn is_loaded(&self, key: &Key, now: Instant) -> bool {
         let window = self.limits.loaded_window;
-        self.requests.get(key).is_some_and(|times| {
-            times
-                .iter()
-                .filter(|t| now.saturating_duration_since(**t) < window)
-                .count()
-                > self.limits.loaded_threshold as usize
-        })
+        self.limits.sloppy
+            && self.requests.get(key).is_some_and(|times| {
+                times
+                    .iter()
+                    .filter(|t| now.saturating_duration_since(**t) < window)
+                    .count()
+                    > self.limits.loaded_threshold as usize
+            })
     }
 
-    /// Holds `l` live values for `key` whose remaining TTLs are at least half of `ttl`.
+    /// Holds `l` live values for `key` whose remaining TTLs are at least half of `ttl` (a
+    /// sloppy store only).
     pub(crate) fn is_full(&self, key: &Key, ttl: Duration, now: Instant) -> bool {
         let ttl = self.clamp_ttl(ttl);
         let half = ttl / 2;
-        self.values.get(key).is_some_and(|vs| {
-            vs.iter()
-                .filter(|s| s.expires.saturating_duration_since(now) >= half)
-                .count()
-                >= self.limits.values_per_key
-        })
+        self.limits.sloppy
+            && self.values.get(key).is_some_and(|vs| {
+                vs.iter()
+                    .filter(|s| s.expires.saturating_duration_since(now) >= half)
+                    .count()
+                    >= self.limits.values_per_key
+            })
     }
 
     /// Whether `store` would take a value of `holder` under `key` now: the node is not
-    /// full for it, or already holds a live value of `holder`'s.
+    /// full for it (a classic store never is), or already holds a live value of `holder`'s.
     pub(crate) fn accepts(&self, key: &Key, holder: &NodeId, ttl: Duration, now: Instant) -> bool {
         let present = self.values.get(key).is_some_and(|vs| {
             vs.iter()
@@ -255,6 +261,7 @@ mod tests {
 
     fn limits() -> Limits {
         Limits {
+            sloppy: true,
             values_per_key: 4,
             loaded_threshold: 12,
             loaded_window: Duration::from_secs(60),
@@ -312,6 +319,22 @@ mod tests {
             Some(true),
             "pending sorts last"
         );
+    }
+
+    #[test]
+    fn a_classic_store_is_never_full_or_loaded_and_takes_every_value() {
+        let now = crate::test_clock::epoch();
+        let mut s = Store::new(Limits {
+            sloppy: false,
+            ..limits()
+        });
+        for n in 0..20 {
+            s.record_request(KEY, now);
+            assert!(s.store(KEY, value(n), MIN, now), "value {n}");
+        }
+        assert!(!s.is_full(&KEY, MIN, now) && !s.is_loaded(&KEY, now));
+        assert!(s.accepts(&KEY, &value(99).holder.id, MIN, now));
+        assert_eq!(s.value_count(), 4, "the soonest to expire made room");
     }
 
     #[test]

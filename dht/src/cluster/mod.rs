@@ -82,8 +82,8 @@ struct HeardDescriptor {
 }
 
 /// Sizes: this table is half of a simulated node's memory, so times are whole seconds on
-/// the table's clock (`crate::stamp::Stamp`) and the RTT is in microseconds, not 16-byte `Instant`s
-/// and `Duration`s.
+/// the table's clock (`crate::stamp::Stamp`) and the RTT is in microseconds, not 16-byte
+/// `Instant`s and `Duration`s.
 #[derive(Clone, Debug)]
 struct PeerInfo {
     contact: Contact,

@@ -81,6 +81,7 @@ impl Node {
         let mut rng = ChaCha8Rng::from_seed(NodeId::hash(&material).0);
         let levels = config.levels();
         let limits = Limits {
+            sloppy: config.sloppy,
             values_per_key: config.values_per_key,
             loaded_threshold: config.loaded_threshold,
             loaded_window: config.loaded_window,

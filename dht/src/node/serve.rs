@@ -54,8 +54,7 @@ impl Node {
                 ResponseBody::Probe {
                     full: store.is_full(&key, ttl, now),
                     loaded: store.is_loaded(&key, now),
-                    // A classic node's `Store` always takes the value.
-                    accepts: !self.config.sloppy || store.accepts(&key, from, ttl, now),
+                    accepts: store.accepts(&key, from, ttl, now),
                     closer: self.closer(level, &key),
                 }
             }
@@ -65,12 +64,7 @@ impl Node {
                 value,
                 ttl,
             } => {
-                let store = &mut self.stores[level.index()];
-                let accepted = if self.config.sloppy {
-                    store.store(key, value, ttl, now)
-                } else {
-                    store.store_anyway(key, value, ttl, now)
-                };
+                let accepted = self.stores[level.index()].store(key, value, ttl, now);
                 if accepted {
                     self.stats.stores_accepted += 1;
                 } else {

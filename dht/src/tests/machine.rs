@@ -34,17 +34,28 @@ fn drain(n: &mut Node) -> Vec<Transmit> {
     std::iter::from_fn(|| n.poll_transmit()).collect()
 }
 
-/// `from` pings the node (its `inbound`-th request); what the node sends in return.
-fn pinged_by(n: &mut Node, now: std::time::Instant, from: Contact, inbound: u64) -> Vec<Transmit> {
+/// `from` asks the node `body` (its `inbound`-th request); what the node sends in return.
+fn asked_by(
+    n: &mut Node,
+    now: std::time::Instant,
+    from: Contact,
+    inbound: u64,
+    body: RequestBody,
+) -> Vec<Transmit> {
     n.handle_input(
         now,
         Input::Request {
             from,
             inbound: InboundId(inbound),
-            req: request(RequestBody::Ping),
+            req: request(body),
         },
     );
     drain(n)
+}
+
+/// `from` pings the node (its `inbound`-th request); what the node sends in return.
+fn pinged_by(n: &mut Node, now: std::time::Instant, from: Contact, inbound: u64) -> Vec<Transmit> {
+    asked_by(n, now, from, inbound, RequestBody::Ping)
 }
 
 /// The first request among `sent` whose body `pick` accepts.
@@ -585,19 +596,12 @@ fn a_full_node_accepts_a_renewal_from_a_holder_it_has_and_no_newcomer() {
     let key = Key([9; 32]);
     let ttl = Duration::from_secs(600);
     let ask = |n: &mut Node, from: Contact, body: RequestBody| {
-        let req = request(body);
-        n.handle_input(
-            now,
-            Input::Request {
-                from,
-                inbound: InboundId(0),
-                req,
-            },
-        );
-        drain(n).into_iter().find_map(|t| match t {
-            Transmit::Response { resp, .. } => Some(resp.body),
-            Transmit::Request { .. } => None,
-        })
+        asked_by(n, now, from, 0, body)
+            .into_iter()
+            .find_map(|t| match t {
+                Transmit::Response { resp, .. } => Some(resp.body),
+                Transmit::Request { .. } => None,
+            })
     };
     for i in 0..Config::default().values_per_key {
         let holder = peer(10 + i as u8);
