@@ -19,7 +19,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 /// The wire protocol's version. Nodes of different versions derive different keys and never
 /// connect; bump it with any incompatible change to the overlay's messages (with
 /// `dht::wire::PROTOCOL_VERSION` for the DHT's).
-pub const PROTOCOL_VERSION: &str = "reef/2";
+pub const PROTOCOL_VERSION: &str = "reef/3";
 
 /// The first word of a secret file.
 const FILE_TAG: &str = "reef-secret-1";
