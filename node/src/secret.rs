@@ -17,8 +17,8 @@ use ring::hkdf;
 use ring::rand::{SecureRandom, SystemRandom};
 
 /// The wire protocol's version. Nodes of different versions derive different keys and never
-/// connect; bump it with any incompatible change to the overlay's messages (with
-/// `dht::wire::PROTOCOL_VERSION` for the DHT's).
+/// connect; bump it with any incompatible change to the overlay's transport or messages (with
+/// `dht::wire::PROTOCOL_VERSION` for the DHT's). 3: the key layer's cipher is AES-256-CTR.
 pub const PROTOCOL_VERSION: &str = "reef/3";
 
 /// The first word of a secret file.

@@ -11,12 +11,15 @@
 //! it took half of the sending node's CPU and capped the transfer at 173 MB/s against 330
 //! MB/s without it. XChaCha20 (the `chacha20` crate) runs at 4.1 GB/s on one core here with
 //! AVX-512 and 2.3 GB/s with AVX2 only, and was still a sixth of each node's CPU on a peer
-//! transfer; AES-256-CTR runs at 5.7 GB/s on the same core, as AES is in hardware on the
-//! machines volunteers run (AES-NI, ARMv8's crypto extensions).
+//! transfer; AES-256-CTR runs at 5.7 GB/s on the same core, as AES is in hardware on most
+//! machines volunteers run: AES-NI on x86-64, ARMv8's crypto extensions (enabled by the
+//! `aes_armv8` flag in `.cargo/config.toml`, detected at run time). A CPU without them (a
+//! Raspberry Pi 4) runs the crate's constant-time software AES, slower than ChaCha there.
 //!
 //! AES-CTR takes a 16-byte counter, not pnet's 24-byte nonce, so each direction gets its own
-//! key, HKDF-SHA256 of the network key salted with the sender's nonce, and counts from zero:
-//! no two streams of the network share a keystream. The construction is otherwise pnet's.
+//! key: HKDF-Expand-SHA256 of the network key (itself uniform HKDF output, see
+//! [`crate::secret`]) with the sender's nonce as context, counting from zero. No two streams
+//! of the network share a keystream; the construction is otherwise pnet's.
 
 use std::io;
 use std::pin::Pin;
@@ -82,9 +85,8 @@ where
 /// The keystream of the direction whose sender chose `nonce`.
 fn keystream(key: &[u8; 32], nonce: &[u8; NONCE_LEN]) -> io::Result<Keystream> {
     let mut direction_key = [0u8; 32];
-    hkdf::Salt::new(hkdf::HKDF_SHA256, nonce)
-        .extract(key)
-        .expand(&[KEY_INFO], hkdf::HKDF_SHA256)
+    hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, key)
+        .expand(&[KEY_INFO, nonce], hkdf::HKDF_SHA256)
         .and_then(|okm| okm.fill(&mut direction_key))
         .map_err(|_| io::Error::other("deriving a direction's key"))?;
     Ok(Keystream::new(&direction_key.into(), &[0u8; 16].into()))
@@ -253,6 +255,24 @@ mod tests {
         assert_ne!(same, first_bytes([7; 32], [2; NONCE_LEN]));
         assert_ne!(same, first_bytes([8; 32], [1; NONCE_LEN]));
         assert_ne!(same, [0u8; 64]);
+    }
+
+    /// What a node of this version sends with: HKDF-Expand-SHA256 of the key with
+    /// "reef pnet aes-256-ctr" and the nonce as context, then AES-256-CTR from zero. The
+    /// expected bytes were computed apart from this code (Python's `hmac` and
+    /// `cryptography`): a change here is a change of the wire, and of the protocol version.
+    #[test]
+    fn the_keystream_is_the_documented_construction() {
+        let key: [u8; 32] = std::array::from_fn(|i| i as u8);
+        let nonce: [u8; NONCE_LEN] = std::array::from_fn(|i| 100 + i as u8);
+        let mut bytes = [0u8; 32];
+        keystream(&key, &nonce)
+            .expect("a keystream")
+            .apply_keystream(&mut bytes);
+        assert_eq!(
+            crate::hex::encode(&bytes),
+            "cb13b69f92ef8075bb23fdec1d28ac92e2756243974668d4cfd82fc641ebe42f"
+        );
     }
 
     #[test]
