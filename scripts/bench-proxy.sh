@@ -5,11 +5,12 @@
 # both send cached bodies of 16 KiB and more from the page cache with sendfile.
 # Prints, for reef and nginx side by side (median of 3 runs of 10 s after a warm-up):
 #   requests/s for cache hits of 1 KiB and 100 KiB at 50 connections, MB/s for a 10 MiB
-#   object, RSS per idle keep-alive connection (10,000 open, on freshly started processes,
+#   object (each with the proxy's CPU per request, and how busy wrk's core was: at 100 %, wrk
+#   is the limit and CPU per request is what compares the proxies), RSS per idle keep-alive connection (10,000 open, on freshly started processes,
 #   median of RUNS rounds), and a crowd of 500 concurrent requests for one uncached URL whose
 #   origin takes 1 s (origin fetches, p99), and how much each process's peak RSS grows while
 #   a 200 MiB object goes through it (these two on the processes of the last idle round).
-# Installs nginx and wrk from Debian if missing (needs root). Binds 127.0.0.1 only and stops
+# Installs nginx, wrk and GNU time from Debian if missing (needs root). Binds 127.0.0.1 only and stops
 # everything it started. Environment: RUNS (default 3), SECS (default 10), IDLE (10000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ runs=${RUNS:-3} secs=${SECS:-10} idle=${IDLE:-10000}
 need=()
 command -v nginx >/dev/null || need+=(nginx)
 command -v wrk >/dev/null || need+=(wrk)
+[ -x /usr/bin/time ] || need+=(time)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
@@ -76,12 +78,15 @@ median() { sort -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
 # CPU seconds the proxy process has used (all threads).
 cpu_s() { awk -v t="$(getconf CLK_TCK)" '{sub(/.*\) /, ""); print ($12 + $13) / t}' "/proc/$1/stat"; }
 proxy_pid() { [ "$1" = reef ] && echo "$pid_reef" || echo "$pid_nginx_worker"; }
-measure() { # who file conns -> "req/s MB/s proxy-CPU-us-per-request"
+measure() { # who file conns -> "req/s MB/s proxy-CPU-us-per-request wrk-CPU-%"
   local c0 c1
   c0=$(cpu_s "$(proxy_pid "$1")")
-  taskset -c 1 wrk -t1 -c"$3" -d"${secs}s" -H "$(hdr "$1")" "$(url "$1" "$2")" 2>/dev/null >"$s/wrk.out"
+  # GNU time gives wrk's own CPU time: at 100 % of its core, wrk is the limit (BENCHMARKING.md).
+  taskset -c 1 /usr/bin/time -f "%U %S %e" -o "$s/wrk.time" \
+    wrk -t1 -c"$3" -d"${secs}s" -H "$(hdr "$1")" "$(url "$1" "$2")" 2>/dev/null >"$s/wrk.out"
   c1=$(cpu_s "$(proxy_pid "$1")")
-  awk -v c0="$c0" -v c1="$c1" '/requests in/ {n=$1} /Requests\/sec/ {r=$2} /Transfer\/sec/ {t=$2; if (t ~ /GB/) t*=1024; else if (t ~ /KB/) t/=1024; else t+=0} END {printf "%.0f %.1f %.2f\n", r, t, (c1 - c0) * 1e6 / n}' "$s/wrk.out"
+  w=$(awk '{printf "%.0f", ($1 + $2) * 100 / $3}' "$s/wrk.time")
+  awk -v c0="$c0" -v c1="$c1" -v w="$w" '/requests in/ {n=$1} /Requests\/sec/ {r=$2} /Transfer\/sec/ {t=$2; if (t ~ /GB/) t*=1024; else if (t ~ /KB/) t/=1024; else t+=0} END {printf "%.0f %.1f %.2f %s\n", r, t, (c1 - c0) * 1e6 / n, w}' "$s/wrk.out"
 }
 printf '%-28s %14s %14s\n' "case (median of $runs)" reef nginx
 for case in "1k.bin 50 req" "100k.bin 50 req" "10m.bin 4 mb"; do
@@ -96,15 +101,18 @@ for case in "1k.bin 50 req" "100k.bin 50 req" "10m.bin 4 mb"; do
     for who in reef nginx; do measure "$who" "$1" "$2" >>"$s/$who.vals"; done
   done
   cpu_line=$(printf '%-28s' "  proxy CPU us/request")
+  wrk_line=$(printf '%-28s' "  wrk's core busy, %")
   for who in reef nginx; do
     if [ "$3" = req ]; then v=$(awk '{print $1}' "$s/$who.vals" | median); else v=$(awk '{print $2}' "$s/$who.vals" | median); fi
     line="$line $(printf '%14s' "$v")"
     cpu_line="$cpu_line $(printf '%14s' "$(awk '{print $3}' "$s/$who.vals" | median)")"
+    wrk_line="$wrk_line $(printf '%14s' "$(awk '{print $4}' "$s/$who.vals" | median)")"
   done
   echo "$line"
   # When wrk's core is the limit (it is at 100 KiB), requests/s tie; CPU per request
   # still tells the two proxies apart.
   echo "$cpu_line"
+  echo "$wrk_line"
 done
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 # Restarts a proxy so an idle-connection round starts from a fresh process: what the
