@@ -27,6 +27,9 @@ const WAKE: Token = Token(usize::MAX);
 /// Readiness events taken from the poller at once.
 const EVENTS_PER_POLL: usize = 1024;
 
+/// Room for arriving connections kept between batches (each arrival is about 40 bytes).
+const ARRIVALS_KEPT: usize = 1024;
+
 /// A thread holding idle connections. Stopped (closing every connection in it) by
 /// [`ParkingLot::stop`] or when dropped.
 #[derive(Debug)]
@@ -219,6 +222,11 @@ fn run(mut poll: Poll, shared: &Shared, runtime: &tokio::runtime::Handle) {
                 resume: a.resume,
             });
             expiry.push_back((a.deadline, key, serial));
+        }
+        // A burst can queue thousands of arrivals before this thread runs (it may share a
+        // core with the runtime): give the batch's room back rather than keep it for good.
+        if arrived.capacity() > ARRIVALS_KEPT {
+            arrived = Vec::new();
         }
         // Entries of connections resumed since are dropped on the way.
         let now = Instant::now();
