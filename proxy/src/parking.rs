@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -19,7 +19,22 @@ use slab::Slab;
 
 /// What is done with a parked connection once its client sends again: it is given back as
 /// a tokio socket, inside the runtime the lot was made in.
-pub(crate) type Resume = Box<dyn FnOnce(tokio::net::TcpStream) + Send>;
+///
+/// A value, held in line in the lot's table, not a boxed closure: a box is allocated by the
+/// runtime's thread while it serves the connection's last request, among that request's
+/// buffers, and a burst of connections going idle together would leave one such small box
+/// on each page those buffers freed, keeping the pages (glibc's malloc returns only the
+/// free space at the top of a heap).
+pub(crate) trait Resume: Send + 'static {
+    /// Goes on with the connection.
+    fn resume(self, stream: tokio::net::TcpStream);
+}
+
+impl<F: FnOnce(tokio::net::TcpStream) + Send + 'static> Resume for F {
+    fn resume(self, stream: tokio::net::TcpStream) {
+        self(stream)
+    }
+}
 
 /// The waker's token; parked sockets use their slab key, always below it.
 const WAKE: Token = Token(usize::MAX);
@@ -27,26 +42,37 @@ const WAKE: Token = Token(usize::MAX);
 /// Readiness events taken from the poller at once.
 const EVENTS_PER_POLL: usize = 1024;
 
-/// Room for arriving connections kept between batches (each arrival is about 40 bytes).
-const ARRIVALS_KEPT: usize = 1024;
-
 /// A thread holding idle connections. Stopped (closing every connection in it) by
 /// [`ParkingLot::stop`] or when dropped.
-#[derive(Debug)]
-pub(crate) struct ParkingLot {
+pub(crate) struct ParkingLot<R> {
     shared: Arc<Shared>,
+    /// Connections handed over to the thread. A channel, not a vector the thread swaps:
+    /// the channel's blocks are small and freed as the thread takes them, while a vector
+    /// grows in the runtime's heap to the size of the largest burst. (glibc's malloc
+    /// answers a large block freed by raising the size of free space it keeps at the top
+    /// of its heaps, and then holds on to the pages that burst's connections freed.)
+    arrivals: mpsc::Sender<Arriving<R>>,
     waker: Arc<Waker>,
     /// How long a connection may stay parked: one for all, so the expiry queue is in order.
     idle_timeout: Duration,
 }
 
 struct Shared {
-    /// Connections handed over and not yet registered by the thread; `None` once the
-    /// thread has ended (a connection parked then is closed at once).
-    arriving: Mutex<Option<Vec<Arriving>>>,
+    /// Set when the thread has been woken for arrivals and has not yet taken them: one
+    /// wake per batch is enough.
+    woken: AtomicBool,
     stop: AtomicBool,
     /// Connections parked, shared with the proxy's counters (several lots may add to it).
     parked: Arc<AtomicU64>,
+}
+
+impl<R> std::fmt::Debug for ParkingLot<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParkingLot")
+            .field("shared", &self.shared)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -57,39 +83,44 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-struct Arriving {
+struct Arriving<R> {
     stream: mio::net::TcpStream,
     deadline: Instant,
-    resume: Resume,
+    resume: R,
 }
 
-struct Parked {
+struct Parked<R> {
     stream: mio::net::TcpStream,
     /// Tells this connection apart from a later one in the same slab slot, for the
     /// expiry queue.
     serial: u64,
-    resume: Resume,
+    resume: R,
 }
 
-impl ParkingLot {
+impl<R: Resume> ParkingLot<R> {
     /// Starts the lot's thread, closing connections parked for longer than `idle_timeout`;
     /// resumed connections are spawned on the current tokio runtime. `parked` counts the
     /// connections in it.
-    pub(crate) fn start(idle_timeout: Duration, parked: Arc<AtomicU64>) -> io::Result<ParkingLot> {
+    pub(crate) fn start(
+        idle_timeout: Duration,
+        parked: Arc<AtomicU64>,
+    ) -> io::Result<ParkingLot<R>> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         let shared = Arc::new(Shared {
-            arriving: Mutex::new(Some(Vec::new())),
+            woken: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             parked,
         });
         let runtime = tokio::runtime::Handle::current();
         let thread_shared = shared.clone();
+        let (arrivals, arriving) = mpsc::channel();
         std::thread::Builder::new()
             .name("reef-parking".into())
-            .spawn(move || run(poll, &thread_shared, &runtime))?;
+            .spawn(move || run(poll, &thread_shared, arriving, &runtime))?;
         Ok(ParkingLot {
             shared,
+            arrivals,
             waker,
             idle_timeout,
         })
@@ -97,7 +128,7 @@ impl ParkingLot {
 
     /// Parks `stream` until it is readable, then calls `resume` with it; closes it if it
     /// stays idle for the lot's idle timeout.
-    pub(crate) fn park(&self, stream: tokio::net::TcpStream, resume: Resume) {
+    pub(crate) fn park(&self, stream: tokio::net::TcpStream, resume: R) {
         let stream = match stream.into_std() {
             Ok(s) => mio::net::TcpStream::from_std(s),
             Err(e) => {
@@ -110,16 +141,15 @@ impl ParkingLot {
             deadline: Instant::now() + self.idle_timeout,
             resume,
         };
-        let first = match self.shared.arriving.lock().as_deref_mut() {
-            Ok(Some(queue)) => {
-                queue.push(arriving);
-                queue.len() == 1
-            }
-            // The lot has stopped: the connection closes here.
-            _ => return,
-        };
-        // The thread empties the queue whenever woken: one wake per batch is enough.
-        if first && let Err(e) = self.waker.wake() {
+        // The lot has stopped (its thread dropped the receiver): the connection closes here.
+        if self.arrivals.send(arriving).is_err() {
+            return;
+        }
+        // Sent before the flag is looked at, and the thread clears the flag before it takes
+        // arrivals: either the thread's next turn sees this arrival, or this wakes it.
+        if !self.shared.woken.swap(true, Ordering::SeqCst)
+            && let Err(e) = self.waker.wake()
+        {
             tracing::warn!(error = %e, "parking thread could not be woken");
         }
     }
@@ -129,7 +159,9 @@ impl ParkingLot {
     fn parked(&self) -> u64 {
         self.shared.parked.load(Ordering::Relaxed)
     }
+}
 
+impl<R> ParkingLot<R> {
     /// Ends the thread, closing every parked connection.
     pub(crate) fn stop(&self) {
         self.shared.stop.store(true, Ordering::Relaxed);
@@ -137,7 +169,7 @@ impl ParkingLot {
     }
 }
 
-impl Drop for ParkingLot {
+impl<R> Drop for ParkingLot<R> {
     fn drop(&mut self) {
         self.stop();
     }
@@ -152,13 +184,17 @@ fn said_nothing(stream: &mio::net::TcpStream) -> bool {
 }
 
 /// The lot's thread: registers arrivals, resumes readable connections, closes expired ones.
-fn run(mut poll: Poll, shared: &Shared, runtime: &tokio::runtime::Handle) {
+fn run<R: Resume>(
+    mut poll: Poll,
+    shared: &Shared,
+    arriving: mpsc::Receiver<Arriving<R>>,
+    runtime: &tokio::runtime::Handle,
+) {
     let mut events = Events::with_capacity(EVENTS_PER_POLL);
-    let mut parked: Slab<Parked> = Slab::new();
+    let mut parked: Slab<Parked<R>> = Slab::new();
     // Every connection parks for the same idle timeout, so deadlines arrive in order.
     let mut expiry: VecDeque<(Instant, usize, u64)> = VecDeque::new();
     let mut serial = 0u64;
-    let mut arrived = Vec::new();
     // The gauge moves by differences: other lots add to it too.
     let mut counted = 0u64;
     let mut count = |now: usize| {
@@ -197,14 +233,12 @@ fn run(mut poll: Poll, shared: &Shared, runtime: &tokio::runtime::Handle) {
             let _ = poll.registry().deregister(&mut stream);
             let _entered = runtime.enter();
             match tokio::net::TcpStream::from_std(stream.into()) {
-                Ok(stream) => (p.resume)(stream),
+                Ok(stream) => p.resume.resume(stream),
                 Err(e) => tracing::debug!(error = %e, "parked connection could not resume"),
             }
         }
-        if let Ok(Some(queue)) = shared.arriving.lock().as_deref_mut() {
-            std::mem::swap(queue, &mut arrived);
-        }
-        for a in arrived.drain(..) {
+        shared.woken.store(false, Ordering::SeqCst);
+        for a in arriving.try_iter() {
             serial += 1;
             let entry = parked.vacant_entry();
             let key = entry.key();
@@ -223,11 +257,6 @@ fn run(mut poll: Poll, shared: &Shared, runtime: &tokio::runtime::Handle) {
             });
             expiry.push_back((a.deadline, key, serial));
         }
-        // A burst can queue thousands of arrivals before this thread runs (it may share a
-        // core with the runtime): give the batch's room back rather than keep it for good.
-        if arrived.capacity() > ARRIVALS_KEPT {
-            arrived = Vec::new();
-        }
         // Entries of connections resumed since are dropped on the way.
         let now = Instant::now();
         while let Some(&(at, key, serial)) = expiry.front() {
@@ -243,10 +272,9 @@ fn run(mut poll: Poll, shared: &Shared, runtime: &tokio::runtime::Handle) {
         }
         count(parked.len());
     }
-    // Whatever arrived meanwhile closes with the rest; nothing arrives after.
-    if let Ok(mut queue) = shared.arriving.lock() {
-        queue.take();
-    }
+    // Whatever arrived meanwhile closes with the rest (a receiver dropped drops what it
+    // holds); nothing arrives after (a send to a dropped receiver fails).
+    drop(arriving);
     count(0);
 }
 
@@ -257,6 +285,8 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     /// A connected pair: (client, server side).
+    type Boxed = Box<dyn FnOnce(TcpStream) + Send>;
+
     async fn pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -286,7 +316,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_parked_connection_resumes_with_its_bytes_when_the_client_sends() {
-        let lot = ParkingLot::start(Duration::from_secs(60), Arc::default()).expect("lot");
+        let lot = ParkingLot::<Boxed>::start(Duration::from_secs(60), Arc::default()).expect("lot");
         let (mut client, server) = pair().await;
         let (tx, rx) = tokio::sync::oneshot::channel();
         lot.park(server, Box::new(move |s| drop(tx.send(s))));
@@ -313,7 +343,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_idle_connection_is_closed_at_its_timeout_and_never_resumed() {
-        let lot = ParkingLot::start(Duration::from_millis(1000), Arc::default()).expect("lot");
+        let lot =
+            ParkingLot::<Boxed>::start(Duration::from_millis(1000), Arc::default()).expect("lot");
         let (mut quiet, server) = pair().await;
         let resumed = Arc::new(AtomicU64::new(0));
         let r = resumed.clone();
@@ -340,7 +371,7 @@ mod tests {
 
     #[tokio::test]
     async fn stopping_the_lot_closes_its_connections_and_any_parked_later() {
-        let lot = ParkingLot::start(Duration::from_secs(60), Arc::default()).expect("lot");
+        let lot = ParkingLot::<Boxed>::start(Duration::from_secs(60), Arc::default()).expect("lot");
         let (mut busy, busy_server) = pair().await;
         lot.park(busy_server, Box::new(|_| {}));
         until(|| lot.parked() == 1).await;
