@@ -3,6 +3,8 @@
 # proxy pinned to core 0, wrk on core 1, the same origin (nginx serving static files).
 # Both cache on disk as well as in memory (nginx's proxy_cache files, reef's --data-dir), and
 # both send cached bodies of 16 KiB and more from the page cache with sendfile.
+# Hits are also measured on a second server of the same nginx with sendfile off, which
+# BENCHMARKING.md finds faster for small objects: the better nginx per size is the one to beat.
 # Prints, for reef and nginx side by side (median of 3 runs of 10 s after a warm-up):
 #   requests/s for cache hits of 1 KiB and 100 KiB at 50 connections, MB/s for a 10 MiB
 #   object (each with the proxy's CPU per request, and how busy wrk's core was: at 100 %, wrk
@@ -38,8 +40,8 @@ head -c 1024 /dev/urandom >"$s/www/1k.bin"
 head -c 102400 /dev/urandom >"$s/www/100k.bin"
 head -c 10485760 /dev/urandom >"$s/www/10m.bin"
 head -c $((200 << 20)) /dev/urandom >"$s/www/200m.bin"
-p_origin=18081 p_slow=18082 p_nginx=18083 p_reef=18084 p_slow2=18085
-render() { sed -e "s|@SCRATCH@|$s|g" -e "s|@PORT_ORIGIN@|$p_origin|g" -e "s|@PORT_SLOW@|$p_slow|g" -e "s|@PORT_NGINX@|$p_nginx|g" "$1"; }
+p_origin=18081 p_slow=18082 p_nginx=18083 p_reef=18084 p_slow2=18085 p_nginx_nosf=18086
+render() { sed -e "s|@SCRATCH@|$s|g" -e "s|@PORT_ORIGIN@|$p_origin|g" -e "s|@PORT_SLOW@|$p_slow|g" -e "s|@PORT_NGINX@|$p_nginx|g" -e "s|@PORT_NGINX_NOSENDFILE@|$p_nginx_nosf|g" "$1"; }
 render scripts/bench/origin-nginx.conf >"$s/origin.conf"
 render scripts/bench/proxy-nginx.conf >"$s/proxy.conf"
 taskset -c 1 nginx -c "$s/origin.conf" -p "$s" >/dev/null 2>&1 &
@@ -69,7 +71,14 @@ start_reef
 sleep 1.5
 host_reef="origin.test.$p_origin.cdn"
 nginx_worker
-url() { [ "$1" = reef ] && echo "http://127.0.0.1:$p_reef/$2" || echo "http://127.0.0.1:$p_nginx/$2"; }
+# "nginx-nosf": the same nginx on its server with sendfile off.
+url() {
+  case $1 in
+    reef) echo "http://127.0.0.1:$p_reef/$2" ;;
+    nginx) echo "http://127.0.0.1:$p_nginx/$2" ;;
+    *) echo "http://127.0.0.1:$p_nginx_nosf/$2" ;;
+  esac
+}
 hdr() { [ "$1" = reef ] && echo "Host: $host_reef" || echo "Host: origin"; }
 for who in reef nginx; do for f in 1k.bin 100k.bin 10m.bin; do
   curl -s -o /dev/null -H "$(hdr $who)" "$(url $who $f)"; curl -s -o /dev/null -H "$(hdr $who)" "$(url $who $f)"
@@ -88,21 +97,22 @@ measure() { # who file conns -> "req/s MB/s proxy-CPU-us-per-request wrk-CPU-%"
   w=$(awk '{printf "%.0f", ($1 + $2) * 100 / $3}' "$s/wrk.time")
   awk -v c0="$c0" -v c1="$c1" -v w="$w" '/requests in/ {n=$1} /Requests\/sec/ {r=$2} /Transfer\/sec/ {t=$2; if (t ~ /GB/) t*=1024; else if (t ~ /KB/) t/=1024; else t+=0} END {printf "%.0f %.1f %.2f %s\n", r, t, (c1 - c0) * 1e6 / n, w}' "$s/wrk.out"
 }
-printf '%-28s %14s %14s\n' "case (median of $runs)" reef nginx
+# Hits are measured on nginx with sendfile on and off (BENCHMARKING.md: off serves small
+# hits faster, large ones slower); the better of the two is the one to beat.
+printf '%-28s %14s %14s %14s\n' "case (median of $runs)" reef nginx "nginx, sf off"
 for case in "1k.bin 50 req" "100k.bin 50 req" "10m.bin 4 mb"; do
   set -- $case
   line=$(printf '%-28s' "$1 hits, $2 conns ($3)")
   # Runs alternate between the two, so a drift in the machine's speed (these machines are
   # shared) weighs on both alike.
-  for who in reef nginx; do measure "$who" "$1" "$2" >/dev/null; done # warm-up
-  : >"$s/reef.vals"
-  : >"$s/nginx.vals"
+  for who in reef nginx nginx-nosf; do measure "$who" "$1" "$2" >/dev/null; done # warm-up
+  for who in reef nginx nginx-nosf; do : >"$s/$who.vals"; done
   for _ in $(seq "$runs"); do
-    for who in reef nginx; do measure "$who" "$1" "$2" >>"$s/$who.vals"; done
+    for who in reef nginx nginx-nosf; do measure "$who" "$1" "$2" >>"$s/$who.vals"; done
   done
   cpu_line=$(printf '%-28s' "  proxy CPU us/request")
   wrk_line=$(printf '%-28s' "  wrk's core busy, %")
-  for who in reef nginx; do
+  for who in reef nginx nginx-nosf; do
     if [ "$3" = req ]; then v=$(awk '{print $1}' "$s/$who.vals" | median); else v=$(awk '{print $2}' "$s/$who.vals" | median); fi
     line="$line $(printf '%14s' "$v")"
     cpu_line="$cpu_line $(printf '%14s' "$(awk '{print $3}' "$s/$who.vals" | median)")"

@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 use crate::body::{CONTIGUOUS_UP_TO, SharedBody, sha256};
 use crate::cache::freshness::Received;
 use crate::store::Stored;
-use crate::zerocopy::{DEFAULT_OPEN_FILES, FileCopy, MIN_SEND_FROM_FILE, OpenFiles};
+use crate::zerocopy::{
+    DEFAULT_OPEN_FILES, FileCopy, MAX_SEND_FROM_FILE, MIN_SEND_FROM_FILE, OpenFiles,
+};
 
 const MAGIC: &[u8; 8] = b"REEFOBJ1";
 /// Largest metadata block (a URL and its headers).
@@ -441,10 +443,10 @@ impl DiskTier {
         }
     }
 
-    /// Lets `body` be sent from `file` (from `offset` on) while it is in memory, if it is
-    /// large enough to be sent so and the bound on open files allows.
+    /// Lets `body` be sent from `file` (from `offset` on) while it is in memory, if its size
+    /// is one that sendfile serves faster and the bound on open files allows.
     fn keep_copy(&self, body: &SharedBody, file: std::fs::File, offset: u64) {
-        if body.len() >= MIN_SEND_FROM_FILE
+        if (MIN_SEND_FROM_FILE..=MAX_SEND_FROM_FILE).contains(&body.len())
             && body.is_all_in_memory()
             && body.file_copy().is_none()
             && let Some(slot) = self.open_files.take()

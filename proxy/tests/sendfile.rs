@@ -24,6 +24,8 @@ const SMALL: usize = 1_000;
 /// Under hyper's write buffer (64 KiB): its last (only) chunk is still being written after
 /// hyper has dropped the body.
 const MID: usize = 40_000;
+/// Over `MAX_SEND_FROM_FILE`: written from memory, which costs less at that size.
+const HUGE: usize = 1 << 20;
 
 /// `len` bytes of a pattern that depends on `seed`.
 fn pattern(len: usize, seed: usize) -> Bytes {
@@ -35,6 +37,7 @@ fn body_of(path: &str) -> Bytes {
     match path {
         "/small" => pattern(SMALL, 0),
         "/mid" => pattern(MID, 1),
+        "/huge" => pattern(HUGE, 2),
         other => pattern(BIG, other.len()),
     }
 }
@@ -189,6 +192,20 @@ async fn a_body_shorter_than_hypers_write_buffer_is_sent_from_its_file_too() {
         assert_eq!(s.get("/mid", &[]).await, (200, body_of("/mid")));
         assert_eq!(s.sent_from_files() - before, MID as u64);
     }
+}
+
+#[tokio::test]
+async fn bodies_too_large_for_sendfile_to_pay_are_written_from_memory() {
+    assert!(HUGE as u64 > proxy::zerocopy::MAX_SEND_FROM_FILE);
+    let port = origin().await.port();
+    let s = setup(port, temp("huge"), 16).await;
+    assert_eq!(s.get("/huge", &[]).await, (200, body_of("/huge")));
+    s.get("/big", &[]).await;
+    s.on_disk(2).await;
+    // Only the one sendfile serves faster holds an open file.
+    assert_eq!(s.proxy.store().disk().unwrap().open_files(), 1);
+    assert_eq!(s.get("/huge", &[]).await, (200, body_of("/huge")));
+    assert_eq!(s.sent_from_files(), 0);
 }
 
 #[tokio::test]
