@@ -2,7 +2,7 @@
 # reef's caching proxy against nginx (proxy_cache, one worker) on the same machine: each
 # proxy pinned to core 0, wrk on core 1, the same origin (nginx serving static files).
 # Both cache on disk as well as in memory (nginx's proxy_cache files, reef's --data-dir), and
-# both send cached bodies of 16 KiB and more from the page cache with sendfile.
+# both send cached bodies from the page cache with sendfile (reef those of 16-768 KiB).
 # Hits are also measured on a second server of the same nginx with sendfile off, which
 # BENCHMARKING.md finds faster for small objects: the better nginx per size is the one to beat.
 # Prints, for reef and nginx side by side (median of 3 runs of 10 s after a warm-up):

@@ -183,14 +183,16 @@ async fn accept_loop(
                 tokio::task::yield_now().await;
             }
             None => {
-                let waiting = Waiting {
-                    client,
-                    proxy,
-                    builders: builders.clone(),
-                    slot,
-                    http1: false,
-                };
-                park(&builders, stream, waiting);
+                park(
+                    stream,
+                    Waiting {
+                        client,
+                        proxy,
+                        builders,
+                        slot,
+                        http1: false,
+                    },
+                );
             }
             Some(acceptor) => {
                 tokio::spawn(async move {
@@ -287,15 +289,16 @@ async fn serve_http1(
         move |requests| service(proxy.clone(), client, Some(requests))
     };
     let park_idle = move |stream: TcpStream| {
-        let lot = builders.clone();
-        let waiting = Waiting {
-            client,
-            proxy,
-            builders,
-            slot,
-            http1: true,
-        };
-        park(&lot, stream, waiting);
+        park(
+            stream,
+            Waiting {
+                client,
+                proxy,
+                builders,
+                slot,
+                http1: true,
+            },
+        );
     };
     if let Err(e) = keepalive::serve(io, &http1, &warm, make, park_idle).await {
         tracing::debug!(%client, error = %e, "connection ended with an error");
@@ -314,13 +317,13 @@ fn has_bytes(stream: &TcpStream) -> bool {
     )
 }
 
-/// Hands `stream` to `resume` once it is readable, or closes it after the idle timeout
+/// Hands `stream` back to `waiting` once it is readable, or closes it after the idle timeout
 /// without a byte: in the parking lot, or if there is none, in a task of its own.
-fn park(builders: &Builders, stream: TcpStream, waiting: Waiting) {
-    match &builders.lot {
+fn park(stream: TcpStream, waiting: Waiting) {
+    match waiting.builders.lot.clone() {
         Some(lot) => lot.park(stream, waiting),
         None => {
-            let idle = builders.idle;
+            let idle = waiting.builders.idle;
             tokio::spawn(async move {
                 if let Ok(Ok(())) = tokio::time::timeout(idle, stream.readable()).await {
                     waiting.resume(stream);

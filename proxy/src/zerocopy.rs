@@ -2,7 +2,9 @@
 //!
 //! A body written to the disk tier also lies whole in its entry's file. When hyper writes a
 //! slice of such a body to a plain-text connection, [`poll_send`] sends those bytes with
-//! sendfile(2) from the file instead of copying them from memory into the socket.
+//! sendfile(2) from the file instead of copying them from memory into the socket; only
+//! bodies of [`MIN_SEND_FROM_FILE`] to [`MAX_SEND_FROM_FILE`] bytes, the sizes it serves
+//! faster.
 //!
 //! Why: measured with 100 KiB cache hits on loopback (wrk, 50 connections), copying the
 //! body into the socket was 31 % of reef's CPU, and the client's copy out of the socket cost
