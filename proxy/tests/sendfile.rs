@@ -26,6 +26,8 @@ const SMALL: usize = 1_000;
 const MID: usize = 40_000;
 /// Over `MAX_SEND_FROM_FILE`: written from memory, which costs less at that size.
 const HUGE: usize = 1 << 20;
+/// In `HEAD_ALONE`: the head is written by itself before the body's sendfile.
+const HUNDRED: usize = 100 << 10;
 
 /// `len` bytes of a pattern that depends on `seed`.
 fn pattern(len: usize, seed: usize) -> Bytes {
@@ -38,6 +40,7 @@ fn body_of(path: &str) -> Bytes {
         "/small" => pattern(SMALL, 0),
         "/mid" => pattern(MID, 1),
         "/huge" => pattern(HUGE, 2),
+        "/hundred" => pattern(HUNDRED, 3),
         other => pattern(BIG, other.len()),
     }
 }
@@ -192,6 +195,45 @@ async fn a_body_shorter_than_hypers_write_buffer_is_sent_from_its_file_too() {
         assert_eq!(s.get("/mid", &[]).await, (200, body_of("/mid")));
         assert_eq!(s.sent_from_files() - before, MID as u64);
     }
+}
+
+#[tokio::test]
+async fn a_body_whose_head_goes_alone_is_sent_whole_from_its_file() {
+    assert!(proxy::zerocopy::HEAD_ALONE.contains(&(HUNDRED as u64)));
+    let port = origin().await.port();
+    let s = setup(port, temp("hundred"), 16).await;
+    s.get("/hundred", &[]).await;
+    s.on_disk(1).await;
+    let want = body_of("/hundred");
+    for _ in 0..3 {
+        let before = s.sent_from_files();
+        assert_eq!(s.get("/hundred", &[]).await, (200, want.clone()));
+        assert_eq!(s.sent_from_files() - before, HUNDRED as u64);
+    }
+    // Pipelined: each head, written alone, is followed by its own body.
+    let mut conn = TcpStream::connect(s.addr).await.unwrap();
+    let one = format!("GET /hundred HTTP/1.1\r\nHost: {}\r\n\r\n", s.host);
+    let last = format!(
+        "GET /hundred HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        s.host
+    );
+    conn.write_all(format!("{one}{one}{last}").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut rest = &out[..];
+    for _ in 0..3 {
+        let end = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&rest[..end]).to_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(rest[end..end + HUNDRED] == want[..]);
+        rest = &rest[end + HUNDRED..];
+    }
+    assert!(rest.is_empty());
 }
 
 #[tokio::test]
