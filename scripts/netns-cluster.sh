@@ -55,6 +55,9 @@ fail() {
   for h in 1 2 3 4 6; do # what each node saw, to tell why
     [ -s "$s/node$h.json" ] || continue
     echo "  host $h: $(q "$h" "(s['peers_connected'], [(p['p2p'], p['heard_secs_ago']) for p in s['peers']], [c['members_known'] for c in s['clusters']])")" >&2
+    # Which cluster each level is in, how large it thinks it is and the RTTs it measured,
+    # after how long up: enough to tell clusters that never merged from tables never filled.
+    echo "    up $(q "$h" "s['uptime_secs']") s; per level (cluster, size, median RTT ms): $(q "$h" "[(c['cluster'][:6], c['size_estimate'], c['median_rtt_ms']) for c in s['clusters']]")" >&2
   done
   [ -n "${REEF_NETNS_KEEP:-}" ] && { trap - EXIT; echo "left up: namespaces ${tag}*, files in $s" >&2; }
   exit 1
