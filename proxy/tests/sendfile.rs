@@ -116,6 +116,38 @@ impl Setup {
         panic!("the objects never reached the disk tier");
     }
 
+    /// Sends GETs of `paths` on one connection, all at once (the last asks to close), and
+    /// checks that the answers come back in order, each a 200 head followed by exactly its
+    /// body of `len` bytes.
+    async fn pipelined(&self, paths: &[&str], len: usize) {
+        let mut conn = TcpStream::connect(self.addr).await.unwrap();
+        let mut raw = String::new();
+        for (i, p) in paths.iter().enumerate() {
+            let close = if i + 1 == paths.len() {
+                "Connection: close\r\n"
+            } else {
+                ""
+            };
+            raw += &format!("GET {p} HTTP/1.1\r\nHost: {}\r\n{close}\r\n", self.host);
+        }
+        conn.write_all(raw.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        let mut rest = &out[..];
+        for p in paths {
+            let end = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            let head = String::from_utf8_lossy(&rest[..end]).to_lowercase();
+            assert!(head.starts_with("http/1.1 200"), "{head}");
+            assert!(head.contains(&format!("content-length: {len}")), "{head}");
+            assert!(rest[end..end + len] == body_of(p)[..], "body of {p}");
+            rest = &rest[end + len..];
+        }
+        assert!(rest.is_empty());
+    }
+
     fn sent_from_files(&self) -> u64 {
         self.proxy.stats().snapshot().sent_from_files
     }
@@ -211,29 +243,7 @@ async fn a_body_whose_head_goes_alone_is_sent_whole_from_its_file() {
         assert_eq!(s.sent_from_files() - before, HUNDRED as u64);
     }
     // Pipelined: each head, written alone, is followed by its own body.
-    let mut conn = TcpStream::connect(s.addr).await.unwrap();
-    let one = format!("GET /hundred HTTP/1.1\r\nHost: {}\r\n\r\n", s.host);
-    let last = format!(
-        "GET /hundred HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        s.host
-    );
-    conn.write_all(format!("{one}{one}{last}").as_bytes())
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    let mut rest = &out[..];
-    for _ in 0..3 {
-        let end = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        let head = String::from_utf8_lossy(&rest[..end]).to_lowercase();
-        assert!(head.starts_with("http/1.1 200"), "{head}");
-        assert!(rest[end..end + HUNDRED] == want[..]);
-        rest = &rest[end + HUNDRED..];
-    }
-    assert!(rest.is_empty());
+    s.pipelined(&["/hundred"; 3], HUNDRED).await;
 }
 
 #[tokio::test]
@@ -270,32 +280,8 @@ async fn pipelined_hits_each_get_their_own_bytes() {
         s.get(p, &[]).await;
     }
     s.on_disk(3).await;
-    let mut conn = TcpStream::connect(s.addr).await.unwrap();
-    let mut raw = String::new();
-    for p in paths {
-        raw += &format!("GET {p} HTTP/1.1\r\nHost: {}\r\n\r\n", s.host);
-    }
-    raw += &format!(
-        "GET /big HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        s.host
-    );
-    conn.write_all(raw.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    // Four responses, in order, each head followed by its whole body.
-    let mut rest = &out[..];
-    for p in paths.iter().chain(["/big"].iter()) {
-        let end = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        let head = String::from_utf8_lossy(&rest[..end]).to_lowercase();
-        assert!(head.starts_with("http/1.1 200"), "{head}");
-        assert!(head.contains(&format!("content-length: {BIG}")), "{head}");
-        assert!(rest[end..end + BIG] == body_of(p)[..], "body of {p}");
-        rest = &rest[end + BIG..];
-    }
-    assert!(rest.is_empty());
+    s.pipelined(&["/big", "/bigger", "/biggest", "/big"], BIG)
+        .await;
     assert_eq!(s.sent_from_files(), 4 * BIG as u64);
 }
 
