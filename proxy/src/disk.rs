@@ -446,12 +446,13 @@ impl DiskTier {
     /// Lets `body` be sent from `file` (from `offset` on) while it is in memory, if its size
     /// is one that sendfile serves faster and the bound on open files allows.
     fn keep_copy(&self, body: &SharedBody, file: std::fs::File, offset: u64) {
-        if (MIN_SEND_FROM_FILE..=MAX_SEND_FROM_FILE).contains(&body.len())
+        let len = body.len();
+        if (MIN_SEND_FROM_FILE..=MAX_SEND_FROM_FILE).contains(&len)
             && body.is_all_in_memory()
             && body.file_copy().is_none()
             && let Some(slot) = self.open_files.take()
         {
-            body.set_file_copy(FileCopy::new(file, offset, slot));
+            body.set_file_copy(FileCopy::new(file, offset, len, slot));
         }
     }
 

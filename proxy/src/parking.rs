@@ -284,9 +284,10 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
 
-    /// A connected pair: (client, server side).
+    /// The tests' resumption: any closure.
     type Boxed = Box<dyn FnOnce(TcpStream) + Send>;
 
+    /// A connected pair: (client, server side).
     async fn pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

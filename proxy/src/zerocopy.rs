@@ -51,7 +51,7 @@ pub const MAX_SEND_FROM_FILE: u64 = 768 << 10;
 /// Bodies whose head is written alone, as nginx writes it (`tcp_nopush off`), rather than
 /// held back (MSG_MORE) to share the body's first packet. Why these: with BBR, the machine
 /// default here, a held-back head let these responses of two or three 64 KiB packets be
-/// paced by the kernel's timer (0.36 timer interrupts per 100 KiB hit, none with the head
+/// paced by the kernel's timer (0.36 timer softirqs per 100 KiB hit, none with the head
 /// alone), and their cost swung from run to run. Measured on loopback, wrk with 50
 /// connections, reef's CPU per hit, head held against alone: 48 KiB 11.3 against 12.6 µs,
 /// 80 KiB 15.7 against 16.3, 96 KiB 20.6-28.2 against 17.0-17.1, 112 KiB 23.5-30.4 against
@@ -68,21 +68,25 @@ pub struct Sendable(pub Arc<SharedBody>);
 /// in a disk-cache file).
 pub const DEFAULT_OPEN_FILES: usize = 1024;
 
-/// The whole body of a stored response, at `offset` of `file`.
+/// The whole body of a stored response, `len` bytes at `offset` of `file`.
 #[derive(Debug)]
 pub struct FileCopy {
     file: File,
     offset: u64,
+    /// The body's length: it decides how its head goes out (see [`HEAD_ALONE`]) without
+    /// locking the body on every write.
+    len: u64,
     _slot: OwnedSemaphorePermit,
 }
 
 impl FileCopy {
-    /// `file`, open for reading, holding the body from `offset` on, under `slot` of an
-    /// [`OpenFiles`] bound.
-    pub fn new(file: File, offset: u64, slot: OwnedSemaphorePermit) -> FileCopy {
+    /// `file`, open for reading, holding the body of `len` bytes from `offset` on, under
+    /// `slot` of an [`OpenFiles`] bound.
+    pub fn new(file: File, offset: u64, len: u64, slot: OwnedSemaphorePermit) -> FileCopy {
         FileCopy {
             file,
             offset,
+            len,
             _slot: slot,
         }
     }
@@ -147,7 +151,7 @@ pub(crate) fn find(body: &SharedBody, bufs: &[IoSlice<'_>]) -> Option<InFile> {
             index,
             copy: copy.clone(),
             at: copy.offset + pos,
-            hold_head: !HEAD_ALONE.contains(&body.len()),
+            hold_head: !HEAD_ALONE.contains(&copy.len),
         })
     })
 }
@@ -164,7 +168,7 @@ pub(crate) fn poll_send(
 ) -> Poll<io::Result<usize>> {
     let mut done = 0;
     // Whether bytes sent in this call wait (MSG_MORE) for the sendfile to push them.
-    let mut held = false;
+    let held = found.index > 0 && found.hold_head;
     if found.index > 0 {
         // The head goes first, mostly held back (MSG_MORE) to share its packet with the
         // body's first bytes: the client then wakes once per response, not once for the head
@@ -172,7 +176,6 @@ pub(crate) fn poll_send(
         // than all, or nothing, the head is pushed below.
         let before = &bufs[..found.index];
         let want: usize = before.iter().map(|b| b.len()).sum();
-        held = found.hold_head;
         match poll_send_head(stream, cx, before, held) {
             Poll::Ready(Ok(n)) if n < want => {
                 if held {

@@ -148,6 +148,26 @@ impl Setup {
         assert!(rest.is_empty());
     }
 
+    /// Three hits of `path` (a body of `len` bytes, in the disk tier): each whole, and each
+    /// sent from its file.
+    async fn hits_sent_from_file(&self, path: &str, len: usize) {
+        for _ in 0..3 {
+            let before = self.sent_from_files();
+            assert_eq!(self.get(path, &[]).await, (200, body_of(path)));
+            assert_eq!(self.sent_from_files() - before, len as u64);
+        }
+    }
+
+    /// Stores `path` and `/big` (which sendfile serves) in the disk tier and checks that
+    /// only `/big` holds an open file, and that `path` is still served whole.
+    async fn only_big_holds_a_file_beside(&self, path: &str) {
+        assert_eq!(self.get(path, &[]).await, (200, body_of(path)));
+        self.get("/big", &[]).await;
+        self.on_disk(2).await;
+        assert_eq!(self.proxy.store().disk().unwrap().open_files(), 1);
+        assert_eq!(self.get(path, &[]).await, (200, body_of(path)));
+    }
+
     fn sent_from_files(&self) -> u64 {
         self.proxy.stats().snapshot().sent_from_files
     }
@@ -192,12 +212,7 @@ async fn a_hit_is_sent_from_its_disk_file_whole_and_in_ranges() {
 async fn small_bodies_and_heads_are_written_from_memory() {
     let port = origin().await.port();
     let s = setup(port, temp("small"), 16).await;
-    assert_eq!(s.get("/small", &[]).await, (200, body_of("/small")));
-    s.get("/big", &[]).await;
-    s.on_disk(2).await;
-    // Only the large one holds an open file.
-    assert_eq!(s.proxy.store().disk().unwrap().open_files(), 1);
-    assert_eq!(s.get("/small", &[]).await, (200, body_of("/small")));
+    s.only_big_holds_a_file_beside("/small").await;
     let client = Client::builder(TokioExecutor::new()).build_http();
     let head = Request::head(format!("http://{}/big", s.addr))
         .header("host", &s.host)
@@ -222,11 +237,7 @@ async fn a_body_shorter_than_hypers_write_buffer_is_sent_from_its_file_too() {
     let s = setup(port, temp("mid"), 16).await;
     s.get("/mid", &[]).await;
     s.on_disk(1).await;
-    for _ in 0..3 {
-        let before = s.sent_from_files();
-        assert_eq!(s.get("/mid", &[]).await, (200, body_of("/mid")));
-        assert_eq!(s.sent_from_files() - before, MID as u64);
-    }
+    s.hits_sent_from_file("/mid", MID).await;
 }
 
 #[tokio::test]
@@ -236,12 +247,7 @@ async fn a_body_whose_head_goes_alone_is_sent_whole_from_its_file() {
     let s = setup(port, temp("hundred"), 16).await;
     s.get("/hundred", &[]).await;
     s.on_disk(1).await;
-    let want = body_of("/hundred");
-    for _ in 0..3 {
-        let before = s.sent_from_files();
-        assert_eq!(s.get("/hundred", &[]).await, (200, want.clone()));
-        assert_eq!(s.sent_from_files() - before, HUNDRED as u64);
-    }
+    s.hits_sent_from_file("/hundred", HUNDRED).await;
     // Pipelined: each head, written alone, is followed by its own body.
     s.pipelined(&["/hundred"; 3], HUNDRED).await;
 }
@@ -251,12 +257,7 @@ async fn bodies_too_large_for_sendfile_to_pay_are_written_from_memory() {
     assert!(HUGE as u64 > proxy::zerocopy::MAX_SEND_FROM_FILE);
     let port = origin().await.port();
     let s = setup(port, temp("huge"), 16).await;
-    assert_eq!(s.get("/huge", &[]).await, (200, body_of("/huge")));
-    s.get("/big", &[]).await;
-    s.on_disk(2).await;
-    // Only the one sendfile serves faster holds an open file.
-    assert_eq!(s.proxy.store().disk().unwrap().open_files(), 1);
-    assert_eq!(s.get("/huge", &[]).await, (200, body_of("/huge")));
+    s.only_big_holds_a_file_beside("/huge").await;
     assert_eq!(s.sent_from_files(), 0);
 }
 
