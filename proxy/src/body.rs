@@ -5,7 +5,8 @@
 //! A body may also live in a file, so that no object is held whole in memory however large
 //! it is: a body given a [`Spill`] moves its chunks to a temporary file whenever more than
 //! `above` bytes of it are in memory, and a large disk-cache entry is read in place. Readers
-//! ([`crate::reader::Reader`]) read such chunks back on a blocking thread.
+//! ([`crate::reader::Reader`]) read such chunks back, from the page cache in place when they
+//! are there, else on a blocking thread.
 
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -404,6 +405,14 @@ impl SharedBody {
         Ok(Bytes::from(buf))
     }
 
+    /// Reads `len` bytes at `offset` of the body's file if they are all in the page cache,
+    /// without waiting for the disk (`RWF_NOWAIT`); `None` if they are not, or if this
+    /// kernel or file system cannot tell (then [`Self::read_file`] on a blocking thread).
+    pub fn read_file_cached(&self, offset: u64, len: u64) -> Option<Bytes> {
+        let file = self.file.get()?;
+        crate::pagecache::read(file, offset, len).map(Bytes::from)
+    }
+
     /// Waits until something is at `index` (a chunk, the end or a failure).
     pub async fn wait(&self, index: usize) {
         let notified = self.grew.notified();
@@ -612,6 +621,31 @@ mod tests {
         assert_eq!(
             read_all(Reader::new(body, from)).await.unwrap(),
             want[from as usize..]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_file_in_the_page_cache_is_read_without_a_blocking_thread() {
+        let dir = spill_dir("page-cache");
+        let path = dir.join("entry");
+        let want: Vec<u8> = pattern(250).concat(); // 2.5 MB: ten read-sized pieces
+        std::fs::write(&path, &want).unwrap();
+        // Just written, so in the page cache.
+        let file = std::fs::File::open(&path).unwrap();
+        let body = SharedBody::complete_in_file(file, 0, want.len() as u64, [9; 32]);
+        let before = crate::pagecache::file_reads();
+        assert_eq!(read_all(Reader::new(body.clone(), 0)).await.unwrap(), want);
+        let reads = want.len().div_ceil(FILE_READ_UP_TO as usize) as u64;
+        // Other tests only add to the process's counts.
+        assert!(crate::pagecache::file_reads().in_place - before.in_place >= reads);
+        // Bytes past the file's end are never made up: the read is left to the blocking
+        // one, which reports the short file.
+        assert_eq!(body.read_file_cached(want.len() as u64 - 10, 20), None);
+        assert!(body.read_file(want.len() as u64 - 10, 20).is_err());
+        assert_eq!(
+            body.read_file_cached(1_000, 10_000).as_deref(),
+            Some(&want[1_000..11_000])
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -40,6 +40,7 @@ mod keepalive;
 pub mod limits;
 pub mod meter;
 mod mirror;
+pub mod pagecache;
 mod parking;
 mod pass;
 mod peer;

@@ -1,6 +1,7 @@
 //! Reading a [`SharedBody`] from a byte position, at the reader's own pace: chunks in memory
-//! are handed out as they are, chunks in the body's file are read on a blocking thread, and
-//! chunks before the position are skipped without being read.
+//! are handed out as they are, chunks in the body's file are read from the page cache in
+//! place or else on a blocking thread (see [`crate::pagecache`]), and chunks before the
+//! position are skipped without being read.
 
 use std::sync::Arc;
 
@@ -65,12 +66,18 @@ impl Reader {
                         continue;
                     }
                     let from = std::mem::take(&mut self.skip);
-                    let body = self.body.clone();
-                    let read = tokio::task::spawn_blocking(move || {
-                        body.read_file(offset + from, len - from)
-                    })
-                    .await
-                    .unwrap_or_else(|e| Err(BodyError::File(e.to_string())));
+                    let read = match self.body.read_file_cached(offset + from, len - from) {
+                        Some(bytes) => Ok(bytes),
+                        None => {
+                            crate::pagecache::note_waited();
+                            let body = self.body.clone();
+                            tokio::task::spawn_blocking(move || {
+                                body.read_file(offset + from, len - from)
+                            })
+                            .await
+                            .unwrap_or_else(|e| Err(BodyError::File(e.to_string())))
+                        }
+                    };
                     self.index += count;
                     // Not empty: the skip is shorter than the run.
                     return match read {

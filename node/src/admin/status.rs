@@ -166,6 +166,10 @@ pub struct CacheStatus {
     pub hit_bytes: u64,
     /// Body bytes sent to clients straight from disk-cache files (sendfile).
     pub sent_from_files: u64,
+    /// Reads of bodies' files served from the page cache without a thread switch.
+    pub file_reads_in_place: u64,
+    /// Reads of bodies' files that went to a blocking thread (not all in the page cache).
+    pub file_reads_waited: u64,
 }
 
 /// Where objects came from and went to.
@@ -236,6 +240,7 @@ impl NodeState {
     pub async fn status(&self) -> Option<Status> {
         let o = self.overlay.status().await?;
         let p = self.proxy.stats().snapshot();
+        let file_reads = proxy::pagecache::file_reads();
         let store = self.proxy.store();
         let d = &self.directory.counters;
         let c = self.overlay.counters();
@@ -274,6 +279,8 @@ impl NodeState {
                 misses: p.misses,
                 hit_bytes: p.hit_bytes,
                 sent_from_files: p.sent_from_files,
+                file_reads_in_place: file_reads.in_place,
+                file_reads_waited: file_reads.waited,
             },
             connections: ConnectionStatus {
                 open: self.proxy.limits().open_connections(),
