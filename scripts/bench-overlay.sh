@@ -4,7 +4,10 @@
 #      fetched by reef from a local origin (nginx serving the file), median of RUNS, ratio;
 #   2. locate latency on a 20-node network (POST /locate on the admin port, timed inside
 #      the node): p50 and p99 for URLs some node holds and for URLs no node holds;
-#   3. memory (VmRSS) of an idle node, and of a node of the 20-node network.
+#   3. memory (VmRSS) of an idle node, and of a node of the 20-node network;
+#   4. the transport alone (TCP, key layer, noise, yamux: `node/benches/overlay_stack.rs`)
+#      carrying 100 MiB between two swarms: what any peer transfer costs at least, before the
+#      receiving node hashes, stores and serves the object.
 # Installs nginx and curl from Debian if missing (needs root). Binds 127.0.0.1 only and stops
 # everything it started. Environment: RUNS (default 5), NODES (20), LOCATES (1000).
 set -euo pipefail
@@ -16,6 +19,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 cargo build --release --bin reef >/dev/null 2>&1
+cargo bench --no-run -q -p reef-node --bench overlay_stack >/dev/null 2>&1
 s=$(mktemp -d)
 pid_origin=
 cleanup() { [ -n "$pid_origin" ] && kill "$pid_origin" 2>/dev/null || true; sleep 0.3; rm -rf "$s"; }
@@ -30,3 +34,4 @@ pid_origin=$!
 sleep 0.5
 python3 scripts/bench/overlay.py target/release/reef "$p_origin" "$s" \
   "${RUNS:-5}" "${NODES:-20}" "${LOCATES:-1000}"
+RUNS="${RUNS:-5}" cargo bench -q -p reef-node --bench overlay_stack 2>/dev/null

@@ -1,5 +1,6 @@
 """Drives reef nodes for scripts/bench-overlay.sh: REEF ORIGIN_PORT SCRATCH RUNS NODES LOCATES."""
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -50,6 +51,16 @@ def fetch(info, path):
     return float(t), int(size), cs
 
 
+def cpu_ms(*procs):
+    """CPU time (user + system) of the processes so far, in ms."""
+    total = 0
+    for p in procs:
+        with open(f"/proc/{p.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(p):
     with open(f"/proc/{p.pid}/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmRSS"))
@@ -60,19 +71,24 @@ try:
     a, ia = start()
     b, ib = start("--bootstrap", ia["p2p"])
     wait_peers(ib, 1)
-    origin_mbs, peer_mbs = [], []
+    origin_mbs, peer_mbs, origin_cpu, peer_cpu = [], [], [], []
     for run in range(runs):
         path = f"/100m.bin?run={run}"
+        c0 = cpu_ms(a)
         t_origin, n1, _ = fetch(ia, path)
+        origin_cpu.append(cpu_ms(a) - c0)
         time.sleep(0.5)  # let the announcement land
+        c0 = cpu_ms(a, b)
         t_peer, n2, cs = fetch(ib, path)
+        peer_cpu.append(cpu_ms(a, b) - c0)
         assert n1 == n2 == 100 << 20 and "peer" in cs, (n1, n2, cs)
         origin_mbs.append(n1 / t_origin / 1e6)
         peer_mbs.append(n2 / t_peer / 1e6)
     mo, mp = statistics.median(origin_mbs), statistics.median(peer_mbs)
-    print(f"100 MiB object, median of {runs}:")
-    print(f"  reef from a local origin (nginx)  {mo:8.0f} MB/s   runs: {' '.join(f'{x:.0f}' for x in origin_mbs)}")
-    print(f"  reef from a peer (libp2p stream)  {mp:8.0f} MB/s   runs: {' '.join(f'{x:.0f}' for x in peer_mbs)}")
+    co, cp = statistics.median(origin_cpu), statistics.median(peer_cpu)
+    print(f"100 MiB object, median of {runs} (CPU: the reef nodes', both for a peer transfer):")
+    print(f"  reef from a local origin (nginx)  {mo:8.0f} MB/s  {co:5.0f} ms CPU   runs: {' '.join(f'{x:.0f}' for x in origin_mbs)}")
+    print(f"  reef from a peer (libp2p stream)  {mp:8.0f} MB/s  {cp:5.0f} ms CPU   runs: {' '.join(f'{x:.0f}' for x in peer_mbs)}")
     print(f"  ratio peer / origin               {mp / mo:8.2f}   (goal >= 0.8)")
     idle_node, idle_info = start()
     time.sleep(10)
