@@ -560,7 +560,8 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let key = upstream.key_for(path);
-        let trace = crate::trace::of_request(&parts.headers);
+        // Made only for requests that leave the cache: a hit is logged nowhere else.
+        let trace = || crate::trace::of_request(&parts.headers);
         let head_only = parts.method == Method::HEAD;
         let now = SystemTime::now();
         let mut validate = None;
@@ -589,7 +590,7 @@ impl Proxy {
                             client,
                             validate: Some(stored.clone()),
                             shared: cdn,
-                            trace: Some(trace.clone()),
+                            trace: Some(trace()),
                         };
                         let _ = self.start(want, key.clone());
                         return self.serve_stored(
@@ -625,7 +626,7 @@ impl Proxy {
             client,
             validate,
             shared: cdn && !private,
-            trace: Some(trace),
+            trace: Some(trace()),
         };
         let flight = if private {
             format!("{key}#private#{client}")
