@@ -90,19 +90,22 @@ async fn measure(runs: usize) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
     // One transfer to warm up (the stream protocol's negotiation, the windows).
     for run in 0..=runs {
         let (cpu0, t0) = (process_cpu()?, Instant::now());
-        let mut stream = control
-            .open_stream(a_id, PROTOCOL)
-            .await
-            .map_err(|e| anyhow::anyhow!("opening a stream: {e}"))?;
-        let mut buf = vec![0u8; CHUNK];
-        let mut got = 0;
-        loop {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                break;
+        let transfer = async {
+            let mut stream = control
+                .open_stream(a_id, PROTOCOL)
+                .await
+                .map_err(|e| anyhow::anyhow!("opening a stream: {e}"))?;
+            let mut buf = vec![0u8; CHUNK];
+            let mut got = 0;
+            loop {
+                let n = stream.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok::<_, anyhow::Error>(got);
+                }
+                got += n;
             }
-            got += n;
-        }
+        };
+        let got = tokio::time::timeout(Duration::from_secs(60), transfer).await??;
         anyhow::ensure!(got == OBJECT, "received {got} bytes of {OBJECT}");
         let (secs, cpu) = (t0.elapsed().as_secs_f64(), process_cpu()? - cpu0);
         if run > 0 {
@@ -113,7 +116,8 @@ async fn measure(runs: usize) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
     Ok((mbps, cpu_ms))
 }
 
-/// CPU time of this process so far (user and system, every thread), from `/proc/self/stat`.
+/// CPU time of this process so far (user and system, every thread), from `/proc/self/stat`
+/// (in clock ticks of `USER_HZ`, which Linux fixes at 100 a second for user space).
 fn process_cpu() -> anyhow::Result<Duration> {
     let stat = std::fs::read_to_string("/proc/self/stat")?;
     // Fields after the command name (which may hold spaces) start at the state, field 3.
@@ -128,7 +132,7 @@ fn process_cpu() -> anyhow::Result<Duration> {
             .ok_or_else(|| anyhow::anyhow!("short /proc/self/stat"))?
             .parse()?)
     };
-    // utime and stime are fields 14 and 15, in clock ticks (100 a second on Linux).
+    // utime and stime are fields 14 and 15.
     let total = ticks(11)? + ticks(12)?;
     Ok(Duration::from_millis(total * 10))
 }

@@ -551,7 +551,7 @@ type ReadEntry = (String, Stored, Option<(std::fs::File, u64)>);
 /// Reads the entry at `path`: a small body into memory, checked; a large one in place,
 /// checked by reading it through unless `verified`.
 fn read_entry(path: &Path, verified: bool) -> Result<ReadEntry, EntryError> {
-    let mut f = std::fs::File::open(path)?;
+    let mut f = crate::pagecache::open_noatime(path)?;
     let (meta, start) = read_head_from(&mut f)?;
     let start = start as u64;
     if meta.body_len.checked_add(start) != Some(f.metadata()?.len()) {

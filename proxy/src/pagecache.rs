@@ -11,13 +11,9 @@
 
 use std::fs::File;
 use std::io::IoSliceMut;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::io::{Errno, ReadWriteFlags};
-
-/// Cleared the first time the kernel or file system says it cannot read without waiting
-/// (`EOPNOTSUPP`, `ENOSYS`): every read then goes to a blocking thread.
-static SUPPORTED: AtomicBool = AtomicBool::new(true);
 
 /// Reads served from the page cache in place, and reads that went to a blocking thread.
 static IN_PLACE: AtomicU64 = AtomicU64::new(0);
@@ -28,7 +24,8 @@ static WAITED: AtomicU64 = AtomicU64::new(0);
 pub struct FileReads {
     /// Read from the page cache, without a thread switch.
     pub in_place: u64,
-    /// Handed to a blocking thread (not all cached, or no way to tell).
+    /// Handed to a blocking thread: not all in the page cache, or no way to tell (a file
+    /// system that cannot read without waiting), or a read that fails.
     pub waited: u64,
 }
 
@@ -45,12 +42,23 @@ pub(crate) fn note_waited() {
     WAITED.fetch_add(1, Ordering::Relaxed);
 }
 
-/// `len` bytes at `offset` of `file` if all are in the page cache, else `None`.
-pub(crate) fn read(file: &File, offset: u64, len: u64) -> Option<Vec<u8>> {
-    if !SUPPORTED.load(Ordering::Relaxed) {
-        return None;
-    }
-    let mut buf = vec![0u8; usize::try_from(len).ok()?];
+/// What an in-place read found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum InPlace {
+    /// All the bytes, from the page cache.
+    Read(Vec<u8>),
+    /// Not all cached, or past the end: the blocking read does it (and reports errors).
+    Wait,
+    /// This file's file system or kernel cannot read without waiting: do not ask again.
+    Unsupported,
+}
+
+/// `len` bytes at `offset` of `file`, if all are in the page cache.
+pub(crate) fn read(file: &File, offset: u64, len: u64) -> InPlace {
+    let Ok(len) = usize::try_from(len) else {
+        return InPlace::Wait;
+    };
+    let mut buf = vec![0u8; len];
     let mut done = 0;
     while done < buf.len() {
         let at = offset + done as u64;
@@ -60,19 +68,30 @@ pub(crate) fn read(file: &File, offset: u64, len: u64) -> Option<Vec<u8>> {
             at,
             ReadWriteFlags::NOWAIT,
         ) {
-            // Past the end: the blocking read reports it.
-            Ok(0) => return None,
+            Ok(0) => return InPlace::Wait,
             Ok(n) => done += n,
             Err(Errno::INTR) => {}
-            Err(Errno::OPNOTSUPP | Errno::NOSYS) => {
-                SUPPORTED.store(false, Ordering::Relaxed);
-                return None;
-            }
-            // EAGAIN: some bytes are not cached. Other errors are the blocking read's to
-            // report.
-            Err(_) => return None,
+            Err(Errno::OPNOTSUPP | Errno::NOSYS) => return InPlace::Unsupported,
+            // EAGAIN: some bytes are not cached (a partial read is thrown away).
+            Err(_) => return InPlace::Wait,
         }
     }
     IN_PLACE.fetch_add(1, Ordering::Relaxed);
-    Some(buf)
+    InPlace::Read(buf)
 }
+
+/// Opens `path` for reading without updating its access time, if this process may (it
+/// owns the file): with `relatime`, the first read after a write would otherwise dirty the
+/// inode, and an in-place read could wait for the file system's journal on a worker.
+pub(crate) fn open_noatime(path: &std::path::Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(NOATIME)
+        .open(path)
+        .or_else(|_| File::open(path))
+}
+
+/// `O_NOATIME`, for [`std::os::unix::fs::OpenOptionsExt::custom_flags`].
+#[allow(clippy::cast_possible_wrap)] // a flag bit, far below i32::MAX
+pub(crate) const NOATIME: i32 = rustix::fs::OFlags::NOATIME.bits() as i32;

@@ -86,7 +86,7 @@ try:
         peer_mbs.append(n2 / t_peer / 1e6)
     mo, mp = statistics.median(origin_mbs), statistics.median(peer_mbs)
     co, cp = statistics.median(origin_cpu), statistics.median(peer_cpu)
-    print(f"100 MiB object, median of {runs} (CPU: the reef nodes', both for a peer transfer):")
+    print(f"100 MiB object, median of {runs} (CPU: the reef nodes', both for a peer transfer, until the client has the last byte):")
     print(f"  reef from a local origin (nginx)  {mo:8.0f} MB/s  {co:5.0f} ms CPU   runs: {' '.join(f'{x:.0f}' for x in origin_mbs)}")
     print(f"  reef from a peer (libp2p stream)  {mp:8.0f} MB/s  {cp:5.0f} ms CPU   runs: {' '.join(f'{x:.0f}' for x in peer_mbs)}")
     print(f"  ratio peer / origin               {mp / mo:8.2f}   (goal >= 0.8)")

@@ -19,7 +19,7 @@ pub fn metrics(s: &Status) -> String {
         ("reef_cache_disk_bytes", GAUGE, "Bytes in the disk cache.", n(s.cache.disk_bytes)),
         ("reef_cache_sent_from_files_bytes_total", COUNTER, "Body bytes sent to clients straight from disk-cache files (sendfile).", n(s.cache.sent_from_files)),
         ("reef_cache_file_reads_in_place_total", COUNTER, "Reads of cached bodies' files served from the page cache in place.", n(s.cache.file_reads_in_place)),
-        ("reef_cache_file_reads_waited_total", COUNTER, "Reads of cached bodies' files that went to a blocking thread (not all in the page cache).", n(s.cache.file_reads_waited)),
+        ("reef_cache_file_reads_waited_total", COUNTER, "Reads of cached bodies' files that went to a blocking thread (not all in the page cache, or a file system that cannot tell).", n(s.cache.file_reads_waited)),
         ("reef_http_connections_open", GAUGE, "Client connections open, idle ones included.", s.connections.open as f64),
         ("reef_http_connections_idle", GAUGE, "Plain-HTTP client connections waiting for a request, holding no buffers (HTTPS ones are not parked).", n(s.connections.idle)),
         ("reef_origin_fetches_total", COUNTER, "Fetches sent to origins.", n(s.fetches.origin)),

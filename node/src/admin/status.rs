@@ -168,7 +168,8 @@ pub struct CacheStatus {
     pub sent_from_files: u64,
     /// Reads of bodies' files served from the page cache without a thread switch.
     pub file_reads_in_place: u64,
-    /// Reads of bodies' files that went to a blocking thread (not all in the page cache).
+    /// Reads of bodies' files that went to a blocking thread (not all in the page cache, or a
+    /// file system that cannot tell).
     pub file_reads_waited: u64,
 }
 
