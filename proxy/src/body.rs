@@ -408,10 +408,23 @@ impl SharedBody {
         Ok(Bytes::from(buf))
     }
 
-    /// Reads `len` bytes at `offset` of the body's file if they are all in the page cache,
-    /// without waiting for the disk (`RWF_NOWAIT`); `None` if they are not, or if this
-    /// kernel or file system cannot tell (then [`Self::read_file`] on a blocking thread).
-    pub fn read_file_cached(&self, offset: u64, len: u64) -> Option<Bytes> {
+    /// Reads `len` bytes at `offset` of the body's file: from the page cache in place when
+    /// they are all there, else on a blocking thread (see [`crate::pagecache`]).
+    pub async fn read_file_at(self: &Arc<Self>, offset: u64, len: u64) -> Result<Bytes, BodyError> {
+        if let Some(bytes) = self.read_file_cached(offset, len) {
+            crate::pagecache::note_in_place();
+            return Ok(bytes);
+        }
+        crate::pagecache::note_waited();
+        let body = self.clone();
+        tokio::task::spawn_blocking(move || body.read_file(offset, len))
+            .await
+            .unwrap_or_else(|e| Err(BodyError::File(e.to_string())))
+    }
+
+    /// `len` bytes at `offset` of the body's file if they are all in the page cache (read
+    /// with `RWF_NOWAIT`); `None` if they are not, or if its file system cannot tell.
+    fn read_file_cached(&self, offset: u64, len: u64) -> Option<Bytes> {
         use std::sync::atomic::Ordering::Relaxed;
         let file = self.file.get()?;
         if self.waits_for_disk.load(Relaxed) {

@@ -37,6 +37,11 @@ pub fn file_reads() -> FileReads {
     }
 }
 
+/// Counts a read served from the page cache in place.
+pub(crate) fn note_in_place() {
+    IN_PLACE.fetch_add(1, Ordering::Relaxed);
+}
+
 /// Counts a read that went to a blocking thread.
 pub(crate) fn note_waited() {
     WAITED.fetch_add(1, Ordering::Relaxed);
@@ -76,7 +81,6 @@ pub(crate) fn read(file: &File, offset: u64, len: u64) -> InPlace {
             Err(_) => return InPlace::Wait,
         }
     }
-    IN_PLACE.fetch_add(1, Ordering::Relaxed);
     InPlace::Read(buf)
 }
 
@@ -89,7 +93,10 @@ pub(crate) fn open_noatime(path: &std::path::Path) -> std::io::Result<File> {
         .read(true)
         .custom_flags(NOATIME)
         .open(path)
-        .or_else(|_| File::open(path))
+        .or_else(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => File::open(path),
+            _ => Err(e),
+        })
 }
 
 /// `O_NOATIME`, for [`std::os::unix::fs::OpenOptionsExt::custom_flags`].

@@ -66,18 +66,7 @@ impl Reader {
                         continue;
                     }
                     let from = std::mem::take(&mut self.skip);
-                    let read = match self.body.read_file_cached(offset + from, len - from) {
-                        Some(bytes) => Ok(bytes),
-                        None => {
-                            crate::pagecache::note_waited();
-                            let body = self.body.clone();
-                            tokio::task::spawn_blocking(move || {
-                                body.read_file(offset + from, len - from)
-                            })
-                            .await
-                            .unwrap_or_else(|e| Err(BodyError::File(e.to_string())))
-                        }
-                    };
+                    let read = self.body.read_file_at(offset + from, len - from).await;
                     self.index += count;
                     // Not empty: the skip is shorter than the run.
                     return match read {

@@ -130,13 +130,11 @@ impl OpenFiles {
     }
 }
 
-/// Where one of `bufs` can be sent from a file: its index, the file and the position, and
-/// whether what precedes it may be held back to share its first packet.
+/// Where one of `bufs` can be sent from a file: its index, the file and the position.
 pub(crate) struct InFile {
     index: usize,
     copy: Arc<FileCopy>,
     at: u64,
-    hold_head: bool,
 }
 
 /// The first of `bufs` that lies in the memory of `body`, if its file copy is known.
@@ -151,7 +149,6 @@ pub(crate) fn find(body: &SharedBody, bufs: &[IoSlice<'_>]) -> Option<InFile> {
             index,
             copy: copy.clone(),
             at: copy.offset + pos,
-            hold_head: !HEAD_ALONE.contains(&copy.len),
         })
     })
 }
@@ -168,7 +165,7 @@ pub(crate) fn poll_send(
 ) -> Poll<io::Result<usize>> {
     let mut done = 0;
     // Whether bytes sent in this call wait (MSG_MORE) for the sendfile to push them.
-    let held = found.index > 0 && found.hold_head;
+    let held = found.index > 0 && !HEAD_ALONE.contains(&found.copy.len);
     if found.index > 0 {
         // The head goes first, mostly held back (MSG_MORE) to share its packet with the
         // body's first bytes: the client then wakes once per response, not once for the head
