@@ -335,8 +335,10 @@ impl Sim {
             if self.reachable(p, q) {
                 self.transfer(p, q, o, Source::Peer(level), 0);
             } else {
+                // It learns of it over the network: not sooner than the lookahead, so no
+                // parallel window has run it past this (see `window.rs`).
                 self.schedule(
-                    self.now,
+                    self.now + self.lookahead,
                     Ev::Fallback {
                         proxy: q,
                         object: o,

@@ -82,8 +82,18 @@ pub(crate) enum Ev {
     Wake { host: u32 },
     /// A host starts and joins the overlay.
     Join { host: u32 },
-    /// The next request of the rate workload.
+    /// The rate workload's generator: draws the next request, due one lookahead later (so
+    /// that no host has run past it, see `window.rs`), and its own next firing.
     Arrival,
+    /// A request of the rate workload reaches a proxy.
+    Request { proxy: u32, object: u32 },
+    /// Gets and puts a host's DHT finished during a parallel window, handed to the proxy
+    /// logic at the time they finished (if the host is still that incarnation).
+    Outcome {
+        host: u32,
+        incarnation: u8,
+        events: Vec<Event>,
+    },
     /// A per-proxy client's next request.
     Client { proxy: u32 },
     /// An object finished arriving at a proxy.
@@ -119,6 +129,39 @@ pub(crate) enum Ev {
     Rekey { host: u32 },
 }
 
+/// What an event touches, which decides how it runs in a parallel window (`window.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// A message or a timer of one host's DHT: runs beside other hosts' in a window.
+    Dht(u32),
+    /// Proxy logic at one host (it may command that host's DHT): the host stops short of it,
+    /// and it runs alone, after the window, in time order.
+    Host(u32),
+    /// Touches no host's DHT, and schedules nothing for a host sooner than the lookahead:
+    /// runs alone after the window, in time order.
+    Detached,
+    /// Changes who can reach whom: a window ends before it.
+    Barrier,
+}
+
+impl Ev {
+    pub(crate) fn reach(&self) -> Reach {
+        match *self {
+            Ev::Deliver { host, .. } | Ev::Wake { host } => Reach::Dht(host),
+            Ev::Join { host } | Ev::Outcome { host, .. } => Reach::Host(host),
+            Ev::Client { proxy }
+            | Ev::Request { proxy, .. }
+            | Ev::Arrived { proxy, .. }
+            | Ev::Renew { proxy, .. }
+            | Ev::Fallback { proxy, .. } => Reach::Host(proxy),
+            Ev::Arrival | Ev::OriginStart { .. } | Ev::OriginTick { .. } => Reach::Detached,
+            Ev::Crash { .. } | Ev::Restart { .. } | Ev::Partition(_) | Ev::Rekey { .. } => {
+                Reach::Barrier
+            }
+        }
+    }
+}
+
 /// One simulated machine: a DHT node (when up and the variant has one) and a proxy.
 #[derive(Debug)]
 pub(crate) struct Host {
@@ -129,7 +172,7 @@ pub(crate) struct Host {
     /// Network secret group: hosts of different groups cannot exchange messages at all.
     pub(crate) secret: u16,
     /// The earliest wake-up already queued, so timers are not queued twice.
-    next_wake: Micros,
+    pub(crate) next_wake: Micros,
     pub(crate) proxy: Proxy,
 }
 
@@ -150,9 +193,20 @@ pub struct Sim {
     pub(crate) variant: Variant,
     pub(crate) dht_config: Option<dht::Config>,
     /// The one real `Instant`; virtual time is `epoch + now` microseconds.
-    epoch: Instant,
+    pub(crate) epoch: Instant,
     pub(crate) now: Micros,
-    queue: EventQueue<Ev>,
+    pub(crate) queue: EventQueue<Ev>,
+    /// The longest span a host runs in a parallel window: no message reaches a host sooner
+    /// than `LatencyModel::min_one_way_to` it, at most this. Proxy logic schedules what it
+    /// does at other hosts at least this far ahead. Zero runs every event alone.
+    pub(crate) lookahead: Micros,
+    /// Threads a window's hosts are shared among (the calling one included).
+    workers: usize,
+    /// Per host, its place among a window's runs (`window::NO_RUN` outside windows).
+    pub(crate) run_of: Vec<u32>,
+    /// Parallel windows run, and those shared among threads.
+    pub(crate) windows: u64,
+    pub(crate) shared_windows: u64,
     /// Independent streams, so every variant sees the same placement, workload and faults.
     pub(crate) rng_work: ChaCha8Rng,
     rng_net: ChaCha8Rng,
@@ -183,7 +237,7 @@ pub struct Sim {
     pub(crate) workload_end: Micros,
     /// Round-trip every message through the wire format (slower; checks the codec at scale).
     wire: bool,
-    events: u64,
+    pub(crate) events: u64,
     /// FNV-1a over (time, host, event kind) of every event: equal runs, equal hashes.
     trace: u64,
     pub(crate) zipf_cdf: Vec<f64>,
@@ -204,6 +258,12 @@ fn host_addresses(n: usize) -> &'static [u8] {
         *buffer = Box::leak(bytes.into_boxed_slice());
     }
     *buffer
+}
+
+/// Virtual time of `at` on a run's clock starting at `epoch`, rounded up (see `Sim::micros`).
+pub(crate) fn micros_since(epoch: Instant, at: Instant) -> Micros {
+    let d = at.saturating_duration_since(epoch);
+    (d.as_micros() + u128::from(!d.subsec_nanos().is_multiple_of(1000))) as Micros
 }
 
 pub(crate) fn secs(s: f64) -> Micros {
@@ -274,6 +334,11 @@ impl Sim {
             epoch: Instant::now(),
             now: 0,
             queue: EventQueue::new(),
+            lookahead: latency.max_min_one_way(),
+            workers: 1,
+            run_of: vec![crate::window::NO_RUN; n],
+            windows: 0,
+            shared_windows: 0,
             rng_work: stream(2),
             rng_net: stream(3),
             rng_nodes: stream(4),
@@ -298,6 +363,13 @@ impl Sim {
         }
     }
 
+    /// Shares each parallel window's hosts among `workers` threads (the caller's included).
+    /// A run is the same, event for event, for any number.
+    pub fn with_workers(mut self, workers: usize) -> Sim {
+        self.workers = workers.max(1);
+        self
+    }
+
     /// Round-trips every message through `dht::wire` (slower; proves the codec at scale).
     pub fn with_wire(mut self, wire: bool) -> Sim {
         self.wire = wire;
@@ -311,8 +383,7 @@ impl Sim {
     /// Virtual time of `at`, rounded up: a wake-up never lands before its deadline, or the
     /// node would be woken at the same instant forever.
     fn micros(&self, at: Instant) -> Micros {
-        let d = at.saturating_duration_since(self.epoch);
-        (d.as_micros() + u128::from(!d.subsec_nanos().is_multiple_of(1000))) as Micros
+        micros_since(self.epoch, at)
     }
 
     pub(crate) fn schedule(&mut self, at: Micros, ev: Ev) {
@@ -378,30 +449,49 @@ impl Sim {
     }
 
     /// Runs the scenario to its end, calling `progress` now and then with (now, end, events).
+    /// Hosts' DHT messages and timers run in parallel windows (`window.rs`) when the latency
+    /// model has a floor; everything else runs alone, in time order.
     pub fn run(&mut self, progress: &mut dyn FnMut(Micros, Micros, u64)) {
         self.schedule_start();
         let end = self.workload_end;
-        let mut last_report = 0u64;
-        while let Some(at) = self.queue.peek_time() {
-            if at > end {
-                break;
+        let helpers = if self.lookahead > 0 {
+            self.workers - 1
+        } else {
+            0
+        };
+        let epoch = self.epoch;
+        std::thread::scope(|scope| {
+            let pool = crate::window::Pool::start(scope, helpers, epoch);
+            let mut last_report = 0u64;
+            while let Some((at, ev)) = self.queue.peek() {
+                if at > end {
+                    break;
+                }
+                let windowed = match ev.reach() {
+                    Reach::Dht(host) => self.latency.min_one_way_to(host as usize) > 0,
+                    _ => false,
+                };
+                if windowed {
+                    self.run_window(&pool, at, end);
+                } else {
+                    let Some((at, ev)) = self.queue.pop() else {
+                        break;
+                    };
+                    self.now = at;
+                    self.events += 1;
+                    self.step(ev);
+                }
+                if self.events - last_report >= 200_000 {
+                    last_report = self.events;
+                    progress(self.now, end, self.events);
+                }
             }
-            let Some((at, ev)) = self.queue.pop() else {
-                break;
-            };
-            self.now = at;
-            self.events += 1;
-            self.step(ev);
-            if self.events - last_report >= 200_000 {
-                last_report = self.events;
-                progress(self.now, end, self.events);
-            }
-        }
+        });
         self.now = end;
         progress(end, end, self.events);
     }
 
-    fn trace_event(&mut self, host: u32, kind: u8) {
+    pub(crate) fn trace_event(&mut self, host: u32, kind: u8) {
         for b in self
             .now
             .to_le_bytes()
@@ -454,6 +544,25 @@ impl Sim {
             Ev::Arrival => {
                 self.trace_event(u32::MAX, 3);
                 self.on_arrival();
+            }
+            Ev::Request { proxy, object } => {
+                self.trace_event(proxy, 14);
+                self.request(proxy, object);
+            }
+            Ev::Outcome {
+                host,
+                incarnation,
+                events,
+            } => {
+                self.trace_event(host, 15);
+                let h = &self.hosts[host as usize];
+                if !h.up || h.incarnation != incarnation {
+                    return;
+                }
+                for e in events {
+                    self.on_dht_event(host, e);
+                }
+                self.drain(host);
             }
             Ev::Client { proxy } => {
                 self.trace_event(proxy, 4);
@@ -518,7 +627,7 @@ impl Sim {
         }
     }
 
-    fn count_hot_key(&mut self, host: u32, body: &dht::RequestBody) {
+    pub(crate) fn count_hot_key(&mut self, host: u32, body: &dht::RequestBody) {
         use dht::RequestBody as B;
         let key = match body {
             B::Get { key, .. } | B::PutProbe { key, .. } | B::Store { key, .. } => key,
@@ -639,7 +748,9 @@ impl Sim {
         }
     }
 
-    fn send(&mut self, from: u32, t: Transmit) {
+    /// Puts a message on the network. It arrives one one-way delay later, and never sooner
+    /// than the floor windows rely on (which only a host messaging itself would undercut).
+    pub(crate) fn send(&mut self, from: u32, t: Transmit) {
         match t {
             Transmit::Request { to, rpc, req } => {
                 let Some(dest) = Sim::host_of(&to.addr) else {
@@ -660,7 +771,8 @@ impl Sim {
                 let inbound = InboundId(
                     (u64::from(from) << 40) | (u64::from(inc) << 32) | (rpc.0 & 0xffff_ffff),
                 );
-                let at = self.now + self.one_way(from, dest);
+                let floor = self.latency.min_one_way_to(dest as usize);
+                let at = self.now + self.one_way(from, dest).max(floor);
                 let input = Input::Request {
                     from: self.contact(from),
                     inbound,
@@ -693,7 +805,8 @@ impl Sim {
                     Some(resp)
                 };
                 let Some(resp) = resp else { return };
-                let at = self.now + self.one_way(from, client);
+                let floor = self.latency.min_one_way_to(client as usize);
+                let at = self.now + self.one_way(from, client).max(floor);
                 self.schedule(
                     at,
                     Ev::Deliver {
@@ -785,6 +898,20 @@ impl Sim {
             .map(|m| m.values().filter(|n| **n == 1).count())
             .collect();
         (clusters, alone)
+    }
+
+    /// What the run measured, with the overlay's state at its end (clusters, requests sent).
+    pub fn report(&mut self) -> crate::metrics::VariantReport {
+        let distances = self.hot_key_distances();
+        let mut report = self.metrics.report(&distances);
+        (report.clusters_per_level, report.alone_per_level) = self.cluster_census();
+        (report.dht_requests, report.cluster_changes) = self.dht_totals();
+        report
+    }
+
+    /// Parallel windows run so far, and how many of them were shared among threads.
+    pub fn windows(&self) -> (u64, u64) {
+        (self.windows, self.shared_windows)
     }
 
     /// The XOR distance (as log2) of each host to the hot key, for the load-vs-distance plot.

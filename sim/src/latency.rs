@@ -118,6 +118,8 @@ pub struct LatencyModel {
     params: LatencyParams,
     places: Vec<Place>,
     access_us: Vec<u32>,
+    /// The smallest of `access_us`.
+    min_access_us: u32,
 }
 
 impl LatencyModel {
@@ -161,7 +163,7 @@ impl LatencyModel {
             }
         };
         let (lo, hi) = params.access_ms;
-        let access_us = (0..n)
+        let access_us: Vec<u32> = (0..n)
             .map(|_| {
                 let ms = if hi > lo {
                     rng.random_range(lo..hi)
@@ -174,6 +176,7 @@ impl LatencyModel {
         LatencyModel {
             params,
             places,
+            min_access_us: access_us.iter().copied().min().unwrap_or(0),
             access_us,
         }
     }
@@ -206,6 +209,21 @@ impl LatencyModel {
             Place::Host(h) => format!("host/{h}"),
             Place::City { lat, lon } => format!("city/{lat}/{lon}"),
         }
+    }
+
+    /// A lower bound of the one-way delay from any other place to `node`: every round trip
+    /// adds both ends' access delays to a base of zero or more, so half of it is at least
+    /// half of `node`'s access delay and the smallest one. Zero when access delays are off.
+    pub fn min_one_way_to(&self, node: usize) -> Micros {
+        (u64::from(self.min_access_us) + u64::from(self.access_us[node])) / 2
+    }
+
+    /// The largest of [`min_one_way_to`](Self::min_one_way_to) over all places.
+    pub fn max_min_one_way(&self) -> Micros {
+        (0..self.places.len())
+            .map(|i| self.min_one_way_to(i))
+            .max()
+            .unwrap_or(0)
     }
 
     /// Round-trip time between nodes `a` and `b`, in microseconds.
@@ -287,6 +305,41 @@ mod tests {
             "no RTT beyond half the planet"
         );
         assert_eq!(model.rtt(3, 3), 0);
+    }
+
+    #[test]
+    fn no_message_is_faster_than_the_lookahead() {
+        for kind in [LatencyKind::Planetlab, LatencyKind::Geo] {
+            let mut rng = ChaCha8Rng::seed_from_u64(5);
+            let params = LatencyParams {
+                kind,
+                ..LatencyParams::default()
+            };
+            let model = LatencyModel::new(params, 1200, &mut rng);
+            let mut floors = Vec::new();
+            for b in (0..1200).step_by(7) {
+                let floor = model.min_one_way_to(b);
+                assert!(
+                    floor >= 200,
+                    "{kind:?}: access delays start at 0.2 ms, got {floor}"
+                );
+                assert!(floor <= model.max_min_one_way());
+                for a in (0..1200).step_by(13).filter(|a| *a != b) {
+                    assert!(model.rtt(a, b) / 2 >= floor, "{kind:?} {a}->{b}");
+                }
+                floors.push(floor);
+            }
+            // Most nodes wait for more than the smallest access delay: wider windows.
+            floors.sort_unstable();
+            assert!(floors[floors.len() / 2] > 2 * floors[0], "{floors:?}");
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let instant = LatencyParams {
+            access_ms: (0.0, 0.0),
+            ..LatencyParams::default()
+        };
+        let model = LatencyModel::new(instant, 10, &mut rng);
+        assert_eq!(model.max_min_one_way(), 0);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //!        │   Deliver → dht::Node::handle_input     Wake → handle_timeout
 //!        │   Arrival/Client → proxy logic (cache → DHT get → peer | origin)
 //!        │   Crash/Restart/Partition/Rekey → faults
+//!        │   (hosts' Deliver and Wake run side by side in parallel windows: window.rs)
 //!        ▼
 //!   Metrics → VariantReport → Report (JSON), plots (SVG)
 //! ```
@@ -28,6 +29,7 @@
 //! - `workload.rs`: request generation; `faults.rs`: churn, partitions, secret rollout.
 //! - [`scenario`]: the named presets; [`latency`]: PlanetLab matrix and geographic model.
 //! - [`queue`]: the timing-wheel event queue; [`metrics`]: counters and the JSON report.
+//! - `window.rs`: parallel windows of hosts' DHT work, bounded by the lookahead.
 //! - `plot.rs`: SVG plots; `run.rs`: running variants side by side.
 //!
 //! Data: the PlanetLab RTT matrix of Zhu et al. (IEEE/ACM ToN 2017, MIT licence) and world
@@ -45,6 +47,7 @@ mod proxy;
 pub mod queue;
 mod run;
 pub mod scenario;
+mod window;
 mod workload;
 
 pub use engine::{Sim, Variant};

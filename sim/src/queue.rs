@@ -127,6 +127,22 @@ impl<T> EventQueue<T> {
         self.current.peek().map(|Reverse(e)| e.at)
     }
 
+    /// The earliest event, without removing it.
+    pub fn peek(&mut self) -> Option<(Micros, &T)> {
+        if !self.fill_current() {
+            return None;
+        }
+        self.current.peek().map(|Reverse(e)| (e.at, &e.item))
+    }
+
+    /// Lets events be scheduled again from `to` on, though later ones were popped: a
+    /// parallel window pops its whole span, then hands back what it did not run. Such
+    /// events land in the heap of the slot being run, which is ordered, so they come out
+    /// before everything later, in (time, sequence) order as always.
+    pub fn rewind(&mut self, to: Micros) {
+        self.now = self.now.min(to);
+    }
+
     /// Advances the cursor until the current slot has events; false if none are left.
     fn fill_current(&mut self) -> bool {
         while self.current.is_empty() {
@@ -215,5 +231,27 @@ mod tests {
         assert_eq!(q.pop(), Some((10_500, "soon")));
         assert_eq!(q.pop(), Some((500_000_000, "far")));
         assert_eq!(q.pop(), None);
+    }
+
+    #[test]
+    fn events_handed_back_after_a_window_come_out_in_order() {
+        let mut q = EventQueue::new();
+        for (at, name) in [(1_000, "a"), (1_200, "b"), (3_500, "c"), (9_000, "d")] {
+            q.push(at, name);
+        }
+        // A window pops everything before 4 ms, then hands back two events it did not run.
+        assert_eq!(q.pop(), Some((1_000, "a")));
+        assert_eq!(q.pop(), Some((1_200, "b")));
+        assert_eq!(q.pop(), Some((3_500, "c")));
+        assert_eq!(q.peek().map(|(at, n)| (at, *n)), Some((9_000, "d")));
+        q.rewind(1_000);
+        q.push(3_500, "c again");
+        q.push(1_200, "b again");
+        q.push(1_200, "b, then this");
+        assert_eq!(q.pop(), Some((1_200, "b again")));
+        assert_eq!(q.pop(), Some((1_200, "b, then this")));
+        assert_eq!(q.pop(), Some((3_500, "c again")));
+        assert_eq!(q.pop(), Some((9_000, "d")));
+        assert!(q.is_empty());
     }
 }

@@ -19,9 +19,9 @@ pub struct RunOptions {
     pub variants: Vec<Variant>,
     /// Round-trip every DHT message through the wire format.
     pub wire: bool,
-    /// Variants run at once, each on its own thread (at least 1). Runs are independent, so
-    /// the results are the same for any count; the peak memory is that of the variants
-    /// running together.
+    /// Threads to use (at least 1): variants run at once, each on its own thread, and the
+    /// threads left over share each run's parallel windows. The results are the same for
+    /// any count; the peak memory is that of the variants running together.
     pub threads: usize,
 }
 
@@ -53,14 +53,15 @@ pub fn run_variants(
     let variants = options.distinct_variants();
     let next = AtomicUsize::new(0);
     let done = Mutex::new(BTreeMap::new());
+    let threads = options.threads.clamp(1, variants.len().max(1));
+    let workers = (options.threads / threads).max(1);
     let run_next = || {
         while let Some(&variant) = variants.get(next.fetch_add(1, Ordering::Relaxed)) {
-            let mut sim = Sim::new(scenario.clone(), variant, options.seed).with_wire(options.wire);
+            let mut sim = Sim::new(scenario.clone(), variant, options.seed)
+                .with_wire(options.wire)
+                .with_workers(workers);
             sim.run(&mut |now, end, ev| progress(variant, now, end, ev));
-            let distances = sim.hot_key_distances();
-            let mut report = sim.metrics.report(&distances);
-            (report.clusters_per_level, report.alone_per_level) = sim.cluster_census();
-            (report.dht_requests, report.cluster_changes) = sim.dht_totals();
+            let report = sim.report();
             let events = sim.events();
             drop(sim);
             done.lock()
@@ -68,7 +69,6 @@ pub fn run_variants(
                 .insert(variant, (events, report));
         }
     };
-    let threads = options.threads.clamp(1, variants.len().max(1));
     std::thread::scope(|s| {
         for _ in 1..threads {
             s.spawn(run_next);

@@ -18,7 +18,8 @@ impl Sim {
                 }
             }
             Workload::Rate { .. } => {
-                let at = self.workload_start;
+                // The generator runs one lookahead ahead of the requests it draws.
+                let at = self.workload_start.saturating_sub(self.lookahead);
                 self.schedule(at, Ev::Arrival);
             }
         }
@@ -38,21 +39,25 @@ impl Sim {
 
     /// Thinning (Lewis and Shedler): candidates at the peak rate, each kept with probability
     /// rate(t) / peak, give a Poisson process with the curve's rate.
+    ///
+    /// The candidate drawn now is due one lookahead later: a request commands a proxy's DHT,
+    /// and a parallel window may already have run every host up to (not past) that time.
     pub(crate) fn on_arrival(&mut self) {
         let peak = self.sc.peak_rate();
         if peak <= 0.0 {
             return;
         }
-        let t = self.workload_time().unwrap_or(0) as f64 / 1e6;
+        let due = (self.now + self.lookahead).max(self.workload_start);
+        let t = (due - self.workload_start) as f64 / 1e6;
         if self.rng_work.random_range(0.0..1.0) < self.sc.rate_at(t) / peak {
             let proxy = self.rng_work.random_range(0..self.hosts.len() as u32);
             let object = self.pick_object();
-            self.request(proxy, object);
+            self.schedule(due, Ev::Request { proxy, object });
         }
         let u: f64 = self.rng_work.random_range(f64::EPSILON..1.0);
-        let next = self.now + secs(-u.ln() / peak);
+        let next = due + secs(-u.ln() / peak);
         if next <= self.workload_end {
-            self.schedule(next, Ev::Arrival);
+            self.schedule(next - self.lookahead, Ev::Arrival);
         }
     }
 

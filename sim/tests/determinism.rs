@@ -59,3 +59,58 @@ fn variants_run_side_by_side_give_what_they_give_one_at_a_time() {
     assert!(variants.contains("\"coral\"") && variants.contains("\"none\""));
     assert_eq!(report(3), (events, variants));
 }
+
+/// A shortened preset with every kind of event: faults that end windows, proxy logic that
+/// stops hosts inside them, jitter and loss drawn when their messages are merged.
+fn faulty(name: &str) -> Scenario {
+    let mut s = Scenario::named(name).expect("preset");
+    s.nodes = 300;
+    s.join_secs = 20.0;
+    s.warmup_secs = 40.0;
+    s.duration_secs = 240.0;
+    s.loss = 0.01;
+    s.jitter_ms = 2.0;
+    s.churn = sim::scenario::Churn {
+        mean_session_secs: 600.0,
+        mean_downtime_secs: 60.0,
+    };
+    s.partition = Some(sim::scenario::Partition {
+        at_secs: 60.0,
+        heal_secs: 120.0,
+    });
+    s.rollout = Some(sim::scenario::Rollout {
+        start_secs: 150.0,
+        end_secs: 230.0,
+    });
+    s
+}
+
+#[test]
+fn hosts_shared_among_threads_run_the_same_run_as_on_one() {
+    for name in ["flash-crowd", "coral-flash-crowd"] {
+        let run = |workers| {
+            let mut sim = Sim::new(faulty(name), Variant::Coral, 5).with_workers(workers);
+            sim.run(&mut |_, _, _| {});
+            let report = sim.report();
+            let (windows, shared) = sim.windows();
+            let outcome = (
+                sim.trace_hash(),
+                sim.events(),
+                serde_json::to_string(&report).expect("json"),
+            );
+            (outcome, windows, shared)
+        };
+        let (one, windows, shared) = run(1);
+        assert!(windows > 1_000, "{name}: {windows} windows");
+        assert_eq!(shared, 0, "one worker shares nothing");
+        let (two, _, shared_by_two) = run(2);
+        // Small networks have small windows; enough of them are still shared.
+        assert!(
+            shared_by_two > 100,
+            "{name}: {shared_by_two} of {windows} windows shared"
+        );
+        assert_eq!(two, one, "{name}: two workers");
+        let (three, _, _) = run(3);
+        assert_eq!(three, one, "{name}: three workers");
+    }
+}

@@ -10,6 +10,14 @@ use sim::latency::LatencyKind;
 use sim::scenario::Scenario;
 use sim::{RunOptions, Variant, run_variants};
 
+/// Parallel windows move nodes between threads, and with them what the nodes allocate and
+/// free; mimalloc frees across threads without the lock glibc's arenas take. With glibc, two
+/// threads ran 20,000 nodes slower than one (63.5 s against 59.5 s, lock waits a tenth of
+/// the run); with mimalloc, 39 s against 51 s. It costs memory: 8.7 GB against 7.6 GB for
+/// 100,000 nodes.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "reef-sim",
@@ -55,8 +63,9 @@ struct RunArgs {
     /// Round-trip every DHT message through the wire format.
     #[arg(long)]
     wire: bool,
-    /// Variants run at once, each on its own thread (default: one per core). Results do
-    /// not depend on it; peak memory is that of the variants running together.
+    /// Threads (default: one per core): variants run at once, each on its own thread, and
+    /// threads left over share each run's hosts. Results do not depend on it; peak memory
+    /// is that of the variants running together.
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
     /// Write the report as JSON to this file.
