@@ -335,10 +335,11 @@ impl Sim {
             if self.reachable(p, q) {
                 self.transfer(p, q, o, Source::Peer(level), 0);
             } else {
-                // It learns of it over the network: not sooner than the lookahead, so no
-                // parallel window has run it past this (see `window.rs`).
+                // It learns of it over the network, half a round trip later: no parallel
+                // window has run it past that (see `window.rs`).
+                let rtt = self.latency.rtt(p as usize, q as usize);
                 self.schedule(
-                    self.now + self.lookahead,
+                    self.now + rtt / 2,
                     Ev::Fallback {
                         proxy: q,
                         object: o,

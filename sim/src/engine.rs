@@ -387,6 +387,9 @@ impl Sim {
     }
 
     pub(crate) fn schedule(&mut self, at: Micros, ev: Ev) {
+        // Never into the past: the queue would take it as now, and a message would arrive
+        // late without a word (a window's merge once did this).
+        debug_assert!(at >= self.queue.now(), "{at} < {}", self.queue.now());
         self.queue.push(at, ev);
     }
 
@@ -454,11 +457,9 @@ impl Sim {
     pub fn run(&mut self, progress: &mut dyn FnMut(Micros, Micros, u64)) {
         self.schedule_start();
         let end = self.workload_end;
-        let helpers = if self.lookahead > 0 {
-            self.workers - 1
-        } else {
-            0
-        };
+        // No DHT (the `none` variant), no windows: helpers would only spin.
+        let windows = self.lookahead > 0 && self.dht_config.is_some();
+        let helpers = if windows { self.workers - 1 } else { 0 };
         let epoch = self.epoch;
         std::thread::scope(|scope| {
             let pool = crate::window::Pool::start(scope, helpers, epoch);
@@ -628,20 +629,30 @@ impl Sim {
     }
 
     pub(crate) fn count_hot_key(&mut self, host: u32, body: &dht::RequestBody) {
-        use dht::RequestBody as B;
-        let key = match body {
-            B::Get { key, .. } | B::PutProbe { key, .. } | B::Store { key, .. } => key,
-            B::Ping | B::FindNode { .. } => return,
-        };
-        if *key == self.hot_key {
+        if let Some(kind) = self.hot_key_kind(body) {
             self.metrics.hot_key_load[host as usize] += 1;
-            let kind = match body {
-                B::Get { .. } => 0,
-                B::PutProbe { .. } => 1,
-                _ => 2,
-            };
             self.metrics.hot_key_by_kind[kind] += 1;
         }
+    }
+
+    /// Takes back `count_hot_key` for a request that was handed back unrun.
+    pub(crate) fn uncount_hot_key(&mut self, host: u32, body: &dht::RequestBody) {
+        if let Some(kind) = self.hot_key_kind(body) {
+            self.metrics.hot_key_load[host as usize] -= 1;
+            self.metrics.hot_key_by_kind[kind] -= 1;
+        }
+    }
+
+    /// Which kind of request for the hot key `body` is (get, put probe, store), if it is one.
+    fn hot_key_kind(&self, body: &dht::RequestBody) -> Option<usize> {
+        use dht::RequestBody as B;
+        let (key, kind) = match body {
+            B::Get { key, .. } => (key, 0),
+            B::PutProbe { key, .. } => (key, 1),
+            B::Store { key, .. } => (key, 2),
+            B::Ping | B::FindNode { .. } => return None,
+        };
+        (*key == self.hot_key).then_some(kind)
     }
 
     pub(crate) fn schedule_origin_tick(&mut self) {

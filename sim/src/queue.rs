@@ -91,13 +91,25 @@ impl<T> EventQueue<T> {
 
     /// Schedules `item` at `at` (an instant in the past is taken as now).
     pub fn push(&mut self, at: Micros, item: T) {
-        let at = at.max(self.now);
         self.seq += 1;
-        let entry = Entry {
-            at,
-            seq: self.seq,
-            item,
-        };
+        self.insert(at, self.seq, item);
+    }
+
+    /// Puts back an event popped with [`pop_entry`](Self::pop_entry), with the sequence
+    /// number it had: among events of its time it keeps its place (a parallel window hands
+    /// back what it did not run, see [`rewind`](Self::rewind)).
+    pub fn push_again(&mut self, at: Micros, seq: u64, item: T) {
+        self.insert(at, seq, item);
+    }
+
+    /// Time of the last event popped (or of the last rewind): nothing is scheduled before it.
+    pub fn now(&self) -> Micros {
+        self.now
+    }
+
+    fn insert(&mut self, at: Micros, seq: u64, item: T) {
+        let at = at.max(self.now);
+        let entry = Entry { at, seq, item };
         let slot = at / SLOT_US;
         if slot <= self.cursor {
             self.current.push(Reverse(entry));
@@ -111,12 +123,17 @@ impl<T> EventQueue<T> {
 
     /// The earliest event, if any.
     pub fn pop(&mut self) -> Option<(Micros, T)> {
+        self.pop_entry().map(|(at, _, item)| (at, item))
+    }
+
+    /// The earliest event with its sequence number, if any.
+    pub fn pop_entry(&mut self) -> Option<(Micros, u64, T)> {
         if !self.fill_current() {
             return None;
         }
         let Reverse(e) = self.current.pop()?;
         self.now = e.at;
-        Some((e.at, e.item))
+        Some((e.at, e.seq, e.item))
     }
 
     /// The time of the earliest event, without removing it.
@@ -244,7 +261,9 @@ mod tests {
         assert_eq!(q.pop(), Some((1_200, "b")));
         assert_eq!(q.pop(), Some((3_500, "c")));
         assert_eq!(q.peek().map(|(at, n)| (at, *n)), Some((9_000, "d")));
+        // Pushed before the rewind, it would be taken as "now" (3.5 ms): too late.
         q.rewind(1_000);
+        assert_eq!(q.now(), 1_000);
         q.push(3_500, "c again");
         q.push(1_200, "b again");
         q.push(1_200, "b, then this");
@@ -253,5 +272,22 @@ mod tests {
         assert_eq!(q.pop(), Some((3_500, "c again")));
         assert_eq!(q.pop(), Some((9_000, "d")));
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn an_event_put_back_keeps_its_place_among_events_of_its_time() {
+        let mut q = EventQueue::new();
+        q.push(2_000, "first");
+        q.push(2_000, "second");
+        q.push(2_000, "third");
+        let (at, seq, item) = q.pop_entry().expect("an event");
+        assert_eq!((at, item), (2_000, "first"));
+        assert_eq!(q.pop(), Some((2_000, "second")));
+        q.rewind(2_000);
+        q.push_again(at, seq, item);
+        q.push(2_000, "fourth");
+        assert_eq!(q.pop(), Some((2_000, "first")));
+        assert_eq!(q.pop(), Some((2_000, "third")));
+        assert_eq!(q.pop(), Some((2_000, "fourth")));
     }
 }

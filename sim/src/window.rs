@@ -48,29 +48,34 @@ pub(crate) struct HostRun {
     node: Box<dht::Node>,
     /// It runs nothing at or after this: the window's end, or proxy logic at this host.
     limit: Micros,
-    inputs: Vec<(Micros, Ev)>,
+    /// With each input, its time and its sequence number in the queue.
+    inputs: Vec<(Micros, u64, Ev)>,
     /// Messages put on the network, with when.
     sent: Vec<(Micros, Transmit)>,
-    /// Gets and puts that finished, and when: the host stopped there, for the proxy logic.
-    outcome: Option<(Micros, Vec<Event>)>,
+    /// Gets and puts that finished, when, and the sequence number of the input they came
+    /// after: the host stopped there, for the proxy logic.
+    outcome: Option<(Micros, u64, Vec<Event>)>,
     /// Inputs it did not run because it stopped.
-    deferred: Vec<(Micros, Ev)>,
+    deferred: Vec<(Micros, u64, Ev)>,
     /// Time of the last input or timer it ran.
     last: Micros,
+    /// Sequence number of the last input it ran (of the first, before it ran any).
+    last_seq: u64,
 }
 
 impl HostRun {
     fn run(&mut self, epoch: Instant) {
         let mut inputs = std::mem::take(&mut self.inputs).into_iter();
-        while let Some((at, ev)) = inputs.next() {
+        while let Some((at, seq, ev)) = inputs.next() {
             // Timers due at or before the input go first.
             let stopped = self.fire_timers(epoch, at + 1);
             if stopped {
-                self.deferred.push((at, ev));
+                self.deferred.push((at, seq, ev));
                 self.deferred.extend(inputs);
                 return;
             }
             self.last = at;
+            self.last_seq = seq;
             let now = epoch + Duration::from_micros(at);
             match ev {
                 Ev::Deliver { input, .. } => self.node.handle_input(now, *input),
@@ -115,7 +120,7 @@ impl HostRun {
         if done.is_empty() {
             return false;
         }
-        self.outcome = Some((at, done));
+        self.outcome = Some((at, self.last_seq, done));
         true
     }
 }
@@ -229,7 +234,10 @@ impl Pool {
         // windows; how much smaller is learned (`own_share`). (Keeping each host on one
         // thread, for its caches, measured no faster: a node is mostly cold by its next turn.)
         let helpers = self.lanes.len();
-        let own = ((events as f64 * self.own_share.get()).round() as usize).min(events);
+        // A helper always gets the last host at least, so which windows are shared does
+        // not depend on timing.
+        let last = runs.last().map_or(0, |r| r.inputs.len());
+        let own = ((events as f64 * self.own_share.get()).round() as usize).min(events - last);
         let per_helper = (events - own).div_ceil(helpers).max(1);
         let mut split: Vec<Vec<HostRun>> = vec![Vec::new()];
         let mut filled = 0;
@@ -285,7 +293,7 @@ impl Sim {
         let mut touched: Vec<u32> = Vec::new();
         // Events handed back to the queue: proxy logic and detached events, to run alone
         // after the window, and the inputs of stopped hosts.
-        let mut later: Vec<(Micros, bool, Ev)> = Vec::new();
+        let mut later: Vec<(Micros, u64, Ev)> = Vec::new();
         let mut events = 0;
         while let Some((at, ev)) = self.queue.peek() {
             if at >= limit {
@@ -296,7 +304,7 @@ impl Sim {
                 window_end = at;
                 break;
             }
-            let Some((at, ev)) = self.queue.pop() else {
+            let Some((at, seq, ev)) = self.queue.pop_entry() else {
                 break;
             };
             match reach {
@@ -307,7 +315,7 @@ impl Sim {
                         || slot == STOPPED
                         || (slot != NO_RUN && runs[slot as usize].limit <= at);
                     if stopped {
-                        later.push((at, false, ev));
+                        later.push((at, seq, ev));
                         continue;
                     }
                     self.now = at;
@@ -330,12 +338,13 @@ impl Sim {
                             outcome: None,
                             deferred: Vec::new(),
                             last: at,
+                            last_seq: seq,
                         });
                         runs.len() - 1
                     } else {
                         slot as usize
                     };
-                    runs[slot].inputs.push((at, ev));
+                    runs[slot].inputs.push((at, seq, ev));
                     events += 1;
                 }
                 Reach::Host(host) => {
@@ -350,9 +359,9 @@ impl Sim {
                             r.limit = r.limit.min(at);
                         }
                     }
-                    later.push((at, false, ev));
+                    later.push((at, seq, ev));
                 }
-                Reach::Detached => later.push((at, false, ev)),
+                Reach::Detached => later.push((at, seq, ev)),
                 Reach::Barrier => unreachable!("a window ends before a barrier"),
             }
         }
@@ -367,15 +376,16 @@ impl Sim {
         for host in touched {
             self.run_of[host as usize] = NO_RUN;
         }
+        // Before anything is scheduled: the window popped up to its end, and what it sends
+        // and hands back lands earlier than that.
+        self.queue.rewind(start);
         for r in runs {
             self.merge(r, &mut later);
         }
-        // An outcome goes before anything else at its time: it came of an input that ran
-        // before them.
-        later.sort_by_key(|(at, outcome, _)| (*at, !*outcome));
-        self.queue.rewind(start);
-        for (at, _, ev) in later {
-            self.schedule(at, ev);
+        // Handed back with their sequence numbers, they keep their places among events of
+        // their time (an outcome takes the place of the input it came after).
+        for (at, seq, ev) in later {
+            self.queue.push_again(at, seq, ev);
         }
     }
 
@@ -401,19 +411,28 @@ impl Sim {
     }
 
     /// Puts a host's node back and its output into the world, in the order it came.
-    fn merge(&mut self, r: HostRun, later: &mut Vec<(Micros, bool, Ev)>) {
+    fn merge(&mut self, r: HostRun, later: &mut Vec<(Micros, u64, Ev)>) {
         let host = r.host;
         self.hosts[host as usize].dht = Some(r.node);
         for (at, t) in r.sent {
             self.now = at;
             self.send(host, t);
         }
-        later.extend(r.deferred.into_iter().map(|(at, ev)| (at, false, ev)));
-        if let Some((at, events)) = r.outcome {
+        for (at, seq, ev) in r.deferred {
+            // Counted when popped; it will be again when it runs.
+            self.events -= 1;
+            if let Ev::Deliver { input, .. } = &ev
+                && let dht::Input::Request { req, .. } = input.as_ref()
+            {
+                self.uncount_hot_key(host, &req.body);
+            }
+            later.push((at, seq, ev));
+        }
+        if let Some((at, seq, events)) = r.outcome {
             let incarnation = self.hosts[host as usize].incarnation;
             later.push((
                 at,
-                true,
+                seq,
                 Ev::Outcome {
                     host,
                     incarnation,
