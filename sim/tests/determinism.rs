@@ -3,15 +3,21 @@
 use sim::scenario::Scenario;
 use sim::{Sim, Variant};
 
-fn small() -> Scenario {
-    let mut s = Scenario::named("coral-flash-crowd").expect("preset");
-    s.nodes = 40;
+/// Preset `name` with `nodes` nodes joining over 20 s, `warmup` and `duration` seconds, and
+/// a lossy, jittery network.
+fn shortened(name: &str, nodes: usize, warmup: f64, duration: f64) -> Scenario {
+    let mut s = Scenario::named(name).expect("preset");
+    s.nodes = nodes;
     s.join_secs = 20.0;
-    s.warmup_secs = 60.0;
-    s.duration_secs = 120.0;
+    s.warmup_secs = warmup;
+    s.duration_secs = duration;
     s.loss = 0.02;
     s.jitter_ms = 3.0;
     s
+}
+
+fn small() -> Scenario {
+    shortened("coral-flash-crowd", 40, 60.0, 120.0)
 }
 
 fn trace(seed: u64) -> (u64, u64, u64) {
@@ -63,13 +69,7 @@ fn variants_run_side_by_side_give_what_they_give_one_at_a_time() {
 /// A shortened preset with every kind of event: faults that end windows, proxy logic that
 /// stops hosts inside them, jitter and loss drawn when their messages are merged.
 fn faulty(name: &str) -> Scenario {
-    let mut s = Scenario::named(name).expect("preset");
-    s.nodes = 300;
-    s.join_secs = 20.0;
-    s.warmup_secs = 40.0;
-    s.duration_secs = 240.0;
-    s.loss = 0.01;
-    s.jitter_ms = 2.0;
+    let mut s = shortened(name, 300, 40.0, 240.0);
     s.churn = sim::scenario::Churn {
         mean_session_secs: 600.0,
         mean_downtime_secs: 60.0,
