@@ -307,10 +307,10 @@ impl Sim {
     }
 
     pub(crate) fn on_arrived(&mut self, p: u32, incarnation: u8, o: u32, source: Source) {
-        let h = &mut self.hosts[p as usize];
-        if !h.up || h.incarnation != incarnation {
+        if !self.is_live(p, incarnation) {
             return;
         }
+        let h = &mut self.hosts[p as usize];
         let Some(fetch) = h.proxy.inflight.remove(&o) else {
             return;
         };

@@ -260,10 +260,19 @@ fn host_addresses(n: usize) -> &'static [u8] {
     *buffer
 }
 
-/// Virtual time of `at` on a run's clock starting at `epoch`, rounded up (see `Sim::micros`).
+/// Virtual time of `at` on a run's clock starting at `epoch`, rounded up: a wake-up never
+/// lands before its deadline, or the node would be woken at the same instant forever.
 pub(crate) fn micros_since(epoch: Instant, at: Instant) -> Micros {
     let d = at.saturating_duration_since(epoch);
     (d.as_micros() + u128::from(!d.subsec_nanos().is_multiple_of(1000))) as Micros
+}
+
+/// Hands a DHT message or timer (`Ev::Deliver`, `Ev::Wake`) to the host's node.
+pub(crate) fn feed(node: &mut dht::Node, now: Instant, ev: Ev) {
+    match ev {
+        Ev::Deliver { input, .. } => node.handle_input(now, *input),
+        _ => node.handle_timeout(now),
+    }
 }
 
 pub(crate) fn secs(s: f64) -> Micros {
@@ -378,12 +387,6 @@ impl Sim {
 
     pub(crate) fn instant(&self, t: Micros) -> Instant {
         self.epoch + Duration::from_micros(t)
-    }
-
-    /// Virtual time of `at`, rounded up: a wake-up never lands before its deadline, or the
-    /// node would be woken at the same instant forever.
-    fn micros(&self, at: Instant) -> Micros {
-        micros_since(self.epoch, at)
     }
 
     pub(crate) fn schedule(&mut self, at: Micros, ev: Ev) {
@@ -507,34 +510,13 @@ impl Sim {
 
     fn step(&mut self, ev: Ev) {
         match ev {
-            Ev::Deliver {
-                host,
-                incarnation,
-                input,
-            } => {
-                self.trace_event(host, 0);
-                let h = &self.hosts[host as usize];
-                if !h.up || h.incarnation != incarnation {
+            ev @ (Ev::Deliver { host, .. } | Ev::Wake { host }) => {
+                let Some(ev) = self.admit(host, ev) else {
                     return;
-                }
-                if let Input::Request { req, .. } = input.as_ref() {
-                    self.count_hot_key(host, &req.body);
-                }
+                };
                 let now = self.instant(self.now);
                 if let Some(dht) = self.hosts[host as usize].dht.as_mut() {
-                    dht.handle_input(now, *input);
-                }
-                self.drain(host);
-            }
-            Ev::Wake { host } => {
-                self.trace_event(host, 1);
-                let h = &mut self.hosts[host as usize];
-                if h.next_wake <= self.now {
-                    h.next_wake = Micros::MAX;
-                }
-                let now = self.instant(self.now);
-                if let Some(dht) = self.hosts[host as usize].dht.as_mut() {
-                    dht.handle_timeout(now);
+                    feed(dht, now, ev);
                 }
                 self.drain(host);
             }
@@ -556,8 +538,7 @@ impl Sim {
                 events,
             } => {
                 self.trace_event(host, 15);
-                let h = &self.hosts[host as usize];
-                if !h.up || h.incarnation != incarnation {
+                if !self.is_live(host, incarnation) {
                     return;
                 }
                 for e in events {
@@ -743,12 +724,7 @@ impl Sim {
                 self.send(host, t);
             }
             if let Some(w) = wake {
-                let w = self.micros(w).max(self.now);
-                let h = &mut self.hosts[host as usize];
-                if w < h.next_wake || h.next_wake <= self.now {
-                    h.next_wake = w;
-                    self.schedule(w, Ev::Wake { host });
-                }
+                self.queue_wake(host, w, self.now);
             }
             if events.is_empty() {
                 return;
@@ -757,6 +733,25 @@ impl Sim {
                 self.on_dht_event(host, e);
             }
         }
+    }
+
+    /// Queues a wake-up of `host` for its DHT's next deadline (never before `last`, the time
+    /// it last ran), unless an earlier one is queued; one that already ran (at or before
+    /// `last`) no longer counts.
+    pub(crate) fn queue_wake(&mut self, host: u32, deadline: Instant, last: Micros) {
+        let w = micros_since(self.epoch, deadline).max(last);
+        let h = &mut self.hosts[host as usize];
+        if w < h.next_wake || h.next_wake <= last {
+            h.next_wake = w;
+            self.schedule(w, Ev::Wake { host });
+        }
+    }
+
+    /// Whether `host` is up and still in the life `incarnation` (events meant for an
+    /// earlier life are dropped).
+    pub(crate) fn is_live(&self, host: u32, incarnation: u8) -> bool {
+        let h = &self.hosts[host as usize];
+        h.up && h.incarnation == incarnation
     }
 
     /// Puts a message on the network. It arrives one one-way delay later, and never sooner

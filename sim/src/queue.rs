@@ -138,10 +138,7 @@ impl<T> EventQueue<T> {
 
     /// The time of the earliest event, without removing it.
     pub fn peek_time(&mut self) -> Option<Micros> {
-        if !self.fill_current() {
-            return None;
-        }
-        self.current.peek().map(|Reverse(e)| e.at)
+        self.peek().map(|(at, _)| at)
     }
 
     /// The earliest event, without removing it.

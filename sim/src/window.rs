@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use dht::{Event, Transmit};
 
-use crate::engine::{Ev, Reach, Sim, micros_since};
+use crate::engine::{Ev, Reach, Sim, feed, micros_since};
 use crate::queue::Micros;
 
 /// `Sim::run_of` of a host with no run in the current window.
@@ -76,11 +76,7 @@ impl HostRun {
             }
             self.last = at;
             self.last_seq = seq;
-            let now = epoch + Duration::from_micros(at);
-            match ev {
-                Ev::Deliver { input, .. } => self.node.handle_input(now, *input),
-                _ => self.node.handle_timeout(now),
-            }
+            feed(&mut self.node, epoch + Duration::from_micros(at), ev);
             if self.collect(at) {
                 self.deferred.extend(inputs);
                 return;
@@ -267,10 +263,10 @@ impl Pool {
         self.own_share
             .set((self.own_share.get() + step).clamp(0.05, 0.95));
         for lane in &self.lanes[..handed] {
-            match lane.done.take(&AtomicBool::new(false)) {
+            match lane.done.take(&self.closed) {
                 Some(Ok(share)) => mine.extend(share),
                 Some(Err(panic)) => resume_unwind(panic),
-                None => unreachable!("a lane is never closed while waited on"),
+                None => unreachable!("the pool is closed only when dropped"),
             }
         }
         (mine, handed > 0)
@@ -390,15 +386,15 @@ impl Sim {
     }
 
     /// Whether a message or timer popped for `host` still concerns it: a message for an
-    /// earlier life of the host is dropped. Counts a request for the hot key.
-    fn admit(&mut self, host: u32, ev: Ev) -> Option<Ev> {
+    /// earlier life of the host is dropped. Traces it, and counts a request for the hot key.
+    /// Events run alone and in windows pass here alike.
+    pub(crate) fn admit(&mut self, host: u32, ev: Ev) -> Option<Ev> {
         match &ev {
             Ev::Deliver {
                 incarnation, input, ..
             } => {
                 self.trace_event(host, 0);
-                let h = &self.hosts[host as usize];
-                if !h.up || h.incarnation != *incarnation {
+                if !self.is_live(host, *incarnation) {
                     return None;
                 }
                 if let dht::Input::Request { req, .. } = input.as_ref() {
@@ -441,19 +437,12 @@ impl Sim {
             ));
             return; // the proxy logic drains the host and sets its wake-up
         }
-        let Some(wake) = self.hosts[host as usize]
+        if let Some(wake) = self.hosts[host as usize]
             .dht
             .as_ref()
             .and_then(|d| d.poll_timeout())
-        else {
-            return;
-        };
-        let wake = micros_since(self.epoch, wake).max(r.last);
-        let h = &mut self.hosts[host as usize];
-        // Unless an earlier wake-up is queued (one that ran in the window no longer is).
-        if wake < h.next_wake || h.next_wake <= r.last {
-            h.next_wake = wake;
-            self.schedule(wake, Ev::Wake { host });
+        {
+            self.queue_wake(host, wake, r.last);
         }
     }
 }
