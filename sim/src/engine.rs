@@ -82,8 +82,9 @@ pub(crate) enum Ev {
     Wake { host: u32 },
     /// A host starts and joins the overlay.
     Join { host: u32 },
-    /// The rate workload's generator: draws the next request, due one lookahead later (so
-    /// that no host has run past it, see `window.rs`), and its own next firing.
+    /// The rate workload's generator: draws the requests of its next span, due from one
+    /// lookahead later (so that no host has run past them, see `window.rs`), and its own
+    /// next firing.
     Arrival,
     /// A request of the rate workload reaches a proxy.
     Request { proxy: u32, object: u32 },
@@ -241,6 +242,8 @@ pub struct Sim {
     /// FNV-1a over (time, host, event kind) of every event: equal runs, equal hashes.
     trace: u64,
     pub(crate) zipf_cdf: Vec<f64>,
+    /// When the rate workload's next request is due (`None`: no more).
+    pub(crate) next_request: Option<Micros>,
 }
 
 /// The addresses of hosts `0..n` (each its index, 4 bytes big-endian), in a buffer that lives
@@ -367,6 +370,7 @@ impl Sim {
             events: 0,
             trace: 0xcbf2_9ce4_8422_2325,
             zipf_cdf,
+            next_request: None,
             variant,
             sc,
         }
