@@ -14,7 +14,10 @@ use sim::{RunOptions, Variant, run_variants};
 /// free; mimalloc frees across threads without the lock glibc's arenas take. With glibc, two
 /// threads ran 20,000 nodes slower than one (63.5 s against 59.5 s, lock waits a tenth of
 /// the run); with mimalloc, 39 s against 51 s. It costs memory: 8.7 GB against 7.6 GB for
-/// 100,000 nodes.
+/// 100,000 nodes. It also backs its heap with transparent huge pages (where the kernel
+/// allows them on request), which glibc needed a tunable and a restart of the program for:
+/// a large run is gigabytes of node state touched at random, and with 4 KiB pages most
+/// events missed the TLB (glibc without huge pages ran 10,000 nodes 7 times slower).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -89,45 +92,9 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run(args) => {
-            with_huge_pages();
-            run(args)
-        }
+        Command::Run(args) => run(args),
     }
 }
-
-/// Starts this program again with glibc's allocator asking for transparent huge pages (the
-/// tunable only takes effect at start). A large run is gigabytes of node state touched at
-/// random, one node per event, and with 4 KiB pages most events missed the TLB: 10,000 nodes
-/// ran 15-20 % faster, 100,000 nodes 43 %. Skipped when `GLIBC_TUNABLES` is set (by the
-/// user; `GLIBC_TUNABLES=` opts out, e.g. under valgrind or gdb, which do not follow the new
-/// start) or when this is the new start already; if starting fails, the run goes on as is.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn with_huge_pages() {
-    use std::os::unix::process::CommandExt;
-    const TUNABLE: &str = "glibc.malloc.hugetlb=1";
-    // Marks the new start, in case the environment does not pass GLIBC_TUNABLES through.
-    const STARTED: &str = "REEF_SIM_HUGE_PAGES";
-    if std::env::var_os("GLIBC_TUNABLES").is_some() || std::env::var_os(STARTED).is_some() {
-        return;
-    }
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
-    let mut args = std::env::args_os();
-    let arg0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
-    let err = std::process::Command::new(&exe)
-        .arg0(arg0)
-        .args(args)
-        .env("GLIBC_TUNABLES", TUNABLE)
-        .env(STARTED, "1")
-        .exec();
-    eprintln!("sim: running without huge pages ({err})");
-}
-
-/// Huge pages are asked of glibc's allocator only.
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn with_huge_pages() {}
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut scenario = Scenario::named(&args.scenario).with_context(|| {
