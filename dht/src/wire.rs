@@ -372,7 +372,7 @@ fn check_contacts(contacts: &[Contact]) -> Result<(), DecodeError> {
 }
 
 fn check_contact(c: &Contact) -> Result<(), DecodeError> {
-    if c.addr.0.len() > MAX_ADDR_LEN {
+    if c.addr.len() > MAX_ADDR_LEN {
         return Err(DecodeError::Limit("address too long"));
     }
     Ok(())

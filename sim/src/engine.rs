@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use dht::{Addr, Contact, Event, InboundId, Input, Key, NodeId, QueryId, RpcId, Transmit};
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -217,8 +216,8 @@ pub struct Sim {
     pub(crate) latency: LatencyModel,
     pub(crate) hosts: Vec<Host>,
     pub(crate) ids: Vec<NodeId>,
-    /// Every host's address, sliced from one static buffer: no allocation per contact, and
-    /// copying a contact touches no reference count (that was a twentieth of a run).
+    /// Every host's address: its index, 4 bytes big-endian (held in place by `Addr`, so
+    /// copying a contact allocates nothing and counts no references).
     addrs: Vec<Addr>,
     pub(crate) keys: Vec<Key>,
     pub(crate) hot_key: Key,
@@ -244,23 +243,9 @@ pub struct Sim {
     pub(crate) zipf_cdf: Vec<f64>,
     /// When the rate workload's next request is due (`None`: no more).
     pub(crate) next_request: Option<Micros>,
-}
-
-/// The addresses of hosts `0..n` (each its index, 4 bytes big-endian), in a buffer that lives
-/// as long as the process. Runs share it; it is replaced only when a run has more hosts than
-/// it holds, by one at least twice as large, so all buffers together stay under four times
-/// the largest run's 4 bytes per host.
-fn host_addresses(n: usize) -> &'static [u8] {
-    static BUFFER: std::sync::Mutex<&'static [u8]> = std::sync::Mutex::new(&[]);
-    let mut buffer = BUFFER
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if buffer.len() < n * 4 {
-        let hosts = n.max(buffer.len() / 4 * 2);
-        let bytes: Vec<u8> = (0..hosts as u32).flat_map(u32::to_be_bytes).collect();
-        *buffer = Box::leak(bytes.into_boxed_slice());
-    }
-    *buffer
+    /// The time of the rate workload's last request drawn, in seconds since the workload
+    /// started, unrounded.
+    pub(crate) last_request_secs: f64,
 }
 
 /// Virtual time of `at` on a run's clock starting at `epoch`, rounded up: a wake-up never
@@ -298,9 +283,8 @@ impl Sim {
                 NodeId(id)
             })
             .collect();
-        let buffer = host_addresses(n);
-        let addrs = (0..n)
-            .map(|i| Addr(Bytes::from_static(&buffer[i * 4..i * 4 + 4])))
+        let addrs = (0..n as u32)
+            .map(|i| Addr::from(&i.to_be_bytes()[..]))
             .collect();
         let keys: Vec<Key> = (0..sc.objects)
             .map(|o| Key::from_url(&format!("http://site.example/object/{o}")))
@@ -371,6 +355,7 @@ impl Sim {
             trace: 0xcbf2_9ce4_8422_2325,
             zipf_cdf,
             next_request: None,
+            last_request_secs: 0.0,
             variant,
             sc,
         }
@@ -408,7 +393,7 @@ impl Sim {
     }
 
     pub(crate) fn host_of(addr: &Addr) -> Option<u32> {
-        let b: [u8; 4] = addr.0.as_ref().try_into().ok()?;
+        let b: [u8; 4] = addr.as_bytes().try_into().ok()?;
         Some(u32::from_be_bytes(b))
     }
 

@@ -4,10 +4,10 @@ use rand::RngExt;
 
 use crate::engine::{Ev, Sim, secs};
 use crate::queue::Micros;
+use crate::scenario::{Popularity, Workload};
 
 /// Virtual time whose requests one firing of the rate workload's generator draws.
 const ARRIVAL_SPAN: Micros = 100_000;
-use crate::scenario::{Popularity, Workload};
 
 impl Sim {
     pub(crate) fn schedule_workload(&mut self) {
@@ -22,7 +22,7 @@ impl Sim {
                 }
             }
             Workload::Rate { .. } => {
-                self.next_request = self.draw_request_after(self.workload_start);
+                self.next_request = self.draw_request();
                 if let Some(due) = self.next_request {
                     // The generator runs one lookahead ahead of the requests it draws.
                     self.schedule(due.saturating_sub(self.lookahead), Ev::Arrival);
@@ -55,23 +55,29 @@ impl Sim {
         while let Some(due) = self.next_request.filter(|due| *due < until) {
             let proxy = self.rng_work.random_range(0..self.hosts.len() as u32);
             let object = self.pick_object();
-            self.schedule(due, Ev::Request { proxy, object });
-            self.next_request = self.draw_request_after(due);
+            // Only a warm-up shorter than the lookahead puts the first request sooner.
+            self.schedule(
+                due.max(self.now + self.lookahead),
+                Ev::Request { proxy, object },
+            );
+            self.next_request = self.draw_request();
         }
         if let Some(due) = self.next_request {
-            // The next span starts where this one ended, or at the next request.
-            let at = (self.now + ARRIVAL_SPAN).max(due.saturating_sub(self.lookahead));
-            self.schedule(at, Ev::Arrival);
+            // One lookahead before the next request, which is at or after this span's end.
+            self.schedule(due.saturating_sub(self.lookahead), Ev::Arrival);
         }
     }
 
-    /// The next request of the rate workload after `t`, if it is due by the workload's end.
-    fn draw_request_after(&mut self, t: Micros) -> Option<Micros> {
+    /// The rate workload's next request, if it is due by the workload's end. The draw goes on
+    /// from the exact time of the last one, not from its microsecond: rounding each time
+    /// down would shorten every gap, by 1.25 % at 25,000 requests a second.
+    fn draw_request(&mut self) -> Option<Micros> {
         let mass = -self.rng_work.random_range(f64::EPSILON..1.0).ln();
-        let since = t.saturating_sub(self.workload_start) as f64 / 1e6;
-        let at = self.sc.arrival_after(since, mass)?;
-        let due = self.workload_start.saturating_add(secs(at));
-        (due <= self.workload_end).then_some(due.max(t))
+        self.last_request_secs = self.sc.arrival_after(self.last_request_secs, mass)?;
+        let due = self
+            .workload_start
+            .saturating_add(secs(self.last_request_secs));
+        (due <= self.workload_end).then_some(due)
     }
 
     fn pick_object(&mut self) -> u32 {

@@ -296,7 +296,7 @@ fn a_peer_learned_address_replaces_the_held_one_without_adding_anyone() {
         n.snapshot(now).levels[0]
             .buckets
             .iter()
-            .flat_map(|(_, b)| b.iter().map(|p| p.contact.addr.0.to_vec()))
+            .flat_map(|(_, b)| b.iter().map(|p| p.contact.addr.as_bytes().to_vec()))
             .collect()
     };
     assert_eq!(addrs(&n), vec![vec![2]]);

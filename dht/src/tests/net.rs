@@ -72,7 +72,7 @@ pub(crate) fn addr(host: usize) -> Vec<u8> {
 }
 
 fn host_of(c: &Contact) -> Option<usize> {
-    let b: [u8; 4] = c.addr.0.as_ref().try_into().ok()?;
+    let b: [u8; 4] = c.addr.as_bytes().try_into().ok()?;
     Some(u32::from_be_bytes(b) as usize)
 }
 

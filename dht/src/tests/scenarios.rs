@@ -176,7 +176,7 @@ fn regions_become_level2_clusters_and_stay_apart() {
         let snap = node.snapshot(now);
         for (_, peers) in &snap.levels[2].buckets {
             for p in peers {
-                let j = u32::from_be_bytes(p.contact.addr.0.as_ref().try_into().unwrap()) as usize;
+                let j = u32::from_be_bytes(p.contact.addr.as_bytes().try_into().unwrap()) as usize;
                 assert_eq!(region(j), region(i), "node {i} routes to {j} at level 2");
             }
         }

@@ -133,7 +133,7 @@ impl Advert {
 
     /// The advert in a contact, checked against the contact's node ID.
     pub fn of(contact: &Contact) -> Result<Advert, AdvertError> {
-        let advert = Advert::decode(&contact.addr.0)?;
+        let advert = Advert::decode(contact.addr.as_bytes())?;
         if node_id(&advert.peer) != contact.id {
             return Err(AdvertError::Mismatch);
         }
