@@ -173,7 +173,7 @@ impl fmt::Debug for Distance {
 /// multiaddrs) and `sim` a host index. The DHT only keeps it and hands it back in
 /// [`Transmit`](crate::Transmit)s. On the wire it is a byte string.
 ///
-/// 24 bytes, so that a [`Contact`] is 56 and a routing-table entry one 64-byte cache line:
+/// 24 bytes, so that a [`Contact`] is 56 and a routing-table entry 64, a cache line's size:
 /// every node keeps a thousand or so contacts (tables, replacement caches, peers heard from,
 /// stored values), and a simulator keeps 100,000 nodes. Up to [`Addr::INLINE`] bytes are held
 /// in place, so copying a short address touches no shared reference count (with `Bytes`,
@@ -184,7 +184,11 @@ pub struct Addr(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    Inline { len: u8, bytes: [u8; Addr::INLINE] },
+    /// `len` is at most `INLINE`: only `From<&[u8]>` builds this.
+    Inline {
+        len: u8,
+        bytes: [u8; Addr::INLINE],
+    },
     Shared(Arc<[u8]>),
 }
 
@@ -219,24 +223,22 @@ impl Default for Addr {
 
 impl From<&[u8]> for Addr {
     fn from(b: &[u8]) -> Self {
-        match u8::try_from(b.len()) {
-            Ok(len) if b.len() <= Addr::INLINE => {
-                let mut bytes = [0; Addr::INLINE];
-                bytes[..b.len()].copy_from_slice(b);
-                Addr(Repr::Inline { len, bytes })
-            }
-            _ => Addr(Repr::Shared(Arc::from(b))),
+        if b.len() > Addr::INLINE {
+            return Addr(Repr::Shared(Arc::from(b)));
         }
+        let mut bytes = [0; Addr::INLINE];
+        bytes[..b.len()].copy_from_slice(b);
+        Addr(Repr::Inline {
+            len: b.len() as u8, // at most INLINE
+            bytes,
+        })
     }
 }
 
 impl From<Vec<u8>> for Addr {
     fn from(v: Vec<u8>) -> Self {
-        if v.len() <= Addr::INLINE {
-            Addr::from(&v[..])
-        } else {
-            Addr(Repr::Shared(Arc::from(v)))
-        }
+        // An `Arc<[u8]>` needs its own allocation (with the counts) either way.
+        Addr::from(&v[..])
     }
 }
 
@@ -291,6 +293,10 @@ impl<'de> Deserialize<'de> for Addr {
             }
             fn visit_byte_buf<E: serde::de::Error>(self, b: Vec<u8>) -> Result<Addr, E> {
                 Ok(Addr::from(b))
+            }
+            // `Bytes` took a string as its bytes too (self-describing formats).
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Addr, E> {
+                Ok(Addr::from(s.as_bytes()))
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Addr, A::Error> {
                 let mut b = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
@@ -371,6 +377,12 @@ mod tests {
             prop_assert_eq!(x.len(), a.len());
             prop_assert_eq!(x == y, a == b);
             prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+            let state = std::hash::RandomState::new();
+            let same = Addr::from(&a[..]);
+            prop_assert_eq!(
+                std::hash::BuildHasher::hash_one(&state, &x),
+                std::hash::BuildHasher::hash_one(&state, &same)
+            );
             let wire = postcard::to_allocvec(&x).unwrap();
             prop_assert_eq!(&wire, &postcard::to_allocvec(&serde_bytes_like(&a)).unwrap());
             let back: Addr = postcard::from_bytes(&wire).unwrap();

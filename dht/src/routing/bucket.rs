@@ -185,6 +185,12 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_is_the_size_of_a_cache_line() {
+        // A full bucket is scanned on every message from one of its peers.
+        assert_eq!(std::mem::size_of::<Entry>(), 64);
+    }
+
+    #[test]
     fn full_bucket_keeps_one_pending_ping() {
         let t0 = at(0);
         let mut b = Bucket::default();
