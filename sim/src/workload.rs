@@ -23,10 +23,7 @@ impl Sim {
             }
             Workload::Rate { .. } => {
                 self.next_request = self.draw_request();
-                if let Some(due) = self.next_request {
-                    // The generator runs one lookahead ahead of the requests it draws.
-                    self.schedule(due.saturating_sub(self.lookahead), Ev::Arrival);
-                }
+                self.schedule_generator();
             }
         }
     }
@@ -62,8 +59,13 @@ impl Sim {
             );
             self.next_request = self.draw_request();
         }
+        self.schedule_generator();
+    }
+
+    /// The generator's next firing: one lookahead before the next request (at or after the
+    /// end of the span just drawn), if there is one.
+    fn schedule_generator(&mut self) {
         if let Some(due) = self.next_request {
-            // One lookahead before the next request, which is at or after this span's end.
             self.schedule(due.saturating_sub(self.lookahead), Ev::Arrival);
         }
     }
