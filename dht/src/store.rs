@@ -10,11 +10,16 @@
 //! A full node refuses a new holder, so puts spread onto nodes before it; a node that is
 //! both full and loaded stops puts from going further, so the nodes nearest a hot key see at
 //! most about `beta` requests a minute from each direction instead of all of them.
+//!
+//! Sizes: a simulator holds tens of thousands of stores per level, so the expiry index has
+//! one entry per key (its soonest expiry), not one per value, and request times are
+//! four-byte [`Stamp`]s.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::id::{Key, NodeId};
+use crate::stamp::{Clock, Stamp};
 use crate::wire::Value;
 
 #[derive(Clone, Debug)]
@@ -41,10 +46,16 @@ pub(crate) struct Limits {
 pub(crate) struct Store {
     limits: Limits,
     values: BTreeMap<Key, Vec<Stored>>,
-    /// Every stored value by expiry: drives expiry and picks the victim when `max_keys` is hit.
-    by_expiry: BTreeSet<(Instant, Key, NodeId)>,
+    /// Every key with values, by the soonest expiry among them: drives expiry (in
+    /// logarithmic time, however many keys) and picks the key to drop when `max_keys` is hit.
+    by_expiry: BTreeSet<(Instant, Key)>,
+    value_count: usize,
+    /// The clock of the request stamps.
+    clock: Clock,
     /// Recent request times per key, at most `loaded_threshold + 1` each (enough to decide).
-    requests: BTreeMap<Key, VecDeque<Instant>>,
+    /// Whole seconds: a request counts towards the window for up to a second less than
+    /// `loaded_window`, which the rule, a rate over a minute, does not notice.
+    requests: BTreeMap<Key, VecDeque<Stamp>>,
 }
 
 impl Store {
@@ -53,6 +64,8 @@ impl Store {
             limits,
             values: BTreeMap::new(),
             by_expiry: BTreeSet::new(),
+            value_count: 0,
+            clock: Clock::default(),
             requests: BTreeMap::new(),
         }
     }
@@ -71,17 +84,19 @@ impl Store {
         }
         let window = self.limits.loaded_window;
         let cap = self.limits.loaded_threshold as usize + 1;
+        let stamp = self.clock.stamp(now);
+        let clock = self.clock;
         let times = self.requests.entry(key).or_default();
         while times
             .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= window)
+            .is_some_and(|t| clock.silence(now, *t) >= window)
         {
             times.pop_front();
         }
         if times.len() >= cap {
             times.pop_front();
         }
-        times.push_back(now);
+        times.push_back(stamp);
     }
 
     /// More than `beta` requests for `key` in the last window (a sloppy store only).
@@ -91,7 +106,7 @@ impl Store {
             && self.requests.get(key).is_some_and(|times| {
                 times
                     .iter()
-                    .filter(|t| now.saturating_duration_since(**t) < window)
+                    .filter(|t| self.clock.silence(now, **t) < window)
                     .count()
                     > self.limits.loaded_threshold as usize
             })
@@ -148,44 +163,44 @@ impl Store {
     }
 
     fn insert(&mut self, key: Key, value: Value, expires: Instant) -> bool {
-        let holder = value.holder.id;
-        if let Some(vs) = self.values.get(&key)
-            && let Some(s) = vs.iter().find(|s| s.value.holder.id == holder)
-        {
-            let old = (s.expires, key, holder);
-            self.remove_value(old);
-        }
-        // At capacity: the value that expires first goes (when not full, it has under ttl/2 left).
-        if let Some(vs) = self.values.get(&key)
-            && vs.len() >= self.limits.values_per_key
-            && let Some(victim) = vs.iter().min_by_key(|s| s.expires)
-        {
-            let victim = (victim.expires, key, victim.value.holder.id);
-            self.remove_value(victim);
-        }
         if !self.values.contains_key(&key) && self.values.len() >= self.limits.max_keys {
             // Make room by dropping the whole key whose first value expires soonest, so the
             // key count (and with `l` per key, the value count) stays bounded.
             match self.by_expiry.first().copied() {
-                Some((first, victim, _)) if first < expires => self.remove_key(victim),
+                Some((first, victim)) if first < expires => self.remove_key(victim),
                 _ => return false,
             }
         }
-        self.values
-            .entry(key)
-            .or_default()
-            .push(Stored { value, expires });
-        self.by_expiry.insert((expires, key, holder));
+        let holder = value.holder.id;
+        let per_key = self.limits.values_per_key;
+        let vs = self.values.entry(key).or_default();
+        let before = vs.len();
+        let first = soonest(vs);
+        vs.retain(|s| s.value.holder.id != holder);
+        // At capacity: the value that expires first goes (when not full, it has under ttl/2 left).
+        if vs.len() >= per_key
+            && let Some(victim) = (0..vs.len()).min_by_key(|&i| vs[i].expires)
+        {
+            vs.remove(victim);
+        }
+        vs.push(Stored { value, expires });
+        self.value_count = self.value_count + vs.len() - before;
+        let now_first = soonest(vs);
+        self.reindex(key, first, now_first);
         true
     }
 
-    fn remove_value(&mut self, (expires, key, holder): (Instant, Key, NodeId)) {
-        self.by_expiry.remove(&(expires, key, holder));
-        if let Some(vs) = self.values.get_mut(&key) {
-            vs.retain(|s| s.value.holder.id != holder);
-            if vs.is_empty() {
-                self.values.remove(&key);
-            }
+    /// Moves `key` in the expiry index from `old` to `new` (its soonest expiry before and
+    /// after a change; `None`: it had or has no values).
+    fn reindex(&mut self, key: Key, old: Option<Instant>, new: Option<Instant>) {
+        if old == new {
+            return;
+        }
+        if let Some(t) = old {
+            self.by_expiry.remove(&(t, key));
+        }
+        if let Some(t) = new {
+            self.by_expiry.insert((t, key));
         }
     }
 
@@ -206,28 +221,44 @@ impl Store {
     pub(crate) fn expire(&mut self, now: Instant) {
         self.expire_values(now);
         let window = self.limits.loaded_window;
+        let clock = self.clock;
         self.requests.retain(|_, times| {
             times
                 .back()
-                .is_some_and(|t| now.saturating_duration_since(*t) < window)
+                .is_some_and(|t| clock.silence(now, *t) < window)
         });
     }
 
     /// Drops expired values only: cheap enough for every store (request counts are pruned by
     /// the periodic [`expire`](Store::expire)).
     fn expire_values(&mut self, now: Instant) {
-        while let Some(first) = self.by_expiry.first().copied() {
-            if first.0 > now {
+        while let Some(&(first, key)) = self.by_expiry.first() {
+            if first > now {
                 break;
             }
-            self.remove_value(first);
+            self.by_expiry.pop_first();
+            let Some(vs) = self.values.get_mut(&key) else {
+                continue;
+            };
+            let before = vs.len();
+            vs.retain(|s| s.expires > now);
+            self.value_count -= before - vs.len();
+            match soonest(vs) {
+                Some(t) => {
+                    self.by_expiry.insert((t, key));
+                }
+                None => {
+                    self.values.remove(&key);
+                }
+            }
         }
     }
 
     fn remove_key(&mut self, key: Key) {
         if let Some(vs) = self.values.remove(&key) {
-            for s in vs {
-                self.by_expiry.remove(&(s.expires, key, s.value.holder.id));
+            self.value_count -= vs.len();
+            if let Some(t) = soonest(&vs) {
+                self.by_expiry.remove(&(t, key));
             }
         }
     }
@@ -235,11 +266,11 @@ impl Store {
     /// When the next value expires.
     #[cfg(test)]
     pub(crate) fn next_expiry(&self) -> Option<Instant> {
-        self.by_expiry.first().map(|(t, _, _)| *t)
+        self.by_expiry.first().map(|(t, _)| *t)
     }
 
     pub(crate) fn value_count(&self) -> usize {
-        self.by_expiry.len()
+        self.value_count
     }
 
     pub(crate) fn key_count(&self) -> usize {
@@ -252,6 +283,11 @@ impl Store {
             .filter(|k| self.is_loaded(k, now))
             .count()
     }
+}
+
+/// The soonest expiry among `vs`.
+fn soonest(vs: &[Stored]) -> Option<Instant> {
+    vs.iter().map(|s| s.expires).min()
 }
 
 #[cfg(test)]
@@ -415,5 +451,58 @@ mod tests {
         assert!(s.get(&Key([0; 32]), now, 10).is_empty());
         // One that would expire before everything present is refused.
         assert!(!s.store(Key([101; 32]), value(1), Duration::from_secs(1), now));
+    }
+
+    /// The expiry index and the value count agree with the values, whatever the sequence
+    /// of stores, forced stores and expiries (they are kept in step, not recomputed).
+    fn check_consistent(s: &Store, now: Instant) {
+        let mut index: Vec<(Instant, Key)> = s
+            .values
+            .iter()
+            .map(|(k, vs)| (soonest(vs).expect("no empty key is kept"), *k))
+            .collect();
+        index.sort();
+        assert_eq!(s.by_expiry.iter().copied().collect::<Vec<_>>(), index);
+        assert_eq!(
+            s.value_count,
+            s.values.values().map(Vec::len).sum::<usize>()
+        );
+        assert!(s.values.len() <= s.limits.max_keys);
+        for vs in s.values.values() {
+            assert!(vs.len() <= s.limits.values_per_key);
+            let mut holders: Vec<_> = vs.iter().map(|v| v.value.holder.id).collect();
+            holders.sort();
+            holders.dedup();
+            assert_eq!(holders.len(), vs.len(), "a holder appears once per key");
+            assert!(
+                vs.iter().all(|v| v.expires > now),
+                "every change drops the expired values first"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_expiry_index_follows_every_change(
+            ops in proptest::collection::vec((0u8..4, 0u8..16, 0u8..6, 1u64..200, 0u64..8), 1..300)
+        ) {
+            let t0 = crate::test_clock::epoch();
+            let mut s = Store::new(limits());
+            let mut now = t0;
+            for (op, key, holder, ttl, step) in ops {
+                now += Duration::from_secs(step);
+                let (key, ttl) = (Key([key; 32]), Duration::from_secs(ttl));
+                match op {
+                    0 | 1 => {
+                        s.store(key, value(holder), ttl, now);
+                    }
+                    2 => {
+                        s.store_anyway(key, value(holder), ttl, now);
+                    }
+                    _ => s.expire(now),
+                }
+                check_consistent(&s, now);
+            }
+        }
     }
 }
