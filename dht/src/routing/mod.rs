@@ -4,7 +4,6 @@
 
 mod bucket;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bucket::Bucket;
@@ -15,6 +14,9 @@ use crate::stamp::Clock;
 
 /// The k-buckets of one level. Only non-empty buckets are allocated, so a node in a small
 /// cluster costs a few hundred bytes, which matters when the simulator runs thousands.
+/// They sit in a vector sorted by index, not a B-tree: a table has a dozen or so buckets,
+/// and a B-tree's nodes (room for eleven, and an inner node once there are more) held
+/// several kilobytes per table, mostly empty.
 #[derive(Clone, Debug)]
 pub(crate) struct RoutingTable {
     local: NodeId,
@@ -24,8 +26,8 @@ pub(crate) struct RoutingTable {
     ping_after: Duration,
     /// The clock of the entries' last-seen times.
     clock: Clock,
-    /// Keyed by `ilog2(distance to local)`: bucket 255 holds half the ID space.
-    buckets: BTreeMap<u32, Bucket>,
+    /// `(ilog2(distance to local), bucket)`, by index: bucket 255 holds half the ID space.
+    buckets: Vec<(u32, Bucket)>,
 }
 
 impl RoutingTable {
@@ -41,7 +43,7 @@ impl RoutingTable {
             max_replacements,
             ping_after,
             clock: Clock::default(),
-            buckets: BTreeMap::new(),
+            buckets: Vec::new(),
         }
     }
 
@@ -49,12 +51,33 @@ impl RoutingTable {
         self.local.distance(id).ilog2()
     }
 
+    /// The bucket of index `idx`, if it is non-empty.
+    fn bucket(&self, idx: u32) -> Option<&Bucket> {
+        let pos = self.position(idx).ok()?;
+        Some(&self.buckets[pos].1)
+    }
+
+    /// Where bucket `idx` is (`Ok`) or would go (`Err`).
+    fn position(&self, idx: u32) -> Result<usize, usize> {
+        self.buckets.binary_search_by_key(&idx, |(i, _)| *i)
+    }
+
+    fn values(&self) -> impl DoubleEndedIterator<Item = &Bucket> {
+        self.buckets.iter().map(|(_, b)| b)
+    }
+
     /// Records that `contact` is alive (it answered us or asked us something).
     /// The local node itself is never inserted.
     pub(crate) fn insert(&mut self, contact: &Contact, now: Instant) -> Option<Insert> {
         let idx = self.index(&contact.id)?;
         let now = self.clock.stamp(now);
-        let bucket = self.buckets.entry(idx).or_default();
+        let pos = self.position(idx).unwrap_or_else(|pos| {
+            // Exactly one more: buckets are added a dozen times in a table's life.
+            self.buckets.reserve_exact(1);
+            self.buckets.insert(pos, (idx, Bucket::default()));
+            pos
+        });
+        let bucket = &mut self.buckets[pos].1;
         Some(bucket.insert(contact, now, self.k, self.max_replacements, self.ping_after))
     }
 
@@ -63,12 +86,13 @@ impl RoutingTable {
         let Some(idx) = self.index(id) else {
             return false;
         };
-        let Some(bucket) = self.buckets.get_mut(&idx) else {
+        let Ok(pos) = self.position(idx) else {
             return false;
         };
+        let bucket = &mut self.buckets[pos].1;
         let removed = bucket.remove(id);
         if bucket.is_empty() {
-            self.buckets.remove(&idx);
+            self.buckets.remove(pos);
         }
         removed
     }
@@ -78,14 +102,15 @@ impl RoutingTable {
         let Some(idx) = self.index(&contact.id) else {
             return false;
         };
-        self.buckets
-            .get_mut(&idx)
-            .is_some_and(|b| b.readdress(contact))
+        match self.position(idx) {
+            Ok(pos) => self.buckets[pos].1.readdress(contact),
+            Err(_) => false,
+        }
     }
 
     pub(crate) fn contains(&self, id: &NodeId) -> bool {
         self.index(id)
-            .and_then(|idx| self.buckets.get(&idx))
+            .and_then(|idx| self.bucket(idx))
             .is_some_and(|b| b.contains(id))
     }
 
@@ -95,7 +120,7 @@ impl RoutingTable {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.buckets.values().map(|b| b.entries().len()).sum()
+        self.values().map(|b| b.entries().len()).sum()
     }
 
     pub(crate) fn clear(&mut self) {
@@ -104,14 +129,13 @@ impl RoutingTable {
 
     #[cfg(test)]
     pub(crate) fn contacts(&self) -> impl Iterator<Item = &Contact> {
-        self.buckets
-            .values()
+        self.values()
             .flat_map(|b| b.entries().iter().map(|e| &e.contact))
     }
 
     /// Indices of the non-empty buckets.
     pub(crate) fn bucket_indices(&self) -> impl Iterator<Item = u32> + '_ {
-        self.buckets.keys().copied()
+        self.buckets.iter().map(|(i, _)| *i)
     }
 
     /// Indices of the buckets none of whose entries was seen within `every` before `now`,
@@ -142,8 +166,8 @@ impl RoutingTable {
     /// farther (nearest: lowest `i`). Only the entries of each bucket visited are sorted.
     pub(crate) fn closest(&self, target: &Key, n: usize) -> Vec<Contact> {
         let d = self.local.distance(target);
-        let closer = self.buckets.iter().rev().filter(|(i, _)| d.bit(**i));
-        let farther = self.buckets.iter().filter(|(i, _)| !d.bit(**i));
+        let closer = self.buckets.iter().rev().filter(|(i, _)| d.bit(*i));
+        let farther = self.buckets.iter().filter(|(i, _)| !d.bit(*i));
         let mut out = Vec::with_capacity(n.min(self.len()));
         let mut scratch: Vec<(Distance, &Contact)> = Vec::new();
         for (_, bucket) in closer.chain(farther) {
