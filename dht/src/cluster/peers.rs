@@ -130,6 +130,12 @@ impl PeerTable {
                 slot
             }
             None => {
+                if self.slots.len() == self.slots.capacity() {
+                    // Grow by an eighth, not double: 129 peers would hold room for 256
+                    // entries of 112 bytes, and the table grows only while the node meets
+                    // new peers faster than it forgets old ones.
+                    self.slots.reserve_exact(self.slots.len() / 8 + 4);
+                }
                 self.slots.push(Some(info));
                 // `Config::validate` keeps the capacity within u32.
                 u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
