@@ -35,8 +35,8 @@ pub(crate) struct Rpcs {
     next_id: u64,
     /// By ID, which is also the order they were sent in (IDs only grow, and a retry takes a
     /// new one). A vector, not a B-tree: a node has a few requests out at a time, and a
-    /// B-tree leaf holds room for eleven of these 256-byte records from the first, which
-    /// was kilobytes per simulated node.
+    /// B-tree leaf holds room for eleven of these records (a few hundred bytes each, most
+    /// of it the request kept for a retry) from the first: kilobytes per simulated node.
     outstanding: Vec<(RpcId, Outstanding)>,
     deadlines: BTreeSet<(Instant, RpcId)>,
 }
@@ -72,10 +72,16 @@ impl Rpcs {
         self.outstanding.binary_search_by_key(&id, |(i, _)| *i).ok()
     }
 
-    /// The request is answered or abandoned.
-    pub(crate) fn finish(&mut self, id: RpcId) -> Option<Outstanding> {
+    /// Takes a request out, keeping the vector's room (a retry puts it back at once).
+    fn take(&mut self, id: RpcId) -> Option<Outstanding> {
         let (_, out) = self.outstanding.remove(self.position(id)?);
         self.deadlines.remove(&(out.deadline, id));
+        Some(out)
+    }
+
+    /// The request is answered or abandoned.
+    pub(crate) fn finish(&mut self, id: RpcId) -> Option<Outstanding> {
+        let out = self.take(id)?;
         // Give back the room of a burst once it is over, and all of it when none is left:
         // most simulated nodes have nothing out most of the time.
         let room = self.outstanding.capacity();
@@ -90,7 +96,7 @@ impl Rpcs {
     /// never has two sends in flight under one ID); a late answer to the old attempt is then
     /// unknown and dropped. Returns the new ID.
     pub(crate) fn retry(&mut self, id: RpcId, now: Instant, timeout: Duration) -> Option<RpcId> {
-        let mut out = self.finish(id)?;
+        let mut out = self.take(id)?;
         out.attempt += 1;
         let new = RpcId(self.next_id);
         self.next_id += 1;

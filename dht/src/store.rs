@@ -49,6 +49,7 @@ pub(crate) struct Store {
     /// Every key with values, by the soonest expiry among them: drives expiry (in
     /// logarithmic time, however many keys) and picks the key to drop when `max_keys` is hit.
     by_expiry: BTreeSet<(Instant, Key)>,
+    /// Values held under all keys (the index no longer counts them).
     value_count: usize,
     /// The clock of the request stamps.
     clock: Clock,
@@ -238,6 +239,7 @@ impl Store {
             }
             self.by_expiry.pop_first();
             let Some(vs) = self.values.get_mut(&key) else {
+                debug_assert!(false, "the expiry index names a key with no values");
                 continue;
             };
             let before = vs.len();
@@ -418,6 +420,23 @@ mod tests {
         assert!(s.is_loaded(&KEY, now + Duration::from_secs(12)));
         // A minute after the first requests, the rate has fallen below beta again.
         assert!(!s.is_loaded(&KEY, now + Duration::from_secs(61)));
+    }
+
+    #[test]
+    fn a_request_counts_for_the_window_give_or_take_under_a_second() {
+        let t0 = crate::test_clock::epoch();
+        let ms = |m: u64| t0 + Duration::from_millis(m);
+        let mut s = Store::new(limits());
+        // The first request sets the store's clock; thirteen more half a second later
+        // make it loaded on their own.
+        s.record_request(KEY, t0);
+        for _ in 0..13 {
+            s.record_request(KEY, ms(500));
+        }
+        // Stamps round down: the requests made half a second in count from second 0, so
+        // they leave the window up to a second early, never late.
+        assert!(s.is_loaded(&KEY, ms(59_400)));
+        assert!(!s.is_loaded(&KEY, ms(60_200)));
     }
 
     #[test]

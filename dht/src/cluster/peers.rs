@@ -134,7 +134,9 @@ impl PeerTable {
                     // Grow by an eighth, not double: 129 peers would hold room for 256
                     // entries of 112 bytes, and the table grows only while the node meets
                     // new peers faster than it forgets old ones.
-                    self.slots.reserve_exact(self.slots.len() / 8 + 4);
+                    let len = self.slots.len();
+                    let room = self.capacity.saturating_sub(len).max(1);
+                    self.slots.reserve_exact((len / 8 + 4).min(room));
                 }
                 self.slots.push(Some(info));
                 // `Config::validate` keeps the capacity within u32.
@@ -231,6 +233,11 @@ mod tests {
         // The newcomer takes the freed slot; the table does not grow.
         table.touch(at(5), &peer(9));
         assert_eq!(table.slots.len(), 3);
+        assert_eq!(
+            table.slots.capacity(),
+            3,
+            "no room past the table's capacity"
+        );
         assert!(table.get(&peer(9).id).is_some());
         let order: Vec<u8> = table.by_heard().map(|(_, p)| p.contact.id.0[0]).collect();
         assert_eq!(

@@ -72,7 +72,8 @@ impl RoutingTable {
         let idx = self.index(&contact.id)?;
         let now = self.clock.stamp(now);
         let pos = self.position(idx).unwrap_or_else(|pos| {
-            // Exactly one more: buckets are added a dozen times in a table's life.
+            // Exactly one more: a table has a dozen or so buckets, added once each and again
+            // only when one empties, far less often than messages arrive.
             self.buckets.reserve_exact(1);
             self.buckets.insert(pos, (idx, Bucket::default()));
             pos
