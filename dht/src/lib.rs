@@ -52,6 +52,7 @@
 //! time.
 #![warn(missing_docs)]
 
+mod bounded;
 mod cluster;
 mod config;
 mod error;

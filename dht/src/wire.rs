@@ -75,6 +75,7 @@ pub struct Value {
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct Header {
     /// `clusters[i]` describes the sender's cluster at level `i + 1`.
+    #[serde(deserialize_with = "de_clusters")]
     pub clusters: Vec<ClusterDescriptor>,
 }
 
@@ -145,13 +146,16 @@ pub enum ResponseBody {
     /// Answer to `FindNode`: the closest nodes known at that level.
     Nodes {
         /// Closest known contacts, nearest first.
+        #[serde(deserialize_with = "de_contacts")]
         closer: Vec<Contact>,
     },
     /// Answer to `Get`: values if any are stored, and closer nodes.
     Values {
         /// Values stored for the key (may be empty).
+        #[serde(deserialize_with = "de_values")]
         values: Vec<Value>,
         /// Closest known contacts, nearest first.
+        #[serde(deserialize_with = "de_contacts")]
         closer: Vec<Contact>,
     },
     /// Answer to `PutProbe`.
@@ -166,6 +170,7 @@ pub enum ResponseBody {
         /// sent to a node known to refuse it is a wasted round trip.
         accepts: bool,
         /// Closest known contacts, nearest first.
+        #[serde(deserialize_with = "de_contacts")]
         closer: Vec<Contact>,
     },
     /// Answer to `Store`.
@@ -364,6 +369,20 @@ fn check_duration(d: Duration) -> Result<(), DecodeError> {
     Ok(())
 }
 
+// Lists reserve no more room up front than their limit allows (see `crate::bounded`); the
+// checks above reject a longer one.
+fn de_contacts<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Contact>, D::Error> {
+    crate::bounded::vec(d, MAX_CONTACTS)
+}
+
+fn de_values<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
+    crate::bounded::vec(d, MAX_VALUES)
+}
+
+fn de_clusters<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ClusterDescriptor>, D::Error> {
+    crate::bounded::vec(d, MAX_LEVELS)
+}
+
 fn check_contacts(contacts: &[Contact]) -> Result<(), DecodeError> {
     if contacts.len() > MAX_CONTACTS {
         return Err(DecodeError::Limit("too many contacts"));
@@ -535,6 +554,15 @@ pub(crate) mod tests {
             decode_request(&bytes, MAX),
             Err(DecodeError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_list_announcing_more_than_its_bytes_is_truncated() {
+        // Version, an empty header, `Nodes`, then a length of four billion and nothing else.
+        let mut bytes = postcard::to_stdvec(&(PROTOCOL_VERSION, Header::default())).unwrap();
+        bytes.push(1);
+        bytes.extend([0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert_eq!(decode_response(&bytes, MAX), Err(DecodeError::Truncated));
     }
 
     #[test]
