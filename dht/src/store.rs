@@ -49,8 +49,6 @@ pub(crate) struct Store {
     /// Every key with values, by the soonest expiry among them: drives expiry (in
     /// logarithmic time, however many keys) and picks the key to drop when `max_keys` is hit.
     by_expiry: BTreeSet<(Instant, Key)>,
-    /// Values held under all keys (the index no longer counts them).
-    value_count: usize,
     /// The clock of the request stamps.
     clock: Clock,
     /// Recent request times per key, at most `loaded_threshold + 1` each (enough to decide).
@@ -65,7 +63,6 @@ impl Store {
             limits,
             values: BTreeMap::new(),
             by_expiry: BTreeSet::new(),
-            value_count: 0,
             clock: Clock::default(),
             requests: BTreeMap::new(),
         }
@@ -175,7 +172,6 @@ impl Store {
         let holder = value.holder.id;
         let per_key = self.limits.values_per_key;
         let vs = self.values.entry(key).or_default();
-        let before = vs.len();
         let first = soonest(vs);
         vs.retain(|s| s.value.holder.id != holder);
         // At capacity: the value that expires first goes (when not full, it has under ttl/2 left).
@@ -185,15 +181,19 @@ impl Store {
             vs.remove(victim);
         }
         vs.push(Stored { value, expires });
-        self.value_count = self.value_count + vs.len() - before;
-        let now_first = soonest(vs);
-        self.reindex(key, first, now_first);
+        self.settle(key, first);
         true
     }
 
-    /// Moves `key` in the expiry index from `old` to `new` (its soonest expiry before and
-    /// after a change; `None`: it had or has no values).
-    fn reindex(&mut self, key: Key, old: Option<Instant>, new: Option<Instant>) {
+    /// After `key`'s values changed: moves the key in the expiry index from `old` (its
+    /// soonest expiry before the change, `None` if it had no values) to its soonest now, and
+    /// drops the key once it has no values left. Every change to `values` ends here, so the
+    /// index cannot go stale.
+    fn settle(&mut self, key: Key, old: Option<Instant>) {
+        let new = self.values.get(&key).and_then(|vs| soonest(vs));
+        if new.is_none() {
+            self.values.remove(&key);
+        }
         if old == new {
             return;
         }
@@ -237,32 +237,20 @@ impl Store {
             if first > now {
                 break;
             }
-            self.by_expiry.pop_first();
-            let Some(vs) = self.values.get_mut(&key) else {
-                debug_assert!(false, "the expiry index names a key with no values");
-                continue;
-            };
-            let before = vs.len();
-            vs.retain(|s| s.expires > now);
-            self.value_count -= before - vs.len();
-            match soonest(vs) {
-                Some(t) => {
-                    self.by_expiry.insert((t, key));
-                }
-                None => {
-                    self.values.remove(&key);
-                }
+            if let Some(vs) = self.values.get_mut(&key) {
+                vs.retain(|s| s.expires > now);
             }
+            self.settle(key, Some(first));
         }
     }
 
     fn remove_key(&mut self, key: Key) {
-        if let Some(vs) = self.values.remove(&key) {
-            self.value_count -= vs.len();
-            if let Some(t) = soonest(&vs) {
-                self.by_expiry.remove(&(t, key));
-            }
-        }
+        let Some(vs) = self.values.get_mut(&key) else {
+            return;
+        };
+        let first = soonest(vs);
+        vs.clear();
+        self.settle(key, first);
     }
 
     /// When the next value expires.
@@ -271,8 +259,10 @@ impl Store {
         self.by_expiry.first().map(|(t, _)| *t)
     }
 
+    /// Values held under all keys (counted when asked: stats and snapshots ask every few
+    /// seconds, stores many times a second).
     pub(crate) fn value_count(&self) -> usize {
-        self.value_count
+        self.values.values().map(Vec::len).sum()
     }
 
     pub(crate) fn key_count(&self) -> usize {
@@ -472,8 +462,8 @@ mod tests {
         assert!(!s.store(Key([101; 32]), value(1), Duration::from_secs(1), now));
     }
 
-    /// The expiry index and the value count agree with the values, whatever the sequence
-    /// of stores, forced stores and expiries (they are kept in step, not recomputed).
+    /// The expiry index agrees with the values, whatever the sequence of stores, forced
+    /// stores and expiries (it is kept in step, not recomputed).
     fn check_consistent(s: &Store, now: Instant) {
         let mut index: Vec<(Instant, Key)> = s
             .values
@@ -482,10 +472,12 @@ mod tests {
             .collect();
         index.sort();
         assert_eq!(s.by_expiry.iter().copied().collect::<Vec<_>>(), index);
-        assert_eq!(
-            s.value_count,
-            s.values.values().map(Vec::len).sum::<usize>()
-        );
+        let live: usize = s
+            .values
+            .keys()
+            .map(|k| s.get(k, now, usize::MAX).len())
+            .sum();
+        assert_eq!(s.value_count(), live);
         assert!(s.values.len() <= s.limits.max_keys);
         for vs in s.values.values() {
             assert!(vs.len() <= s.limits.values_per_key);
